@@ -1,0 +1,1 @@
+"""One module per ``gpuquota`` subcommand; each exposes ``register(app: typer.Typer) -> None``."""

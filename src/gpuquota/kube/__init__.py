@@ -1,0 +1,7 @@
+"""Kubernetes API access behind one small interface, so the agent, the reconciler and the webhook's caches are
+tested with recorded API objects (``FakeKube``) and run in a cluster with the real client."""
+
+from gpuquota.kube.api import KubeApi, KubeError, ObjectList, WatchEvent
+from gpuquota.kube.fake import FakeKube
+
+__all__ = ["FakeKube", "KubeApi", "KubeError", "ObjectList", "WatchEvent"]

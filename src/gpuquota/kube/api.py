@@ -1,0 +1,56 @@
+"""The slice of the Kubernetes API gpuquota uses: get, list, watch and patch by REST path.
+
+Paths are the API server's own (``/api/v1/nodes``, ``/apis/batch/v1/namespaces/ns/jobs``), so the interface
+needs no per-kind code and a recorded object can be replayed as it came from a real cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+JsonObject = dict[str, Any]
+
+
+class KubeError(Exception):
+    """An API call failed. ``status`` is the HTTP status (0 when the server could not be reached)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+
+    @property
+    def retriable(self) -> bool:
+        """Conflicts, throttling, server errors and unreachable servers are worth a retry with backoff."""
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectList:
+    items: list[JsonObject]
+    resource_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
+    object: JsonObject
+
+
+class KubeApi(Protocol):
+    def get(self, path: str) -> JsonObject | None:
+        """The object at ``path``, or ``None`` when it does not exist (404)."""
+        ...
+
+    def list(self, path: str, label_selector: str | None = None) -> ObjectList: ...
+
+    def watch(self, path: str, resource_version: str, timeout_s: float = 300.0) -> Iterator[WatchEvent]:
+        """Events after ``resource_version`` until the server ends the watch or ``timeout_s`` passes.
+        A 410 Gone (too old a version) raises ``KubeError(410, …)``: the caller lists again."""
+        ...
+
+    def patch(self, path: str, body: JsonObject, patch_type: str = "merge") -> JsonObject:
+        """Apply a ``merge`` (RFC 7386) or ``json`` (RFC 6902, ``body`` = {"ops": [...]}) patch."""
+        ...

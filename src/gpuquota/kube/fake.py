@@ -1,0 +1,132 @@
+"""An in-memory API server holding recorded objects, for tests of the agent, reconciler and caches."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from gpuquota.kube.api import JsonObject, KubeError, ObjectList, WatchEvent
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """RFC 7386 JSON merge patch: ``None`` deletes a key, mappings merge, anything else replaces."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _matches(obj: JsonObject, label_selector: str | None) -> bool:
+    if not label_selector:
+        return True
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in label_selector.split(","):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            if labels.get(key) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+class FakeKube:
+    """Objects keyed by their full path (``/api/v1/nodes/n1``); a collection path lists its children.
+
+    Every change bumps a global resource version and is kept in an event log that ``watch`` replays, so
+    watch-with-resync logic meets the same ordering a real server gives. ``fail_next`` injects API errors.
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[str, JsonObject] = {}
+        self._events: list[tuple[int, str, WatchEvent]] = []
+        self._version = 0
+        self._lock = threading.Lock()
+        self.patches: list[tuple[str, JsonObject, str]] = []
+        self.errors: list[KubeError] = []
+
+    def fail_next(self, *errors: KubeError) -> None:
+        self.errors.extend(errors)
+
+    def _maybe_fail(self) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def _bump(self, path: str, kind: str, obj: JsonObject) -> None:
+        self._version += 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self._version)
+        self._events.append((self._version, path, WatchEvent(kind, copy.deepcopy(obj))))  # type: ignore[arg-type]
+
+    def put(self, path: str, obj: JsonObject) -> None:
+        """Create or replace an object (the test's hand on the cluster)."""
+        with self._lock:
+            kind = "MODIFIED" if path in self._objects else "ADDED"
+            stored = copy.deepcopy(obj)
+            self._objects[path] = stored
+            self._bump(path, kind, stored)
+
+    def delete(self, path: str) -> None:
+        with self._lock:
+            obj = self._objects.pop(path, None)
+            if obj is not None:
+                self._bump(path, "DELETED", obj)
+
+    def get(self, path: str) -> JsonObject | None:
+        with self._lock:
+            self._maybe_fail()
+            obj = self._objects.get(path)
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def _children(self, collection: str) -> list[str]:
+        prefix = collection.rstrip("/") + "/"
+        return [p for p in self._objects if p.startswith(prefix) and "/" not in p[len(prefix) :]]
+
+    def list(self, path: str, label_selector: str | None = None) -> ObjectList:
+        with self._lock:
+            self._maybe_fail()
+            items = [copy.deepcopy(self._objects[p]) for p in sorted(self._children(path))]
+            return ObjectList([o for o in items if _matches(o, label_selector)], str(self._version))
+
+    def watch(self, path: str, resource_version: str, timeout_s: float = 300.0) -> Iterator[WatchEvent]:
+        with self._lock:
+            self._maybe_fail()
+            since = int(resource_version or 0)
+            if self._events and since < self._events[0][0] - 1:
+                raise KubeError(410, "too old resource version")
+            prefix = path.rstrip("/") + "/"
+            pending = [
+                ev
+                for version, p, ev in self._events
+                if version > since and p.startswith(prefix) and "/" not in p[len(prefix) :]
+            ]
+        yield from pending
+
+    def compact(self) -> None:
+        """Forget the event log (as etcd compaction does): older watches get 410 Gone."""
+        with self._lock:
+            self._events = self._events[-1:] if self._events else []
+
+    def patch(self, path: str, body: JsonObject, patch_type: str = "merge") -> JsonObject:
+        with self._lock:
+            self._maybe_fail()
+            obj = self._objects.get(path)
+            if obj is None:
+                raise KubeError(404, f"{path} not found")
+            if patch_type != "merge":
+                raise KubeError(415, f"FakeKube supports merge patches only, not {patch_type}")
+            self.patches.append((path, copy.deepcopy(body), patch_type))
+            _merge(obj, body)
+            self._bump(path, "MODIFIED", obj)
+            return copy.deepcopy(obj)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 
 
@@ -71,9 +71,44 @@ class ModelSource(StrEnum):
     UNKNOWN = "unknown"  # a product the catalog does not know: counted as the most powerful catalog GPU
 
 
-# The window of an OPERATIONS usage key: "calendar-year:2026", "rolling-30d:2026-11-26" (window ending on that
-# day) or "total". CONCURRENT_TPP keys always use the window "now".
+# The window of an OPERATIONS usage key: "calendar-year:2026", "rolling-30d:2026-11-26" (the 30 days ending on,
+# and including, that day) or "total". CONCURRENT_TPP keys always use the window "now".
 CONCURRENT_WINDOW = "now"
+TOTAL_WINDOW = "total"
+
+
+def calendar_year_window(day: date) -> str:
+    return f"calendar-year:{day.year}"
+
+
+def rolling_window(days: int, day: date) -> str:
+    return f"rolling-{days}d:{day.isoformat()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A parsed window: the first and last day (inclusive) it sums, or neither for ``now``/``total``."""
+
+    kind: str  # "now", "total", "calendar-year", "rolling"
+    first: date | None = None
+    last: date | None = None
+
+
+def parse_window(window: str) -> Window:
+    """Inverse of the window builders; raises ``ValueError`` for anything else."""
+    if window in (CONCURRENT_WINDOW, TOTAL_WINDOW):
+        return Window(window)
+    kind, _, arg = window.partition(":")
+    if kind == "calendar-year" and arg.isdigit():
+        year = int(arg)
+        return Window(kind, date(year, 1, 1), date(year, 12, 31))
+    if kind.startswith("rolling-") and kind.endswith("d") and kind[8:-1].isdigit():
+        days = int(kind[8:-1])
+        last = date.fromisoformat(arg)
+        if days < 1:
+            raise ValueError(f"rolling window of {days} days")
+        return Window("rolling", last - timedelta(days=days - 1), last)
+    raise ValueError(f"unknown usage window {window!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +298,7 @@ class Decision:
     warnings: tuple[str, ...] = ()
     charges: tuple[Charge, ...] = ()
     operations: float | None = None  # operations the demand may spend (None: unbounded)
+    operations_per_second: float = 0.0  # rate at full allocation: settles actual usage from actual runtime
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property

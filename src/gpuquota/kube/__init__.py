@@ -2,6 +2,7 @@
 tested with recorded API objects (``FakeKube``) and run in a cluster with the real client."""
 
 from gpuquota.kube.api import KubeApi, KubeError, ObjectList, WatchEvent
+from gpuquota.kube.client import KubeClient, KubeConfigError
 from gpuquota.kube.fake import FakeKube
 
-__all__ = ["FakeKube", "KubeApi", "KubeError", "ObjectList", "WatchEvent"]
+__all__ = ["FakeKube", "KubeApi", "KubeClient", "KubeConfigError", "KubeError", "ObjectList", "WatchEvent"]

@@ -1,0 +1,252 @@
+"""What the ledger stores and returns: reservations, their states, the decision audit record, results.
+
+These are the contract between the webhook (which reserves), the reconciler (which moves reservations through
+their states) and the report (which reads them back). They are plain immutable values so that they cross
+threads and processes freely and so that tests can build them without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from gpuquota.domain import Charge, UsageKey
+
+
+class LedgerError(Exception):
+    """The ledger could not do what was asked (bad URL, a schema newer than this code, a corrupt row)."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The database cannot be reached or locked in time. The webhook fails closed for GPU workloads on this."""
+
+
+class ReservationState(StrEnum):
+    """Lifecycle of a reservation. Only ``reserved`` and ``running`` hold concurrent TPP."""
+
+    RESERVED = "reserved"  # admitted; the workload has not been seen running yet
+    RUNNING = "running"  # the reconciler saw its pods running
+    SETTLED = "settled"  # finished: operations replaced by the actual amount
+    RELEASED = "released"  # deleted (or found gone) before finishing: settled to the runtime it had
+    EXPIRED = "expired"  # admitted but never created: nothing was used
+
+    @property
+    def active(self) -> bool:
+        return self in (ReservationState.RESERVED, ReservationState.RUNNING)
+
+
+ACTIVE_STATES: tuple[ReservationState, ...] = (ReservationState.RESERVED, ReservationState.RUNNING)
+FINAL_STATES: tuple[ReservationState, ...] = (
+    ReservationState.SETTLED,
+    ReservationState.RELEASED,
+    ReservationState.EXPIRED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadRef:
+    """The workload a reservation belongs to. ``group`` is the API group ("" for core and for ``batch`` callers
+    that do not care); the pair (kind, group) disambiguates kinds of the same name from different operators."""
+
+    namespace: str
+    kind: str
+    name: str
+    group: str = ""
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        return f"{kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One admission decision, as the compliance record keeps it. Also written as a JSON line by the webhook."""
+
+    time: datetime
+    request_uid: str
+    operation: str
+    user: str
+    namespace: str
+    kind: str
+    name: str
+    tenant: str | None
+    jurisdiction: str | None
+    tier: str | None
+    allowed: bool
+    dry_run: bool
+    message: str
+    rules: tuple[str, ...]
+    warnings: tuple[str, ...]
+    gpus: float
+    model: str | None
+    tpp: float
+    operations: float | None
+    profile: str
+    profile_version: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "time": self.time.isoformat(),
+            "request_uid": self.request_uid,
+            "operation": self.operation,
+            "user": self.user,
+            "namespace": self.namespace,
+            "kind": self.kind,
+            "name": self.name,
+            "tenant": self.tenant,
+            "jurisdiction": self.jurisdiction,
+            "tier": self.tier,
+            "allowed": self.allowed,
+            "dry_run": self.dry_run,
+            "message": self.message,
+            "rules": list(self.rules),
+            "warnings": list(self.warnings),
+            "gpus": self.gpus,
+            "model": self.model,
+            "tpp": self.tpp,
+            "operations": self.operations,
+            "profile": self.profile,
+            "profile_version": self.profile_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What an admission holds until the workload ends: its charges and the audit record of the decision.
+
+    ``request_uid`` is the AdmissionReview's uid: the API server reuses it on retries, so it is the idempotency key.
+    ``charges`` come from ``Decision.charges``; a charge with a ``cap`` is re-checked inside the transaction.
+    """
+
+    request_uid: str
+    workload: WorkloadRef
+    tenant: str
+    jurisdiction: str | None
+    tier: str | None
+    model: str | None
+    gpus: float
+    tpp: float
+    operations: float | None
+    operations_per_second: float
+    max_runtime_s: float | None
+    profile: str
+    profile_version: str
+    charges: tuple[Charge, ...]
+    audit: AuditRecord
+
+
+class ReserveStatus(StrEnum):
+    RESERVED = "reserved"
+    DUPLICATE = "duplicate"  # the same request_uid was reserved before: nothing changed
+    CAP_EXCEEDED = "cap-exceeded"  # a capped charge no longer fits: nothing written
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    """``exceeded`` and ``used`` (usage before this request, under the charge's window) are set for CAP_EXCEEDED."""
+
+    status: ReserveStatus
+    reservation_id: int | None
+    exceeded: Charge | None = None
+    used: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationView:
+    """The active reservations of one workload, summed (a scale-up adds a reservation to the same workload)."""
+
+    workload: WorkloadRef
+    reservation_ids: tuple[int, ...]
+    tenant: str
+    jurisdiction: str | None
+    tier: str | None
+    model: str | None
+    state: ReservationState  # running if any of them runs, else reserved
+    gpus: float
+    tpp: float
+    operations: float | None  # None when any of them is unbounded
+    reserved_at: datetime  # the earliest admission
+    started_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRecord:
+    """One reservation row as stored, for the reconciler, reports and tests."""
+
+    id: int
+    request_uid: str
+    workload: WorkloadRef
+    tenant: str
+    jurisdiction: str | None
+    tier: str | None
+    model: str | None
+    gpus: float
+    tpp: float
+    operations: float | None
+    operations_per_second: float
+    max_runtime_s: float | None
+    profile: str
+    profile_version: str
+    state: ReservationState
+    reserved_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    actual_operations: float | None
+    reason: str
+
+
+class Ledger(Protocol):
+    """What the webhook needs. Every method is safe to call from several threads at once."""
+
+    def usage(self, keys: Iterable[UsageKey], now: datetime) -> dict[UsageKey, float]:
+        """Current usage of each key (absent keys count zero). Operations windows are summed from day buckets."""
+        ...
+
+    def reserve(self, reservation: Reservation, now: datetime) -> ReserveResult:
+        """One transaction: idempotent on ``request_uid``; re-checks every capped charge; writes the reservation,
+        its counters and its audit record together, or nothing at all."""
+        ...
+
+    def record_decision(self, audit: AuditRecord) -> None:
+        """Denials, dry-runs and skipped requests (no reservation)."""
+        ...
+
+    def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        """The workload was deleted: release every active reservation, settle operations to the runtime it had.
+        Returns how many reservations were released."""
+        ...
+
+    def find_active(self, workload: WorkloadRef) -> ReservationView | None:
+        """The workload's active reservations (its pods pass without reserving again), or ``None``."""
+        ...
+
+    def ping(self) -> None:
+        """Raise ``LedgerUnavailable`` when the database cannot be used."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ReconcilerLedger(Ledger, Protocol):
+    """What the reconciler needs on top of the webhook's view: list active work and move it through its states."""
+
+    def active_reservations(self) -> list[ReservationRecord]: ...
+
+    def mark_running(self, reservation_ids: Iterable[int], started: datetime) -> int:
+        """reserved → running (keeps the earliest start); returns how many changed."""
+        ...
+
+    def finish(
+        self,
+        reservation_ids: Iterable[int],
+        state: ReservationState,
+        ended: datetime,
+        reason: str,
+        started: datetime | None = None,
+    ) -> int:
+        """active → settled/released/expired: free the concurrent TPP, replace reserved operations by actual
+        (``operations_per_second`` × runtime; zero when expired). Already final reservations are left alone."""
+        ...

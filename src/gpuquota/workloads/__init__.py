@@ -1,0 +1,26 @@
+"""Workload demand: one adapter per Kubernetes workload kind, turning a manifest into a ``Demand``.
+
+Public API (the webhook, the ``check`` CLI and the Helm chart build on it — keep it stable):
+
+- ``extract(obj, ctx) -> Demand | None`` — ``None`` when the object asks for no GPU;
+- ``scale_delta(old, new) -> Demand | None`` — the growth of an UPDATE;
+- ``requests_gpu(obj) -> bool`` — cheap pre-check, no catalog work;
+- ``SUPPORTED_KINDS`` — (apiGroup, kind) pairs with an adapter;
+- ``ExtractContext``, ``WorkloadError``, ``UnsupportedKind``.
+"""
+
+from gpuquota.workloads.context import ExtractContext
+from gpuquota.workloads.delta import scale_delta
+from gpuquota.workloads.errors import UnsupportedKind, WorkloadError
+from gpuquota.workloads.extract import extract, requests_gpu
+from gpuquota.workloads.registry import SUPPORTED_KINDS
+
+__all__ = [
+    "SUPPORTED_KINDS",
+    "ExtractContext",
+    "UnsupportedKind",
+    "WorkloadError",
+    "extract",
+    "requests_gpu",
+    "scale_delta",
+]

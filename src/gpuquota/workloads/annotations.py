@@ -1,0 +1,105 @@
+"""What a workload declares about itself: purpose, base model, open weights, and its maximum runtime.
+
+These come from annotations on the workload's own metadata, which the tenant controls, so the defaults are the
+conservative ones (training, closed weights, unbounded runtime) and a declared runtime only ever shortens the
+bound a deadline field already sets (the smaller of the two wins).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from gpuquota.domain import Purpose, Weights
+from gpuquota.workloads.errors import WorkloadError
+from gpuquota.workloads.fields import MAX_DEADLINE_S, type_name
+
+PURPOSE = "gpuquota.io/purpose"
+BASE_MODEL = "gpuquota.io/base-model"
+WEIGHTS = "gpuquota.io/weights"
+MAX_RUNTIME = "gpuquota.io/max-runtime"
+
+MAX_BASE_MODEL_LENGTH = 253
+
+_PURPOSES = {p.value: p for p in Purpose}
+_WEIGHTS = {w.value: w for w in Weights}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _path(key: str) -> str:
+    return f"metadata.annotations[{key}]"
+
+
+def parse_duration(text: str, path: str) -> float:
+    """``72h``, ``90m``, ``3d``, ``3600s`` or sums such as ``1h30m`` → seconds (positive, at most ten years)."""
+    compact = text.strip()
+    if not compact:
+        raise WorkloadError("is empty; expected a duration such as 72h, 90m, 3d or 3600s", path=path)
+    position = 0
+    seconds = 0.0
+    for match in _DURATION.finditer(compact):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _UNIT_S[match.group(2)]
+        position = match.end()
+    if position != len(compact):
+        raise WorkloadError(
+            f"{text!r} is not a duration; expected e.g. 72h, 90m, 3d or 3600s (units s, m, h, d)", path=path
+        )
+    if seconds <= 0:
+        raise WorkloadError(f"{text!r} must be longer than zero", path=path)
+    if seconds > MAX_DEADLINE_S:
+        raise WorkloadError(f"{text!r} is longer than the accepted maximum of ten years", path=path)
+    return seconds
+
+
+def _text(annotations: Mapping[str, Any], key: str) -> str | None:
+    value = annotations.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise WorkloadError(f"must be a string, got {type_name(value)}", path=_path(key))
+    return value.strip()
+
+
+def purpose(annotations: Mapping[str, Any]) -> Purpose:
+    value = _text(annotations, PURPOSE)
+    if value is None:
+        return Purpose.TRAINING
+    found = _PURPOSES.get(value.lower())
+    if found is None:
+        raise WorkloadError(f"{value!r} is not a purpose; expected one of {', '.join(_PURPOSES)}", path=_path(PURPOSE))
+    return found
+
+
+def weights(annotations: Mapping[str, Any]) -> Weights:
+    value = _text(annotations, WEIGHTS)
+    if value is None:
+        return Weights.CLOSED
+    found = _WEIGHTS.get(value.lower())
+    if found is None:
+        raise WorkloadError(f"{value!r} is not a weights value; expected open or closed", path=_path(WEIGHTS))
+    return found
+
+
+def base_model(annotations: Mapping[str, Any]) -> str | None:
+    value = _text(annotations, BASE_MODEL)
+    if not value:
+        return None
+    if len(value) > MAX_BASE_MODEL_LENGTH:
+        raise WorkloadError(
+            f"is {len(value)} characters long; at most {MAX_BASE_MODEL_LENGTH} are accepted", path=_path(BASE_MODEL)
+        )
+    return value
+
+
+def max_runtime(annotations: Mapping[str, Any], deadline_s: float | None) -> float | None:
+    """The smaller of the workload's deadline field and its ``max-runtime`` annotation; ``None`` if neither."""
+    value = _text(annotations, MAX_RUNTIME)
+    declared = None if value is None else parse_duration(value, _path(MAX_RUNTIME))
+    if deadline_s is None:
+        return declared
+    bound = float(deadline_s)
+    return bound if declared is None else min(declared, bound)

@@ -1,0 +1,1 @@
+"""One module per family of workload kinds; each exposes ``ADAPTERS``: (apiGroup, kind) → adapter."""

@@ -1,0 +1,216 @@
+"""Which GPU model a pod is counted at: its selector, else the cluster inventory, else the policy default.
+
+Never under-count: a selector with alternatives counts the most powerful alternative; a product the catalog
+does not know counts as the most powerful catalog part that could serve the request, with a warning. A
+selector is trusted because it really constrains where pods land; tenant-set annotations are not read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from gpuquota.catalog import GpuSpec
+from gpuquota.domain import ModelSource
+from gpuquota.workloads.context import ExtractContext
+from gpuquota.workloads.errors import WorkloadError
+from gpuquota.workloads.fields import mapping, optional_str, sequence, type_name
+from gpuquota.workloads.resources import NVIDIA_SHARED, VENDOR_OF_RESOURCE, mig_profile
+
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+Selector = tuple[str, ...] | None
+"""Product label values a pod may land on (sorted), or ``None`` when its selectors do not constrain it."""
+
+
+def _term_values(term: Mapping[str, Any], path: str) -> set[str] | None:
+    """Products one nodeSelectorTerm allows; ``None`` when it does not constrain the product."""
+    allowed: set[str] | None = None
+    for index, expression in enumerate(sequence(term, "matchExpressions", f"{path}.matchExpressions")):
+        where = f"{path}.matchExpressions[{index}]"
+        if not isinstance(expression, Mapping):
+            raise WorkloadError(f"must be a mapping, got {type_name(expression)}", path=where)
+        if expression.get("key") != PRODUCT_LABEL or expression.get("operator") != "In":
+            continue  # NotIn, Exists, DoesNotExist, Gt, Lt: no upper bound on the product (conservative)
+        values = sequence(expression, "values", f"{where}.values")
+        for value_index, value in enumerate(values):
+            if not isinstance(value, str):
+                raise WorkloadError(f"must be a string, got {type_name(value)}", path=f"{where}.values[{value_index}]")
+        allowed = set(values) if allowed is None else allowed & set(values)
+    return allowed
+
+
+def product_selector(spec: Mapping[str, Any], path: str) -> Selector:
+    """The GPU products a PodSpec's nodeSelector and required node affinity allow.
+
+    Terms are ORed, expressions within a term ANDed, nodeSelector ANDed with the affinity. When the constraints
+    contradict each other (the pod could never be scheduled) the union is counted, never nothing.
+    """
+    chosen = optional_str(
+        mapping(spec, "nodeSelector", f"{path}.nodeSelector"), PRODUCT_LABEL, f"{path}.nodeSelector[{PRODUCT_LABEL}]"
+    )
+    from_selector = None if chosen is None else {chosen}
+    from_affinity: set[str] | None = None
+    affinity = mapping(spec, "affinity", f"{path}.affinity")
+    if affinity:
+        apath = f"{path}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+        node_affinity = mapping(affinity, "nodeAffinity", f"{path}.affinity.nodeAffinity")
+        required = mapping(node_affinity, "requiredDuringSchedulingIgnoredDuringExecution", apath)
+        terms = sequence(required, "nodeSelectorTerms", f"{apath}.nodeSelectorTerms")
+        union: set[str] = set()
+        constrained = bool(terms)
+        for index, term in enumerate(terms):
+            where = f"{apath}.nodeSelectorTerms[{index}]"
+            if not isinstance(term, Mapping):
+                raise WorkloadError(f"must be a mapping, got {type_name(term)}", path=where)
+            values = _term_values(term, where)
+            if values is None:
+                constrained = False
+                break
+            union |= values
+        if constrained and union:
+            from_affinity = union
+    if from_selector is None and from_affinity is None:
+        return None
+    if from_selector is None or from_affinity is None:
+        allowed = from_selector or from_affinity or set()
+    else:
+        allowed = (from_selector & from_affinity) or (from_selector | from_affinity)
+    return tuple(sorted(allowed))
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """How one pod's GPU request is counted: the model, and the physical-GPU equivalents of the pod."""
+
+    model: GpuSpec
+    source: ModelSource
+    gpus_per_pod: float
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    vendor: str
+    whole: int
+    shared: int
+    mig: tuple[tuple[str, int], ...]
+
+    def describe(self) -> str:
+        parts = [f"{units}x mig-{profile}" for profile, units in self.mig]
+        return ", ".join(parts) or self.vendor
+
+
+def _split(counts: tuple[tuple[str, int], ...]) -> _Request | None:
+    """Group a pod's GPU units by kind; ``None`` when several vendors are mixed in one pod."""
+    vendors: set[str] = set()
+    whole = shared = 0
+    mig: list[tuple[str, int]] = []
+    for name, units in counts:
+        profile = mig_profile(name)
+        if profile is not None:
+            vendors.add("nvidia")
+            mig.append((profile, units))
+        elif name == NVIDIA_SHARED:
+            vendors.add("nvidia")
+            shared += units
+        else:
+            vendors.add(VENDOR_OF_RESOURCE[name])
+            whole += units
+    if len(vendors) != 1:
+        return None
+    return _Request(vendors.pop(), whole, shared, tuple(mig))
+
+
+def _capable(spec: GpuSpec, request: _Request) -> bool:
+    return spec.vendor == request.vendor and all(spec.mig_fraction(p) is not None for p, _ in request.mig)
+
+
+def _gpus(spec: GpuSpec, request: _Request, shared_fraction: float) -> float:
+    """Physical-GPU equivalents of the pod on ``spec`` (MIG slices by SMs, shares at the policy's fraction)."""
+    total = request.whole + request.shared * shared_fraction
+    for profile, units in request.mig:
+        fraction = spec.mig_fraction(profile)
+        total += units * (1.0 if fraction is None else fraction)
+    return total
+
+
+def _best(specs: Iterable[GpuSpec], request: _Request, shared_fraction: float) -> GpuSpec | None:
+    return max(specs, key=lambda s: s.tpp * _gpus(s, request, shared_fraction), default=None)
+
+
+def _as_whole(ctx: ExtractContext, counts: tuple[tuple[str, int], ...], why: str) -> Resolution:
+    """Last resort: every unit counted as one whole GPU of the most powerful catalog part."""
+    strongest = ctx.catalog.strongest
+    units = sum(units for _, units in counts)
+    return Resolution(
+        strongest, ModelSource.UNKNOWN, float(units), (f"{why}; counted as {units} whole {strongest.key} GPU(s)",)
+    )
+
+
+@lru_cache(maxsize=8192)
+def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
+    ctx: ExtractContext, selector: Selector, counts: tuple[tuple[str, int], ...]
+) -> Resolution:
+    """Count one pod's GPU request (``counts``: sorted resource units) under ``selector``. Cached: templates
+    repeat across replicas, roles and admissions, and the catalog is immutable."""
+    catalog = ctx.catalog
+    request = _split(counts)
+    if request is None:
+        return _as_whole(ctx, counts, "the pod requests GPUs of several vendors")
+    capable = [s for s in catalog if _capable(s, request)]
+    if not capable:
+        return _as_whole(ctx, counts, f"no catalog GPU offers {request.describe()}")
+    fraction = ctx.shared_gpu_fraction
+    warnings: list[str] = []
+
+    def done(spec: GpuSpec, source: ModelSource) -> Resolution:
+        return Resolution(spec, source, _gpus(spec, request, fraction), tuple(warnings))
+
+    if selector is not None:
+        known = [catalog.get(value) for value in selector]
+        unknown = [value for value, spec in zip(selector, known, strict=True) if spec is None]
+        if unknown:
+            best = _best(capable, request, fraction)
+            assert best is not None
+            warnings.append(
+                f"GPU product {', '.join(map(repr, unknown))} ({PRODUCT_LABEL}) is not in the catalog; "
+                f"counted as the most powerful catalog GPU, {best.key}"
+            )
+            return done(best, ModelSource.UNKNOWN)
+        fits = [s for s in known if s is not None and _capable(s, request)]
+        best = _best(fits, request, fraction)
+        if best is not None:
+            return done(best, ModelSource.SELECTOR)
+        warnings.append(
+            f"the {PRODUCT_LABEL} selector ({', '.join(selector)}) offers no {request.describe()}; "
+            "counted as if the pod had no selector"
+        )
+    if ctx.inventory_models:
+        inventory = [catalog.get(name) for name in ctx.inventory_models]
+        if any(spec is None for spec in inventory):
+            best = _best(capable, request, fraction)
+            assert best is not None
+            missing = [n for n, s in zip(ctx.inventory_models, inventory, strict=True) if s is None]
+            warnings.append(
+                f"cluster inventory holds GPU(s) the catalog does not know ({', '.join(missing)}); "
+                f"counted as the most powerful catalog GPU, {best.key}"
+            )
+            return done(best, ModelSource.UNKNOWN)
+        best = _best((s for s in inventory if s is not None and _capable(s, request)), request, fraction)
+        if best is not None:
+            return done(best, ModelSource.INVENTORY)
+    if ctx.default_model is not None:
+        default = catalog.get(ctx.default_model)
+        if default is not None and _capable(default, request):
+            return done(default, ModelSource.DEFAULT)
+    best = _best(capable, request, fraction)
+    assert best is not None
+    if request.mig and not request.whole and not request.shared:
+        return done(best, ModelSource.RESOURCE)
+    warnings.append(
+        f"no GPU model selector, inventory or default model: counted as the most powerful catalog GPU, {best.key}"
+    )
+    return done(best, ModelSource.DEFAULT)

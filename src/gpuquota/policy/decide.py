@@ -1,0 +1,418 @@
+"""``decide()``: the pure verdict on one demand. No I/O, no clock — ``now`` and ``usage`` come in as arguments.
+
+What the tenant side of a decision needs (tier, the rules that match the tenant, their ledger keys and the caps
+after exemptions) depends only on the tenant and the day, so it is compiled once into a ``_Plan`` and memoised
+on the policy; per demand only the workload-side match and the arithmetic remain. That keeps a full decision in
+the tens of microseconds (bench/bench_decide.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+
+from gpuquota.domain import (
+    CONCURRENT_WINDOW,
+    Action,
+    Charge,
+    Decision,
+    Demand,
+    Metric,
+    RuleOutcome,
+    Scope,
+    Tenant,
+    Usage,
+    UsageKey,
+    calendar_year_window,
+)
+from gpuquota.policy import format as fmt
+from gpuquota.policy.model import Policy, Rule
+
+WORKLOAD_WINDOW = "workload"
+"""Window of the key a per-workload operations outcome carries. It names no ledger counter and is never charged."""
+UNKNOWN_SUBJECT = "unknown"
+"""Subject of a jurisdiction- or tier-scoped rule key when the tenant has no known jurisdiction."""
+UNKNOWN_JURISDICTION_RULE = "unknown-jurisdiction"
+MALFORMED_RULE = "malformed-workload"
+MESSAGE_LIMIT = 400
+WARNING_LIMIT = 120
+_SCOPE_NOUN = {Scope.TENANT: "tenant", Scope.JURISDICTION: "country", Scope.TIER: "tier", Scope.CLUSTER: "cluster"}
+_INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class _PlannedRule:
+    rule: Rule
+    key: UsageKey
+    cap: float  # after exemptions (inf when lifted)
+    exempted_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    tier: str | None
+    rules: tuple[_PlannedRule, ...]
+    concurrent_keys: tuple[UsageKey, ...]
+    operations_keys: tuple[UsageKey, ...]
+    who: str  # "tenant globex (BR, tier-2)" for messages
+
+
+def _subject(scope: Scope, tenant: Tenant, tier: str | None) -> str:
+    if scope is Scope.TENANT:
+        return tenant.name
+    if scope is Scope.CLUSTER:
+        return "cluster"
+    if tier is None:
+        return UNKNOWN_SUBJECT
+    if scope is Scope.JURISDICTION:
+        return tenant.jurisdiction or UNKNOWN_SUBJECT
+    return tier
+
+
+def _exempt(rule: Rule, tenant: Tenant, day: date) -> tuple[float, str | None]:
+    """The rule's cap after the tenant's active exemptions: lifted (inf) by one without an amount, raised by
+    the sum of licence amounts. Exemptions only ever raise a cap."""
+    if not rule.exemptions or not tenant.exemptions:
+        return rule.cap, None
+    cap = rule.cap
+    by: list[str] = []
+    for ex in tenant.exemptions:
+        if ex.kind not in rule.exemptions or (ex.rules and rule.id not in ex.rules) or not ex.active_on(day):
+            continue
+        label = ex.id or ex.kind
+        if ex.amount is None:
+            return _INF, label
+        if ex.amount > 0:
+            cap += ex.amount
+            by.append(label)
+    return cap, (",".join(by) or None)
+
+
+def _plan(policy: Policy, tenant: Tenant, day: date) -> _Plan:
+    cache = policy.memo
+    cache_key = (tenant, day)
+    plan = cache.get(cache_key)
+    if isinstance(plan, _Plan):
+        return plan
+    tier = policy.tier_of(tenant.jurisdiction)
+    planned = []
+    for rule in policy.rules_for(tenant, tier):
+        window = WORKLOAD_WINDOW if rule.per_workload else rule.window_key(day)
+        key = UsageKey(rule.scope, _subject(rule.scope, tenant, tier), rule.metric, window)
+        cap, by = _exempt(rule, tenant, day)
+        planned.append(_PlannedRule(rule, key, cap, by))
+    subjects = [(Scope.TENANT, tenant.name)]
+    if tier is not None and tenant.jurisdiction is not None:
+        subjects += [(Scope.JURISDICTION, tenant.jurisdiction), (Scope.TIER, tier)]
+    subjects.append((Scope.CLUSTER, "cluster"))
+    year = calendar_year_window(day)
+    plan = _Plan(
+        tier=tier,
+        rules=tuple(planned),
+        concurrent_keys=tuple(UsageKey(s, n, Metric.CONCURRENT_TPP, CONCURRENT_WINDOW) for s, n in subjects),
+        operations_keys=tuple(UsageKey(s, n, Metric.OPERATIONS, year) for s, n in subjects),
+        who=f"tenant {tenant.name} ({tenant.jurisdiction or 'no jurisdiction'}, {tier or 'no tier'})",
+    )
+    if len(cache) > 65536:
+        cache.clear()
+    cache[cache_key] = plan
+    return plan
+
+
+def _operations(demand: Demand, tpp: float, policy: Policy) -> float | None:
+    runtime = demand.max_runtime_s if demand.max_runtime_s is not None else policy.assume_runtime_s
+    return None if runtime is None else policy.operations_per_second(tpp) * runtime
+
+
+def usage_keys(policy: Policy, demand: Demand, tenant: Tenant, now: datetime) -> frozenset[UsageKey]:
+    """Every ledger counter ``decide()`` reads or charges for this demand: the matching rules' keys (per-workload
+    rules have none) and the base metering keys (concurrent TPP, and calendar-year operations when bounded)."""
+    plan = _plan(policy, tenant, now.date())
+    keys = {p.key for p in plan.rules if not p.rule.per_workload and p.rule.matches_demand(demand)}
+    keys.update(plan.concurrent_keys)
+    if _operations(demand, 1.0, policy) is not None:
+        keys.update(plan.operations_keys)
+    return frozenset(keys)
+
+
+def _requested_phrase(demand: Demand, tpp: float, gpus: float, operations: float | None, metric: Metric) -> str:
+    model = demand.model or "GPU"
+    text = f"requested {fmt.count(gpus)} × {model} = {fmt.tpp(tpp)} TPP"
+    if metric is Metric.OPERATIONS:
+        if operations is None:
+            text += " with no runtime bound"
+        else:
+            text += f" for {_runtime(demand)} = {fmt.operations(operations)} operations"
+    return text
+
+
+def _runtime(demand: Demand) -> str:
+    seconds = demand.max_runtime_s
+    if seconds is None:
+        return "the assumed runtime"
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{seconds / 86400:.0f}d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.4g}h"
+    return f"{seconds:.0f}s"
+
+
+def _cap_phrase(o: RuleOutcome, rule: Rule) -> str:
+    noun = _SCOPE_NOUN[rule.scope]
+    if rule.metric is Metric.CONCURRENT_TPP:
+        return f"against a {fmt.tpp(o.cap)} TPP {noun} cap ({fmt.tpp(o.used)} TPP already held by {o.key.subject})"
+    if rule.per_workload:
+        return f"against a per-workload cap of {fmt.operations(o.cap)} operations"
+    return (
+        f"against a {fmt.operations(o.cap)}-operation {noun} cap per {rule.window_name} "
+        f"({fmt.operations(o.used)} already spent)"
+    )
+
+
+def _denial(demand: Demand, figures: _Figures, o: RuleOutcome, rule: Rule, policy: Policy) -> str:
+    model = demand.model or "GPU"
+    head = f"{demand.kind} {demand.namespace}/{demand.name} denied for {figures.plan.who} by rule {rule.id}"
+    if rule.description and rule.description != rule.id:
+        head += f" ({rule.description})"
+    requested = _requested_phrase(demand, figures.tpp, figures.gpus, figures.operations, rule.metric)
+    body = f"{requested} {_cap_phrase(o, rule)}"
+    unbounded = rule.metric is Metric.OPERATIONS and figures.operations is None
+    if unbounded:
+        body += f": {policy.unbounded_hint}"
+    elif o.fits_gpus is not None:
+        body += f"; up to {fmt.count(o.fits_gpus)} × {model} fit" if o.fits_gpus >= 1 else f"; no {model} fits"
+    if rule.hint and not unbounded:
+        body += f"; {rule.hint}"
+    return f"{head}: {body}"
+
+
+def _fits(cap: float, used: float, per_gpu: float | None) -> float | None:
+    if math.isinf(cap):
+        return None
+    if per_gpu is None:  # unbounded operations per GPU: no count of GPUs fits an operations cap
+        return 0.0
+    if per_gpu <= 0:
+        return None
+    return float(max(0, math.floor((cap - used) / per_gpu + 1e-9)))
+
+
+def _malformed(demand: Demand, tpp: float, gpus: float) -> str | None:
+    if not math.isfinite(tpp) or tpp < 0 or not math.isfinite(gpus) or gpus < 0:
+        return f"the workload's GPU demand is not a finite, non-negative amount ({gpus!r} GPUs, {tpp!r} TPP)"
+    if demand.max_runtime_s is not None and not (demand.max_runtime_s >= 0):
+        return f"the workload's maximum runtime is negative ({demand.max_runtime_s!r} s)"
+    for group in demand.groups:
+        if group.pods < 0 or not (group.gpus_per_pod >= 0) or not (group.tpp_per_gpu >= 0):
+            return f"pod group {group.role!r} has a negative or undefined count"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """The demand's totals, computed once per decision."""
+
+    plan: _Plan
+    tpp: float
+    gpus: float
+    operations: float | None
+    tpp_per_gpu: float | None
+    ops_per_gpu: float | None
+
+
+@dataclass(slots=True)
+class _Verdict:
+    """What ``decide()`` accumulates while it walks the matching rules."""
+
+    outcomes: list[RuleOutcome]
+    warnings: list[str]
+    denials: list[tuple[RuleOutcome, Rule | None]]
+    notes: list[str]
+    charges: dict[UsageKey, tuple[float, float | None, str | None]]
+
+
+def _unknown_jurisdiction(tenant: Tenant, usage: Usage, policy: Policy, f: _Figures, v: _Verdict) -> None:
+    key = f.plan.concurrent_keys[0]
+    reason = policy.unknown_message
+    if tenant.jurisdiction is not None:
+        reason = f"jurisdiction {tenant.jurisdiction!r} is not an ISO 3166-1 alpha-2 country code; {reason}"
+    action = policy.unknown_action
+    outcome = RuleOutcome(
+        UNKNOWN_JURISDICTION_RULE,
+        "tenant jurisdiction unknown",
+        action,
+        key,
+        f.tpp,
+        usage.get(key, 0.0),
+        0.0,
+        True,
+        fits_gpus=0.0,
+        message=reason,
+    )
+    v.outcomes.append(outcome)
+    if action is Action.DENY:
+        v.denials.append((outcome, None))
+    elif action is Action.WARN:
+        v.warnings.append(fmt.clip(f"{UNKNOWN_JURISDICTION_RULE}: {reason}", WARNING_LIMIT))
+    else:
+        v.notes.append(UNKNOWN_JURISDICTION_RULE)
+
+
+def _judge(planned: _PlannedRule, usage: Usage, f: _Figures, v: _Verdict) -> None:
+    """Evaluate one matching rule: its outcome, a warning or denial, and its charge."""
+    rule, key, cap = planned.rule, planned.key, planned.cap
+    if rule.metric is Metric.CONCURRENT_TPP:
+        requested, per_gpu = f.tpp, f.tpp_per_gpu
+    else:
+        requested = _INF if f.operations is None else f.operations
+        per_gpu = f.ops_per_gpu
+    used = 0.0 if rule.per_workload else usage.get(key, 0.0)
+    exceeded = requested > 0 and used + requested > cap
+    outcome = RuleOutcome(
+        rule.id,
+        rule.description,
+        rule.action,
+        key,
+        requested,
+        used,
+        cap,
+        exceeded,
+        rule.warn_at,
+        _fits(cap, used, per_gpu),
+        planned.exempted_by,
+    )
+    v.outcomes.append(outcome)
+    if exceeded:
+        if rule.action is Action.DENY:
+            v.denials.append((outcome, rule))
+        elif rule.action is Action.WARN:
+            amount = fmt.tpp(requested) if rule.metric is Metric.CONCURRENT_TPP else fmt.operations(requested)
+            v.warnings.append(
+                fmt.clip(
+                    f"{rule.id}: {amount} requested exceeds the {_SCOPE_NOUN[rule.scope]} cap "
+                    f"({_short(used, cap, rule)})",
+                    WARNING_LIMIT,
+                )
+            )
+        else:
+            v.notes.append(rule.id)
+    elif rule.warn_at is not None and 0 < cap < _INF and (used + requested) / cap >= rule.warn_at:
+        v.warnings.append(
+            fmt.clip(
+                f"{rule.id}: {_SCOPE_NOUN[rule.scope]} {key.subject} would be at "
+                f"{fmt.percent((used + requested) / cap)} of its cap ({_short(used + requested, cap, rule)})",
+                WARNING_LIMIT,
+            )
+        )
+    if rule.per_workload or requested == _INF:
+        return  # nothing cumulative to reserve: the ledger settles unbounded runs from operations_per_second
+    enforced = rule.action is Action.DENY and cap < _INF
+    entry = v.charges.get(key)
+    if entry is None:
+        v.charges[key] = (requested, cap, rule.id) if enforced else (requested, None, None)
+    elif enforced and (entry[1] is None or cap < entry[1]):
+        v.charges[key] = (entry[0], cap, rule.id)
+
+
+def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now: datetime) -> Decision:
+    """Judge one demand for one tenant against the usage already counted. Pure: same inputs, same decision.
+
+    ``allowed`` is false iff a matching deny rule is exceeded, the tenant's jurisdiction is unknown and the
+    profile's ``unknownJurisdiction.action`` is deny, or the demand is malformed. Every matching rule appears in
+    ``outcomes``; ``charges`` holds the base metering counters and the matching rules' counters, with the cap of
+    deny rules for the ledger to re-check inside its transaction.
+    """
+    plan = _plan(policy, tenant, now.date())
+    groups = demand.groups
+    tpp = sum(g.pods * g.gpus_per_pod * g.tpp_per_gpu for g in groups)
+    gpus = sum(g.pods * g.gpus_per_pod for g in groups)
+    problem = _malformed(demand, tpp, gpus)
+    if problem is not None:
+        return _malformed_decision(demand, tenant, policy, plan, problem)
+    operations = _operations(demand, tpp, policy)
+    f = _Figures(
+        plan,
+        tpp,
+        gpus,
+        operations,
+        tpp / gpus if gpus > 0 else None,
+        None if operations is None or gpus <= 0 else operations / gpus,
+    )
+    charges: dict[UsageKey, tuple[float, float | None, str | None]] = dict.fromkeys(
+        plan.concurrent_keys, (tpp, None, None)
+    )
+    if operations is not None:
+        charges.update(dict.fromkeys(plan.operations_keys, (operations, None, None)))
+    v = _Verdict([], [fmt.clip(w, WARNING_LIMIT) for w in demand.warnings], [], [], charges)
+    if plan.tier is None and tpp > 0:
+        _unknown_jurisdiction(tenant, usage, policy, f, v)
+    for planned in plan.rules:
+        if planned.rule.matches_demand(demand):
+            _judge(planned, usage, f, v)
+    return _finish(demand, policy, f, v)
+
+
+def _finish(demand: Demand, policy: Policy, f: _Figures, v: _Verdict) -> Decision:
+    annotations = {
+        "profile": f"{policy.name}@{policy.version}",
+        "tier": f.plan.tier or "none",
+        "tpp": f"{f.tpp:.0f}",
+        "operations": "unbounded" if f.operations is None else f"{f.operations:.3g}",
+        "rules": ",".join(o.rule_id for o in v.outcomes) or "none",
+    }
+    outcomes = v.outcomes
+    if v.denials:
+        first, rule = v.denials[0]
+        if rule is None:
+            message = f"{demand.kind} {demand.namespace}/{demand.name} denied for {f.plan.who}: {first.message}"
+        else:
+            message = _denial(demand, f, first, rule, policy)
+        if len(v.denials) > 1:
+            message += f" (also exceeds: {', '.join(o.rule_id for o, _ in v.denials[1:])})"
+        message = fmt.clip(message, MESSAGE_LIMIT)
+        annotations["denied-by"] = ",".join(o.rule_id for o, _ in v.denials)
+        outcomes = [replace(o, message=message) if o is first else o for o in outcomes]
+    else:
+        message = fmt.clip(
+            f"{demand.kind} {demand.namespace}/{demand.name} allowed for {f.plan.who}: "
+            f"{fmt.count(f.gpus)} × {demand.model or 'GPU'} = {fmt.tpp(f.tpp)} TPP"
+            + (f", {len(v.warnings)} warning(s)" if v.warnings else ""),
+            MESSAGE_LIMIT,
+        )
+    if v.notes:
+        annotations["audit"] = ",".join(v.notes)
+    return Decision(
+        allowed=not v.denials,
+        message=message,
+        tier=f.plan.tier,
+        profile=policy.name,
+        profile_version=policy.version,
+        outcomes=tuple(outcomes),
+        warnings=tuple(v.warnings),
+        charges=tuple(Charge(k, c[0], c[1], c[2]) for k, c in v.charges.items()),
+        operations=f.operations,
+        operations_per_second=policy.operations_per_second(f.tpp),
+        annotations=annotations,
+    )
+
+
+def _malformed_decision(demand: Demand, tenant: Tenant, policy: Policy, plan: _Plan, problem: str) -> Decision:
+    key = UsageKey(Scope.TENANT, tenant.name, Metric.CONCURRENT_TPP)
+    message = fmt.clip(f"{demand.kind} {demand.namespace}/{demand.name} denied: {problem}", MESSAGE_LIMIT)
+    outcome = RuleOutcome(MALFORMED_RULE, "malformed workload", Action.DENY, key, 0.0, 0.0, 0.0, True, message=message)
+    return Decision(
+        False,
+        message,
+        plan.tier,
+        policy.name,
+        policy.version,
+        outcomes=(outcome,),
+        warnings=tuple(fmt.clip(w, WARNING_LIMIT) for w in demand.warnings),
+        annotations={"profile": f"{policy.name}@{policy.version}", "denied-by": MALFORMED_RULE},
+    )
+
+
+def _short(used: float, cap: float, rule: Rule) -> str:
+    if rule.metric is Metric.CONCURRENT_TPP:
+        return f"{fmt.tpp(used)} of {fmt.tpp(cap)} TPP"
+    return f"{fmt.operations(used)} of {fmt.operations(cap)} operations"

@@ -1,0 +1,399 @@
+"""One admission review, from bytes to bytes: parse, count the demand, find the tenant, decide, reserve.
+
+Work is split in two so the server can keep the event loop free where it matters: ``begin`` does everything that
+needs no database (parsing, the no-GPU fast path, demand extraction, tenant lookup, the owner cache) and either
+answers at once or returns a ``Pending`` whose ``run`` touches the ledger. The server runs ``Pending.run`` inline
+for SQLite (a local file: a thread hop would cost more than the query) and in a thread pool for PostgreSQL.
+
+Failure rules (see docs/webhook.md): bad input is answered with a 400 or, when the review's uid can be read, a
+denial saying what is wrong — nothing is written either way; an unreachable ledger fails closed for GPU workloads
+only; anything unexpected is an ``internal`` error that denies the GPU workload and keeps the server serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from gpuquota.admission.audit import AuditLog
+from gpuquota.admission.live import LiveConfig, Snapshot
+from gpuquota.admission.metrics import WebhookMetrics
+from gpuquota.admission.namespaces import NamespaceCache
+from gpuquota.admission.owners import OwnerCache, OwnerRef, candidate_owners
+from gpuquota.admission.review import AdmissionRequest, ReviewError, build_response, decode_object, parse_review
+from gpuquota.domain import Action, Decision, Demand, Tenant, Usage
+from gpuquota.ledger import (
+    AuditRecord,
+    Ledger,
+    LedgerError,
+    Reservation,
+    ReserveResult,
+    ReserveStatus,
+    WorkloadRef,
+)
+from gpuquota.policy import decide, usage_keys
+from gpuquota.workloads import SUPPORTED_KINDS, ExtractContext, WorkloadError, extract, requests_gpu, scale_delta
+
+log = logging.getLogger("gpuquota.admission")
+
+MAX_RESERVE_ATTEMPTS: Final = 3
+UNKNOWN: Final = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer. ``status`` 200 carries an AdmissionReview; 400 a JSON error for an unusable body."""
+
+    status: int
+    body: bytes
+
+
+_error_encoder: Final = msgspec.json.Encoder()
+
+
+def bad_request(message: str) -> Reply:
+    return Reply(400, _error_encoder.encode({"error": "bad_request", "message": message}))
+
+
+def ledger_down_message(exc: Exception) -> str:
+    return (
+        f"gpuquota cannot reach its ledger ({exc}); GPU workloads are refused until it is back (fail closed). "
+        "Objects that request no GPU are not affected. Ask your cluster admin to check the gpuquota ledger database."
+    )
+
+
+@dataclass(slots=True)
+class Pending:
+    """The ledger part of a review; ``run`` is sync and safe to call from a worker thread."""
+
+    run: Callable[[], Reply]
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Everything ``Pending.run`` needs, computed before the ledger is touched."""
+
+    request: AdmissionRequest
+    snap: Snapshot
+    demand: Demand
+    tenant: Tenant
+    workload: WorkloadRef
+    owners: tuple[OwnerRef, ...]
+    started: float
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _annotation_key(key: str) -> str:
+    """Audit annotation keys get the webhook's name as prefix, so they must not carry one of their own."""
+    return key.rpartition("/")[2] or key
+
+
+class Admission:
+    """The webhook's decision path. One instance per server process; every method is thread-safe."""
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        ledger: Ledger,
+        metrics: WebhookMetrics,
+        audit: AuditLog,
+        *,
+        namespaces: NamespaceCache | None = None,
+        inventory_models: Callable[[], tuple[str, ...]] | None = None,
+        owners: OwnerCache | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.live = live
+        self.ledger = ledger
+        self.metrics = metrics
+        self.audit = audit
+        self.namespaces = namespaces
+        self.owners = owners or OwnerCache()
+        self._inventory_models = inventory_models or (lambda: ())
+        self._clock = clock
+        self._ctx_key: tuple[int, tuple[str, ...]] | None = None
+        self._ctx: ExtractContext | None = None
+
+    # --- the part without I/O -------------------------------------------------------------------------------------
+
+    def begin(self, body: bytes, started: float | None = None) -> Reply | Pending:
+        started = time.perf_counter() if started is None else started
+        try:
+            request = parse_review(body)
+        except ReviewError as exc:
+            self.metrics.errors.labels("bad_request").inc()
+            self._count(UNKNOWN, UNKNOWN, "error", "none", started)
+            if exc.uid:
+                return Reply(200, build_response(exc.uid, False, f"gpuquota: bad AdmissionReview: {exc.message}",
+                                                 code=400))
+            return bad_request(exc.message)
+        kind = request.kind.kind or UNKNOWN
+        try:
+            return self._begin(request, started)
+        except ReviewError as exc:
+            return self._invalid(request, kind, exc.message, started)
+        except WorkloadError as exc:
+            return self._invalid(request, kind, str(exc), started)
+        except Exception:
+            log.exception("internal error on admission request %s", request.uid)
+            return self._internal(request, started)
+
+    def _begin(self, request: AdmissionRequest, started: float) -> Reply | Pending:  # noqa: PLR0911 - one exit per fast path
+        kind = request.kind.kind
+        if (request.kind.group, kind) not in SUPPORTED_KINDS or request.operation == "CONNECT":
+            return self._skip(request, started)
+        if request.operation == "DELETE":
+            if request.dry_run:
+                return self._skip(request, started)
+            return Pending(lambda: self._release(request, started))
+        obj = decode_object(request.object, "object", request.uid)
+        if obj is None:
+            raise ReviewError(f"{request.operation} of {kind} carries no object", request.uid)
+        if not requests_gpu(obj):
+            return self._skip(request, started)
+        snap = self.live.current
+        ctx = self._context(snap)
+        demand = extract(obj, ctx)
+        if demand is not None and request.operation == "UPDATE":
+            old = decode_object(request.old_object, "oldObject", request.uid)
+            before = extract(old, ctx) if old is not None else None
+            if before is not None:
+                demand = scale_delta(before, demand)  # only growth needs new room
+        if demand is None or not demand.groups:
+            return self._skip(request, started)
+        owners = candidate_owners(obj)
+        unchecked: list[OwnerRef] = []
+        for ref in owners:
+            cached = self.owners.get(request.namespace, ref)
+            if cached:
+                return self._owned(request, ref, started)
+            if cached is None:
+                unchecked.append(ref)
+        job = _Job(request, snap, demand, self._tenant(snap, request.namespace), self._workload(request, obj),
+                   tuple(unchecked), started)
+        return Pending(lambda: self._guarded(job))
+
+    def _context(self, snap: Snapshot) -> ExtractContext:
+        models = self._inventory_models()
+        key = (id(snap.policy), models)
+        if self._ctx is None or self._ctx_key != key:
+            self._ctx = ExtractContext(snap.catalog, models, snap.policy.default_model,
+                                       snap.policy.shared_gpu_fraction)
+            self._ctx_key = key
+        return self._ctx
+
+    def _tenant(self, snap: Snapshot, namespace: str) -> Tenant:
+        """From the namespace's labels (cluster view) or the tenants file — never from the workload's labels."""
+        labels: Mapping[str, str] | None = None
+        if self.namespaces is not None:
+            labels = self.namespaces.labels(namespace)
+        # A namespace nobody assigned is its own tenant with no jurisdiction: unknownJurisdiction applies.
+        return snap.tenants.resolve_or_unknown(namespace, labels)
+
+    @staticmethod
+    def _workload(request: AdmissionRequest, obj: Mapping[str, Any]) -> WorkloadRef:
+        name = request.name or str((obj.get("metadata") or {}).get("name") or "")
+        return WorkloadRef(request.namespace, request.kind.kind, name, request.kind.group)
+
+    # --- the part with the ledger ---------------------------------------------------------------------------------
+
+    def _guarded(self, job: _Job) -> Reply:
+        try:
+            reply = self._decide(job)
+        except LedgerError as exc:
+            self.metrics.errors.labels("ledger_unavailable").inc()
+            self.metrics.ledger_up.set(0)
+            log.error("ledger unavailable on request %s: %s", job.request.uid, exc)
+            self._count(job.request.operation, job.request.kind.kind, "error", "ledger-unavailable", job.started)
+            return Reply(200, build_response(job.request.uid, False, ledger_down_message(exc), code=503))
+        except Exception:
+            log.exception("internal error on admission request %s", job.request.uid)
+            return self._internal(job.request, job.started)
+        self.metrics.ledger_up.set(1)
+        return reply
+
+    def _decide(self, job: _Job) -> Reply:
+        request = job.request
+        for ref in job.owners:
+            active = self.ledger.find_active(WorkloadRef(request.namespace, ref.kind, ref.name, ref.group)) is not None
+            self.owners.put(request.namespace, ref, active)
+            if active:
+                return self._owned(request, ref, job.started)
+        policy = job.snap.policy
+        now = self._clock()
+        usage: Usage = self.ledger.usage(usage_keys(policy, job.demand, job.tenant, now), now)
+        decision = decide(job.demand, job.tenant, usage, policy, now=now)
+        if not decision.allowed or request.dry_run or not decision.charges:
+            self.ledger.record_decision(self._audit(job, decision))
+            return self._answer(job, decision, usage, reserved=False, status=None)
+        for _attempt in range(MAX_RESERVE_ATTEMPTS):
+            result = self.ledger.reserve(self._reservation(job, decision), now)
+            if result.status is not ReserveStatus.CAP_EXCEEDED:
+                return self._answer(job, decision, usage, reserved=True, status=result.status)
+            # Another admission took the room between our read and our reserve: judge again on fresh figures.
+            now = self._clock()
+            usage = self.ledger.usage(usage_keys(policy, job.demand, job.tenant, now), now)
+            decision = decide(job.demand, job.tenant, usage, policy, now=now)
+            if not decision.allowed:
+                self.ledger.record_decision(self._audit(job, decision))
+                return self._answer(job, decision, usage, reserved=False, status=ReserveStatus.CAP_EXCEEDED)
+        return self._raced_out(job, decision, result)
+
+    def _raced_out(self, job: _Job, decision: Decision, result: ReserveResult) -> Reply:
+        """The ledger kept refusing although fresh usage said it fits (figures moving under heavy contention)."""
+        charge = result.exceeded
+        figures = ""
+        if charge is not None and charge.cap is not None:
+            figures = (f" ({charge.key.scope.value} {charge.key.subject} {charge.key.metric.value}: "
+                       f"{result.used or 0:,.0f} used + {charge.amount:,.0f} requested > cap {charge.cap:,.0f})")
+        denial = Decision(False, f"{job.workload} was denied: the cap filled up while it was being admitted{figures}; "
+                                 "retry in a moment.", decision.tier, decision.profile, decision.profile_version,
+                          outcomes=decision.outcomes)
+        self.ledger.record_decision(self._audit(job, denial))
+        return self._answer(job, denial, {}, reserved=False, status=ReserveStatus.CAP_EXCEEDED)
+
+    def _release(self, request: AdmissionRequest, started: float) -> Reply:
+        ref = WorkloadRef(request.namespace, request.kind.kind, request.name, request.kind.group)
+        self.owners.forget(request.namespace, ref.kind, ref.name)
+        try:
+            released = self.ledger.release(ref, self._clock(), "deleted")
+        except LedgerError as exc:
+            # Never block a delete: the reconciler settles the reservation when it sees the workload gone.
+            self.metrics.errors.labels("ledger_unavailable").inc()
+            self.metrics.ledger_up.set(0)
+            log.error("could not release %s (the reconciler will): %s", ref, exc)
+            released = 0
+        else:
+            self.metrics.ledger_up.set(1)
+        self._count(request.operation, request.kind.kind, "allowed" if released else "skipped", "none", started)
+        return Reply(200, build_response(request.uid, True))
+
+    # --- answers --------------------------------------------------------------------------------------------------
+
+    def _answer(self, job: _Job, decision: Decision, usage: Usage, *, reserved: bool,
+                status: ReserveStatus | None) -> Reply:
+        request = job.request
+        label = "denied" if not decision.allowed else ("warned" if decision.warnings else "allowed")
+        self._count(request.operation, request.kind.kind, label, self._rule_label(decision, job.tenant), job.started)
+        admitted = reserved and status is ReserveStatus.RESERVED
+        self.metrics.observe_usage(usage, decision, admitted)
+        if self.audit.enabled:
+            record = self._audit(job, decision).to_json()
+            record["decision"] = label
+            record["reservation"] = status.value if status is not None else None
+            record["demand"] = _demand_json(job.demand)
+            self.audit.write(record)
+        annotations = {_annotation_key(k): v for k, v in decision.annotations.items()}
+        return Reply(200, build_response(request.uid, decision.allowed, decision.message, decision.warnings,
+                                         annotations))
+
+    @staticmethod
+    def _rule_label(decision: Decision, tenant: Tenant) -> str:
+        for outcome in decision.outcomes:
+            if outcome.exceeded and (outcome.action is Action.DENY or decision.allowed):
+                return outcome.rule_id
+        if not decision.allowed and tenant.jurisdiction is None:
+            return "unknown-jurisdiction"
+        return "none"
+
+    def _audit(self, job: _Job, decision: Decision) -> AuditRecord:
+        request = job.request
+        return AuditRecord(
+            time=self._clock(),
+            request_uid=request.uid,
+            operation=request.operation,
+            user=request.user_info.username,
+            namespace=request.namespace,
+            kind=request.kind.kind,
+            name=job.workload.name,
+            tenant=job.tenant.name,
+            jurisdiction=job.tenant.jurisdiction,
+            tier=decision.tier,
+            allowed=decision.allowed,
+            dry_run=request.dry_run,
+            message=decision.message,
+            rules=tuple(o.rule_id for o in decision.outcomes),
+            warnings=decision.warnings,
+            gpus=job.demand.gpus,
+            model=job.demand.model,
+            tpp=job.demand.tpp,
+            operations=decision.operations,
+            profile=decision.profile,
+            profile_version=decision.profile_version,
+        )
+
+    def _reservation(self, job: _Job, decision: Decision) -> Reservation:
+        demand = job.demand
+        return Reservation(
+            request_uid=job.request.uid,
+            workload=job.workload,
+            tenant=job.tenant.name,
+            jurisdiction=job.tenant.jurisdiction,
+            tier=decision.tier,
+            model=demand.model,
+            gpus=demand.gpus,
+            tpp=demand.tpp,
+            operations=decision.operations,
+            operations_per_second=decision.operations_per_second,
+            max_runtime_s=demand.max_runtime_s,
+            profile=decision.profile,
+            profile_version=decision.profile_version,
+            charges=decision.charges,
+            audit=self._audit(job, decision),
+        )
+
+    def _owned(self, request: AdmissionRequest, ref: OwnerRef, started: float) -> Reply:
+        """Part of a workload whose GPUs were reserved when it was admitted: pass without reserving again."""
+        self._count(request.operation, request.kind.kind, "allowed", "none", started)
+        if self.audit.enabled:
+            self.audit.write({"time": self._clock().isoformat(), "request_uid": request.uid,
+                              "operation": request.operation, "user": request.user_info.username,
+                              "namespace": request.namespace, "kind": request.kind.kind, "name": request.name,
+                              "allowed": True, "decision": "allowed", "dry_run": request.dry_run,
+                              "owner": f"{ref.kind} {request.namespace}/{ref.name}",
+                              "message": "part of an admitted workload: its GPUs are already reserved"})
+        return Reply(200, build_response(request.uid, True))
+
+    def _skip(self, request: AdmissionRequest, started: float) -> Reply:
+        self._count(request.operation, request.kind.kind or UNKNOWN, "skipped", "none", started)
+        return Reply(200, build_response(request.uid, True))
+
+    def _invalid(self, request: AdmissionRequest, kind: str, message: str, started: float) -> Reply:
+        self.metrics.errors.labels("bad_request").inc()
+        self._count(request.operation, kind, "error", "none", started)
+        text = f"gpuquota cannot count the GPUs of this {kind}: {message}"
+        return Reply(200, build_response(request.uid, False, text, code=400))
+
+    def _internal(self, request: AdmissionRequest, started: float) -> Reply:
+        self.metrics.errors.labels("internal").inc()
+        self._count(request.operation, request.kind.kind or UNKNOWN, "error", "none", started)
+        return Reply(200, build_response(request.uid, False, "gpuquota hit an internal error judging this request; "
+                                         "GPU workloads are refused until it is fixed (see the webhook's log).",
+                                         code=500))
+
+    def _count(self, operation: str, kind: str, decision: str, rule: str, started: float) -> None:
+        self.metrics.observe_request(operation or UNKNOWN, kind, decision, rule, time.perf_counter() - started)
+
+
+def _demand_json(demand: Demand) -> dict[str, Any]:
+    return {
+        "pods": demand.pods,
+        "gpus": demand.gpus,
+        "tpp": demand.tpp,
+        "model": demand.model,
+        "gpu_class": demand.gpu_class.value,
+        "purpose": demand.purpose.value,
+        "weights": demand.weights.value,
+        "max_runtime_s": demand.max_runtime_s,
+        "groups": [{"role": g.role, "pods": g.pods, "gpus_per_pod": g.gpus_per_pod, "model": g.model,
+                    "model_source": g.model_source.value, "tpp_per_gpu": g.tpp_per_gpu} for g in demand.groups],
+    }

@@ -1,0 +1,79 @@
+"""The ledger as the webhook holds it: opened lazily, so a server whose database is down at start still starts,
+answers health probes, lets non-GPU objects through and fails closed for GPU workloads until the database is back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from gpuquota.domain import UsageKey
+from gpuquota.ledger import (
+    AuditRecord,
+    Ledger,
+    LedgerUnavailable,
+    Reservation,
+    ReservationView,
+    ReserveResult,
+    WorkloadRef,
+)
+
+
+class DeferredLedger:
+    """A ``Ledger`` that opens the real one on first use (and after every failed open), then delegates."""
+
+    def __init__(self, opener: Callable[[], Ledger]) -> None:
+        self._opener = opener
+        self._ledger: Ledger | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def opened(self) -> Ledger | None:
+        return self._ledger
+
+    def _get(self) -> Ledger:
+        ledger = self._ledger
+        if ledger is not None:
+            return ledger
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = self._opener()  # raises LedgerUnavailable while the database is down
+            return self._ledger
+
+    def open(self) -> bool:
+        try:
+            self._get()
+        except LedgerUnavailable:
+            return False
+        return True
+
+    def usage(self, keys: Iterable[UsageKey], now: datetime) -> dict[UsageKey, float]:
+        return self._get().usage(keys, now)
+
+    def reserve(self, reservation: Reservation, now: datetime) -> ReserveResult:
+        return self._get().reserve(reservation, now)
+
+    def record_decision(self, audit: AuditRecord) -> None:
+        self._get().record_decision(audit)
+
+    def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        return self._get().release(workload, now, reason)
+
+    def find_active(self, workload: WorkloadRef) -> ReservationView | None:
+        return self._get().find_active(workload)
+
+    def ping(self) -> None:
+        self._get().ping()
+
+    def active_count(self) -> int | None:
+        """Active reservations, when the backend can list them (for ``gpuquota_reservations_active``)."""
+        ledger = self._ledger
+        lister = getattr(ledger, "active_reservations", None)
+        return None if lister is None else len(lister())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None

@@ -1,0 +1,117 @@
+"""The configuration a running webhook decides with — policy profile, tenants, GPU catalog — and its reload.
+
+Everything a decision reads is one immutable ``Snapshot`` swapped in a single assignment, so a request never sees
+a new policy with old tenants. Files are polled (a ``stat`` every couple of seconds costs nothing and works for
+the symlink swaps Kubernetes does when a mounted ConfigMap or Secret changes). A file that fails to load is
+rejected with a log line and a ``reload_failed`` error count; the last good snapshot stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gpuquota.catalog import Catalog, load_catalog
+from gpuquota.errors import UserError
+from gpuquota.policy import Policy, load_policy
+from gpuquota.tenancy import TenantDirectory, load_tenants
+
+log = logging.getLogger("gpuquota.admission.live")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    policy: Policy
+    tenants: TenantDirectory  # empty without a tenants file: namespaces then need labels
+    catalog: Catalog
+    known_tenants: frozenset[str]
+
+
+def _known(tenants: TenantDirectory) -> frozenset[str]:
+    return frozenset(tenants.known_tenants())
+
+
+FileStamp = tuple[int, int, int] | None
+
+
+def file_stamp(path: Path) -> FileStamp:
+    """What changes when a file is rewritten or its symlink is swapped: inode, size and mtime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class FileWatch:
+    """Remembers a file's stamp and says when it changed since the last look."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stamp = file_stamp(path)
+
+    def changed(self) -> bool:
+        stamp = file_stamp(self.path)
+        if stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        return True
+
+
+class LiveConfig:
+    """Holds the current snapshot and reloads the policy and tenants files when they change.
+
+    ``policy_ref`` is a bundled profile name (never reloaded) or a file path (watched).
+    """
+
+    def __init__(
+        self,
+        policy_ref: str,
+        tenants_path: Path | None,
+        on_reload_failed: Callable[[str, str], None] | None = None,
+        on_policy: Callable[[Policy], None] | None = None,
+    ) -> None:
+        self._policy_ref = policy_ref
+        self._tenants_path = tenants_path
+        self._on_reload_failed = on_reload_failed or (lambda _what, _msg: None)
+        self._on_policy = on_policy or (lambda _p: None)
+        policy_path = Path(policy_ref)
+        self._policy_watch = FileWatch(policy_path) if policy_path.is_file() else None
+        self._tenants_watch = FileWatch(tenants_path) if tenants_path is not None else None
+        tenants = load_tenants(tenants_path) if tenants_path is not None else TenantDirectory()
+        policy = load_policy(policy_ref)
+        self.current = Snapshot(policy, tenants, load_catalog(), _known(tenants))
+        self._on_policy(policy)
+
+    def check(self) -> list[str]:
+        """Reload whatever changed; returns what was reloaded (``policy``, ``tenants``) for logs and tests."""
+        reloaded: list[str] = []
+        snap = self.current
+        if self._policy_watch is not None and self._policy_watch.changed():
+            try:
+                policy = load_policy(self._policy_ref)
+            except (UserError, OSError) as exc:
+                self._reject("policy", str(exc))
+            else:
+                snap = replace(snap, policy=policy)
+                reloaded.append("policy")
+                log.warning("policy reloaded: %s version %s", policy.name, policy.version)
+                self._on_policy(policy)
+        if self._tenants_watch is not None and self._tenants_path is not None and self._tenants_watch.changed():
+            try:
+                tenants = load_tenants(self._tenants_path)
+            except (UserError, OSError) as exc:
+                self._reject("tenants", str(exc))
+            else:
+                snap = replace(snap, tenants=tenants, known_tenants=_known(tenants))
+                reloaded.append("tenants")
+                log.warning("tenants reloaded from %s", self._tenants_path)
+        self.current = snap
+        return reloaded
+
+    def _reject(self, what: str, message: str) -> None:
+        log.error("rejected the new %s file, keeping the last good one: %s", what, message)
+        self._on_reload_failed(what, message)

@@ -1,0 +1,125 @@
+"""The webhook's Prometheus metrics, named exactly as ``docs/metrics.md`` (an interface: alerts and the dashboard
+query these names).
+
+Cardinality stays bounded: a ``tenant`` subject is a known tenant or ``other``; jurisdictions are ISO codes,
+tiers and rules come from the profile, kinds from the adapters' fixed list. Usage gauges are set from the figures
+each decision already read from the ledger, so scraping never touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gpuquota.domain import Decision, Metric, Scope, Usage, UsageKey
+
+OTHER_TENANT: Final = "other"
+_LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
+
+# (model, class) -> (tpp, gpus): the cluster capacity the webhook's inventory view sees.
+CapacityReader = Callable[[], Iterable[tuple[str, str, float, float]]]
+
+
+def window_label(window: str) -> str:
+    """``calendar-year:2026`` → ``calendar-year``; ``rolling-30d:2026-11-26`` → ``rolling-30d`` (no dates in labels)."""
+    return window.partition(":")[0]
+
+
+class _CapacityCollector(Collector):
+    """Reads the inventory at scrape time: capacity changes with node events, not with admissions."""
+
+    def __init__(self, read: CapacityReader) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        tpp = GaugeMetricFamily("gpuquota_cluster_capacity_tpp", "TPP of the GPU nodes the webhook sees",
+                                labels=["model", "class"])
+        gpus = GaugeMetricFamily("gpuquota_cluster_gpus", "Physical GPUs the webhook sees", labels=["model", "class"])
+        for model, gpu_class, model_tpp, model_gpus in self._read():
+            tpp.add_metric([model, gpu_class], model_tpp)
+            gpus.add_metric([model, gpu_class], model_gpus)
+        yield tpp
+        yield gpus
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+class WebhookMetrics:
+    """One registry per server, so tests can run several apps in one process without colliding."""
+
+    def __init__(self, known_tenants: Callable[[], frozenset[str]]) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: unused, double the scrape
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._known_tenants = known_tenants
+        r = self.registry
+        self.requests = Counter("gpuquota_admission_requests", "Admission reviews handled",
+                                ["operation", "kind", "decision", "rule"], registry=r)
+        self.duration = Histogram("gpuquota_admission_duration_seconds",
+                                  "Time from body received to response ready", ["kind"],
+                                  buckets=_LATENCY_BUCKETS, registry=r)
+        self.reserved_tpp = Gauge("gpuquota_reserved_tpp", "TPP currently reserved (concurrent)",
+                                  ["scope", "subject"], registry=r)
+        self.used_operations = Gauge("gpuquota_used_operations", "Operations counted in the current window",
+                                     ["scope", "subject", "window"], registry=r)
+        self.cap = Gauge("gpuquota_cap", "The cap in force (after exemptions)",
+                         ["rule", "scope", "subject", "metric"], registry=r)
+        self.cap_utilisation = Gauge("gpuquota_cap_utilisation_ratio", "Used divided by cap",
+                                     ["rule", "scope", "subject", "metric"], registry=r)
+        self.policy_info = Gauge("gpuquota_policy_info", "The policy profile in force", ["profile", "version"],
+                                 registry=r)
+        self.errors = Counter("gpuquota_errors", "Errors by type", ["type"], registry=r)
+        self.ledger_up = Gauge("gpuquota_ledger_up", "1 when the last ledger call succeeded, else 0", registry=r)
+        self.reservations_active = Gauge("gpuquota_reservations_active",
+                                         "Reservations in state reserved or running", registry=r)
+        for error_type in ("bad_request", "ledger_unavailable", "reload_failed", "internal"):
+            self.errors.labels(error_type)  # exported at 0 so rate() works before the first error
+        self._policy_labels: tuple[str, str] | None = None
+
+    def watch_capacity(self, read: CapacityReader) -> None:
+        self.registry.register(_CapacityCollector(read))
+
+    def subject(self, key: UsageKey) -> str:
+        if key.scope is Scope.TENANT and key.subject not in self._known_tenants():
+            return OTHER_TENANT
+        return key.subject
+
+    def set_policy(self, profile: str, version: str) -> None:
+        if self._policy_labels is not None:
+            self.policy_info.remove(*self._policy_labels)
+        self._policy_labels = (profile, version)
+        self.policy_info.labels(profile, version).set(1)
+
+    def observe_request(self, operation: str, kind: str, decision: str, rule: str, seconds: float) -> None:
+        self.requests.labels(operation, kind, decision, rule).inc()
+        self.duration.labels(kind).observe(seconds)
+
+    def observe_usage(self, usage: Usage, decision: Decision | None, admitted: bool) -> None:
+        """Set the usage and cap gauges from what a decision read (and, when admitted, what it added)."""
+        added: dict[UsageKey, float] = {}
+        if admitted and decision is not None:
+            for charge in decision.charges:
+                added[charge.key] = added.get(charge.key, 0.0) + charge.amount
+        for key in set(usage) | set(added):
+            value = usage.get(key, 0.0) + added.get(key, 0.0)
+            subject = self.subject(key)
+            if subject == OTHER_TENANT:
+                continue  # an aggregate over unknown tenants cannot be read from one of them
+            if key.metric is Metric.CONCURRENT_TPP:
+                self.reserved_tpp.labels(key.scope.value, subject).set(value)
+            else:
+                self.used_operations.labels(key.scope.value, subject, window_label(key.window)).set(value)
+        if decision is None:
+            return
+        for outcome in decision.outcomes:
+            subject = self.subject(outcome.key)
+            if subject == OTHER_TENANT:
+                continue
+            labels = (outcome.rule_id, outcome.key.scope.value, subject, outcome.key.metric.value)
+            used = outcome.used + (outcome.requested if admitted else 0.0)
+            self.cap.labels(*labels).set(outcome.cap)
+            self.cap_utilisation.labels(*labels).set(used / outcome.cap if outcome.cap > 0 else 0.0)

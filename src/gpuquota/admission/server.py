@@ -1,0 +1,239 @@
+"""Assemble and run the webhook: configuration, ledger, caches, TLS, background watchers, uvicorn.
+
+One process, one event loop (uvloop, httptools, no access log: per-request logging costs about a quarter of the
+throughput). Background work — file reloads, the cached ledger ping behind ``/readyz``, the Kubernetes watches —
+never runs on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+import uvicorn
+import uvloop
+
+from gpuquota.admission.app import (
+    MAX_BODY_BYTES,
+    LedgerRunner,
+    Readiness,
+    create_app,
+    run_inline,
+    thread_pool_runner,
+)
+from gpuquota.admission.audit import AuditLog
+from gpuquota.admission.handler import Admission
+from gpuquota.admission.ledger_access import DeferredLedger
+from gpuquota.admission.live import FileWatch, LiveConfig
+from gpuquota.admission.metrics import WebhookMetrics
+from gpuquota.admission.namespaces import NamespaceCache
+from gpuquota.admission.tls import CertPair, generate_self_signed, reload_cert_chain
+from gpuquota.errors import UserError
+from gpuquota.kube import KubeApi, KubeClient
+from gpuquota.ledger import LedgerError, open_ledger
+from gpuquota.policy import Policy
+
+log = logging.getLogger("gpuquota.admission.server")
+
+DEFAULT_POLICY: Final = "ai-diffusion-2025"
+DEFAULT_PORT: Final = 8443
+KubeMode = Literal["auto", "in-cluster", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    host: str = "0.0.0.0"  # noqa: S104 - a webhook is reached through its Service, on the pod's address
+    port: int = DEFAULT_PORT
+    ledger_url: str | None = None  # None: sqlite in the state dir
+    policy: str = DEFAULT_POLICY
+    tenants: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure: bool = False
+    audit_log: str | None = "-"
+    kube: KubeMode = "auto"
+    state_dir: Path = Path("var")
+    reload_interval_s: float = 2.0
+    ping_interval_s: float = 5.0
+    log_level: str = "info"
+    ledger_pool: int = 8
+    max_body_bytes: int = MAX_BODY_BYTES
+    extra_hosts: tuple[str, ...] = field(default_factory=tuple)
+
+    def resolved_ledger_url(self) -> str:
+        return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite3'}"
+
+
+def _kube(mode: KubeMode) -> KubeApi | None:
+    if mode == "none":
+        return None
+    if mode == "auto" and not Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+        return None
+    return KubeClient.in_cluster()
+
+
+class Webhook:
+    """Everything one server process holds. Built by ``build`` so tests can drive it without uvicorn."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.readiness = Readiness()
+        self._live_holder: list[LiveConfig] = []
+        self.metrics = WebhookMetrics(lambda: self._live_holder[0].current.known_tenants if self._live_holder
+                                      else frozenset())
+        self.live = LiveConfig(settings.policy, settings.tenants, on_reload_failed=self._reload_failed,
+                               on_policy=self._policy_loaded)
+        self._live_holder.append(self.live)
+        self.readiness.policy_loaded = True
+        url = settings.resolved_ledger_url()
+        if url.startswith("sqlite:///"):
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = DeferredLedger(lambda: open_ledger(url, pool_size=settings.ledger_pool))
+        try:
+            self.ledger.open()  # a malformed URL fails the start; an unreachable database does not
+        except LedgerError as exc:
+            raise UserError(f"--ledger: {exc}") from None
+        self.is_sqlite = url.startswith("sqlite:///")
+        self.audit = AuditLog(settings.audit_log)
+        self.stop = threading.Event()
+        self.kube = _kube(settings.kube)
+        self.namespaces: NamespaceCache | None = None
+        if self.kube is not None:
+            self.namespaces = NamespaceCache()
+            cache = self.namespaces
+            self.readiness.namespaces_synced = lambda: cache.synced
+        self.admission = Admission(self.live, self.ledger, self.metrics, self.audit, namespaces=self.namespaces)
+        self.executor: ThreadPoolExecutor | None = None
+        runner: LedgerRunner = run_inline
+        if not self.is_sqlite:
+            self.executor = ThreadPoolExecutor(max_workers=settings.ledger_pool, thread_name_prefix="ledger")
+            runner = thread_pool_runner(self.executor)
+        self.app = create_app(self.admission, self.readiness, runner, settings.max_body_bytes)
+        self.cert: CertPair | None = None
+        if not settings.insecure:
+            if settings.tls_cert is not None and settings.tls_key is not None:
+                self.cert = CertPair(settings.tls_cert, settings.tls_key)
+            elif settings.tls_cert is None and settings.tls_key is None:
+                self.cert = generate_self_signed(settings.state_dir, ("localhost", "127.0.0.1", *settings.extra_hosts))
+            else:
+                raise UserError("--tls-cert and --tls-key go together (or pass --insecure for plain HTTP)")
+            for path in (self.cert.cert, self.cert.key):
+                if not path.is_file():
+                    raise UserError(f"TLS file {path} does not exist")
+
+    def _reload_failed(self, what: str, message: str) -> None:
+        self.metrics.errors.labels("reload_failed").inc()
+
+    def _policy_loaded(self, policy: Policy) -> None:
+        self.metrics.set_policy(policy.name, policy.version)
+
+    # --- background work --------------------------------------------------------------------------------------
+
+    def start_threads(self) -> None:
+        if self.kube is not None and self.namespaces is not None:
+            kube, cache = self.kube, self.namespaces
+            threading.Thread(target=cache.run, args=(kube, self.stop), name="namespace-watch", daemon=True).start()
+
+    def check_ledger(self) -> None:
+        """The cached ping behind ``/readyz`` and ``gpuquota_ledger_up`` (probes never hit the database)."""
+        try:
+            self.ledger.ping()
+        except LedgerError as exc:
+            self.readiness.ledger_ok = False
+            self.readiness.ledger_error = str(exc)
+            self.metrics.ledger_up.set(0)
+            return
+        self.readiness.ledger_ok = True
+        self.readiness.ledger_error = ""
+        self.metrics.ledger_up.set(1)
+        try:
+            count = self.ledger.active_count()
+        except LedgerError:
+            count = None
+        if count is not None:
+            self.metrics.reservations_active.set(count)
+
+    async def watch_ledger(self) -> None:
+        while True:
+            await asyncio.to_thread(self.check_ledger)
+            await asyncio.sleep(self.settings.ping_interval_s)
+
+    async def watch_files(self, context: ssl.SSLContext | None) -> None:
+        cert_watches = [FileWatch(p) for p in (self.cert.cert, self.cert.key)] if self.cert is not None else []
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            await asyncio.to_thread(self.live.check)
+            if context is not None and self.cert is not None:
+                changed = [w.changed() for w in cert_watches]  # look at both, so both stamps move on
+                if any(changed):
+                    self._reload_cert(context, self.cert)
+
+    def _reload_cert(self, context: ssl.SSLContext, pair: CertPair) -> None:
+        try:
+            reload_cert_chain(context, pair)
+        except (OSError, ssl.SSLError) as exc:
+            self.metrics.errors.labels("reload_failed").inc()
+            log.error("rejected the new TLS certificate/key (keeping the current one): %s", exc)
+        else:
+            log.warning("TLS certificate reloaded from %s", pair.cert)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        self.ledger.close()
+        self.audit.close()
+
+
+def _uvicorn_config(webhook: Webhook) -> uvicorn.Config:
+    s = webhook.settings
+    return uvicorn.Config(
+        webhook.app,
+        host=s.host,
+        port=s.port,
+        ssl_certfile=str(webhook.cert.cert) if webhook.cert is not None else None,
+        ssl_keyfile=str(webhook.cert.key) if webhook.cert is not None else None,
+        access_log=False,
+        log_level=s.log_level,
+        lifespan="off",
+        http="httptools",
+        loop="none",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+async def _serve(webhook: Webhook) -> None:
+    config = _uvicorn_config(webhook)
+    config.load()
+    server = uvicorn.Server(config)
+    webhook.start_threads()
+    webhook.check_ledger()
+    tasks = [asyncio.create_task(webhook.watch_ledger()), asyncio.create_task(webhook.watch_files(config.ssl))]
+    scheme = "http" if webhook.cert is None else "https"
+    log.warning("gpuquota webhook on %s://%s:%d (policy %s %s, ledger %s)", scheme, webhook.settings.host,
+                webhook.settings.port, webhook.live.current.policy.name, webhook.live.current.policy.version,
+                "sqlite" if webhook.is_sqlite else "postgresql")
+    try:
+        await server.serve()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run(settings: ServeSettings) -> None:
+    """Serve until SIGINT/SIGTERM. Bad configuration raises ``UserError`` before anything listens."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    webhook = Webhook(settings)
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(webhook))
+    finally:
+        webhook.close()

@@ -1,0 +1,72 @@
+"""``gpuquota serve``: the admission webhook (see docs/webhook.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpuquota.errors import UserError
+
+_KUBE_MODES = ("auto", "in-cluster", "none")
+
+
+def serve(  # noqa: PLR0917 - typer maps each parameter to an option
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",  # noqa: S104 - pod address
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8443,
+    ledger: Annotated[
+        str | None, typer.Option(help="sqlite:///path or postgresql://… (default: sqlite in --state-dir).")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="Bundled profile name or a profile file (reloaded on change).")] = (
+        "ai-diffusion-2025"
+    ),
+    tenants: Annotated[Path | None, typer.Option(help="Tenants file (reloaded on change).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="Serving certificate (PEM), reloaded when it changes.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Private key of --tls-cert (PEM).")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Plain HTTP, no TLS (local testing only).")] = False,
+    audit_log: Annotated[
+        str | None, typer.Option(help="Where decision JSON lines go: a file, '-' for stdout, 'off' for nowhere.")
+    ] = "-",
+    kube: Annotated[
+        str, typer.Option(help="Namespace labels from the cluster: in-cluster, none, or auto (in a pod: in-cluster).")
+    ] = "auto",
+    state_dir: Annotated[
+        Path, typer.Option(help="Where the default SQLite ledger and a generated self-signed certificate live.")
+    ] = Path("var"),
+    reload_interval: Annotated[float, typer.Option(help="Seconds between checks of watched files.")] = 2.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the validating admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
+    from gpuquota.admission.server import ServeSettings, run  # noqa: PLC0415 - keep `gpuquota --help` fast
+
+    if kube not in _KUBE_MODES:
+        raise UserError(f"--kube must be one of {', '.join(_KUBE_MODES)}, not {kube!r}")
+    if insecure and (tls_cert is not None or tls_key is not None):
+        raise UserError("--insecure and --tls-cert/--tls-key exclude each other")
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, not {port}")
+    if reload_interval <= 0:
+        raise UserError("--reload-interval must be positive")
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise UserError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    settings = ServeSettings(
+        host=host,
+        port=port,
+        ledger_url=ledger,
+        policy=policy,
+        tenants=tenants,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure=insecure,
+        audit_log=None if audit_log in (None, "off", "") else audit_log,
+        kube=kube,  # type: ignore[arg-type]  # checked against _KUBE_MODES above
+        state_dir=state_dir,
+        reload_interval_s=reload_interval,
+        log_level=log_level.lower(),
+    )
+    run(settings)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

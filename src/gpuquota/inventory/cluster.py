@@ -1,0 +1,243 @@
+"""The webhook's cached view of the cluster's GPU nodes, kept current by a list+watch on ``/api/v1/nodes``.
+
+Each node is read from the agent's annotation when present (exact: per device, MIG-aware), else from the
+agent's labels, else from GPU Feature Discovery's ``nvidia.com/gpu.product``/``gpu.count``. A model the
+catalog does not know is never counted as nothing: it stands for the least powerful catalog GPU at least as
+strong as its estimate, or the strongest GPU in the catalog when there is no estimate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gpuquota.catalog import Catalog, GpuSpec, load_catalog
+from gpuquota.domain import GpuClass
+from gpuquota.inventory.model import InventoryFormatError, NodeInventory
+from gpuquota.inventory.node_keys import (
+    ANNOTATION_INVENTORY,
+    GFD_COUNT,
+    GFD_PRODUCT,
+    LABEL_COUNT,
+    LABEL_MODEL,
+    UNKNOWN_MODEL,
+)
+from gpuquota.kube import KubeApi, KubeError
+
+log = logging.getLogger(__name__)
+
+NODES_PATH = "/api/v1/nodes"
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityRow:
+    """One line of cluster capacity: what ``gpuquota_cluster_capacity_tpp``/``gpuquota_cluster_gpus`` export."""
+
+    model: str  # catalog key, or "unknown"
+    gpu_class: str  # GpuClass value
+    gpus: int
+    tpp: float
+
+
+@dataclass(frozen=True, slots=True)
+class GpuGroup:
+    """Identical GPUs on one node."""
+
+    model: str  # catalog key or "unknown"
+    gpu_class: GpuClass
+    count: int
+    tpp_each: float
+    resolves_to: str  # the catalog key a workload landing here is counted at (conservative for unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeGpus:
+    name: str
+    source: str  # "agent" (annotation), "agent-labels", "gfd"
+    groups: tuple[GpuGroup, ...]
+
+    @property
+    def tpp(self) -> float:
+        return sum(g.tpp_each * g.count for g in self.groups)
+
+
+def conservative_spec(catalog: Catalog, tpp: float | None) -> GpuSpec:
+    """The catalog model an uncatalogued device stands for: the weakest one not weaker than it."""
+    if tpp is None:
+        return catalog.strongest
+    stronger = [s for s in catalog if s.tpp >= tpp]
+    return min(stronger, key=lambda s: s.tpp) if stronger else catalog.strongest
+
+
+def _count(value: Any) -> int | None:
+    try:
+        count = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return count if count >= 0 else None
+
+
+def _from_annotation(name: str, text: str, catalog: Catalog) -> NodeGpus:
+    inventory = NodeInventory.from_json(text)
+    groups: dict[tuple[str, GpuClass, float], int] = {}
+    for device in inventory.devices:
+        if device.identified:
+            key = (device.catalog_key or UNKNOWN_MODEL, device.gpu_class, device.tpp)
+            groups[key] = groups.get(key, 0) + 1
+    result = []
+    for (model, gpu_class, tpp), count in sorted(groups.items()):
+        known = catalog.get(model) if model != UNKNOWN_MODEL else None
+        resolves_to = known.key if known is not None else conservative_spec(catalog, tpp).key
+        result.append(GpuGroup(model, gpu_class, count, tpp, resolves_to))
+    return NodeGpus(name, "agent", tuple(result))
+
+
+def _from_product(name: str, source: str, product: str, count: int, catalog: Catalog) -> NodeGpus:
+    if count == 0:
+        return NodeGpus(name, source, ())
+    spec = catalog.get(product) if product != UNKNOWN_MODEL else None
+    if spec is None:
+        strongest = catalog.strongest
+        group = GpuGroup(UNKNOWN_MODEL, strongest.gpu_class, count, strongest.tpp, strongest.key)
+    else:
+        group = GpuGroup(spec.key, spec.gpu_class, count, spec.tpp, spec.key)
+    return NodeGpus(name, source, (group,))
+
+
+def read_node(node: dict[str, Any], catalog: Catalog) -> NodeGpus | None:
+    """A Node object's GPUs, or ``None`` when nothing on it says it has any."""
+    metadata = node.get("metadata") or {}
+    name = str(metadata.get("name", ""))
+    labels = metadata.get("labels") or {}
+    annotation = (metadata.get("annotations") or {}).get(ANNOTATION_INVENTORY)
+    if isinstance(annotation, str):
+        try:
+            gpus = _from_annotation(name, annotation, catalog)
+        except InventoryFormatError as exc:
+            log.warning("node %s: ignoring a malformed %s annotation: %s", name, ANNOTATION_INVENTORY, exc)
+        else:
+            return gpus if gpus.groups else None
+    for model_key, count_key, source in ((LABEL_MODEL, LABEL_COUNT, "agent-labels"), (GFD_PRODUCT, GFD_COUNT, "gfd")):
+        count = _count(labels.get(count_key))
+        if isinstance(labels.get(model_key), str) and count:
+            return _from_product(name, source, labels[model_key], count, catalog)
+    return None
+
+
+class ClusterInventory:
+    """Thread-safe: the watch thread writes, request handlers read snapshots computed once per change."""
+
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        self._catalog = catalog or load_catalog()
+        self._lock = threading.Lock()
+        self._nodes: dict[str, NodeGpus] = {}
+        self._models: tuple[str, ...] = ()
+        self._capacity: list[CapacityRow] = []
+        self.synced = threading.Event()  # set once the first full list has been applied
+
+    def _recompute(self) -> None:
+        models = {g.resolves_to for n in self._nodes.values() for g in n.groups}
+        self._models = tuple(sorted(models))
+        rows: dict[tuple[str, str], tuple[int, float]] = {}
+        for node in self._nodes.values():
+            for group in node.groups:
+                key = (group.model, group.gpu_class.value)
+                gpus, tpp = rows.get(key, (0, 0.0))
+                rows[key] = (gpus + group.count, tpp + group.count * group.tpp_each)
+        self._capacity = [CapacityRow(m, c, g, round(t, 1)) for (m, c), (g, t) in sorted(rows.items())]
+
+    def apply_node(self, node: dict[str, Any]) -> None:
+        """Add, update or (when it no longer shows GPUs) drop a node from a Node object."""
+        name = str((node.get("metadata") or {}).get("name", ""))
+        if not name:
+            return
+        gpus = read_node(node, self._catalog)
+        with self._lock:
+            if gpus is None:
+                if self._nodes.pop(name, None) is None:
+                    return
+            elif self._nodes.get(name) == gpus:
+                return
+            else:
+                self._nodes[name] = gpus
+            self._recompute()
+
+    def remove_node(self, name: str) -> None:
+        with self._lock:
+            if self._nodes.pop(name, None) is not None:
+                self._recompute()
+
+    def replace_all(self, nodes: Iterable[dict[str, Any]]) -> None:
+        """A full list: nodes absent from it are dropped (deletions missed while the watch was down)."""
+        parsed: dict[str, NodeGpus] = {}
+        for node in nodes:
+            gpus = read_node(node, self._catalog)
+            if gpus is not None and gpus.name:
+                parsed[gpus.name] = gpus
+        with self._lock:
+            self._nodes = parsed
+            self._recompute()
+        self.synced.set()
+
+    def models(self) -> tuple[str, ...]:
+        """Catalog keys of the GPUs in the cluster (an uncatalogued GPU appears as the model it is counted at)."""
+        with self._lock:
+            return self._models
+
+    def capacity(self) -> list[CapacityRow]:
+        with self._lock:
+            return list(self._capacity)
+
+    def node(self, name: str) -> NodeGpus | None:
+        with self._lock:
+            return self._nodes.get(name)
+
+    def node_names(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(sorted(self._nodes))
+
+
+def run_node_watch(
+    kube: KubeApi,
+    inventory: ClusterInventory,
+    stop: threading.Event,
+    *,
+    resync_s: float = 600.0,
+    watch_timeout_s: float = 300.0,
+    max_backoff_s: float = 30.0,
+    idle_wait_s: float = 1.0,
+) -> None:
+    """List the nodes, then follow the watch; list again on 410 Gone, after ``resync_s``, and after errors
+    (with exponential backoff up to ``max_backoff_s``). Returns when ``stop`` is set."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            listing = kube.list(NODES_PATH)
+            inventory.replace_all(listing.items)
+            version = listing.resource_version
+            listed_at = time.monotonic()
+            backoff = 0.5
+            while not stop.is_set() and time.monotonic() - listed_at < resync_s:
+                started, seen = time.monotonic(), 0
+                for event in kube.watch(NODES_PATH, version, timeout_s=watch_timeout_s):
+                    if stop.is_set():
+                        return
+                    seen += 1
+                    version = str((event.object.get("metadata") or {}).get("resourceVersion") or version)
+                    if event.type == "DELETED":
+                        inventory.remove_node(str(event.object.get("metadata", {}).get("name", "")))
+                    elif event.type in ("ADDED", "MODIFIED"):
+                        inventory.apply_node(event.object)
+                if not seen and time.monotonic() - started < idle_wait_s:
+                    stop.wait(idle_wait_s)  # a server that ends watches at once must not make us spin
+        except KubeError as exc:
+            if exc.status == 410:
+                log.info("node watch expired (410 Gone); listing again")
+                continue
+            log.warning("node list/watch failed (%s); retrying in %.1fs", exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, max_backoff_s)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from gpuquota.ledger.sqlite import MEMORY, SqliteDatabase
+from gpuquota.ledger.store import SqlLedger
 from gpuquota.ledger.types import LedgerError
 
-if TYPE_CHECKING:  # the backends import their drivers; load them only for the URL asked for
-    from gpuquota.ledger.store import SqlLedger
-
 SQLITE_PREFIX = "sqlite:///"
-MEMORY = ":memory:"
 
 
 def sqlite_path(url: str) -> str:
@@ -31,16 +28,13 @@ def sqlite_path(url: str) -> str:
 def open_ledger(url: str, *, pool_size: int = 8) -> SqlLedger:
     """Open (and migrate) the ledger at ``url``. Raises ``LedgerError`` for a malformed URL and
     ``LedgerUnavailable`` when the database cannot be reached."""
-    from gpuquota.ledger.store import SqlLedger
-
     if url.startswith(SQLITE_PREFIX):
-        from gpuquota.ledger.sqlite import SqliteDatabase
-
         return SqlLedger(SqliteDatabase(sqlite_path(url), pool_size=pool_size))
     scheme = urlsplit(url).scheme
     if scheme in ("postgresql", "postgres"):
-        from gpuquota.ledger.postgres import PostgresDatabase
+        # psycopg loads libpq: only when a PostgreSQL ledger is asked for (keeps the CLI quick to start).
+        from gpuquota.ledger.postgres import PostgresDatabase  # noqa: PLC0415
 
         return SqlLedger(PostgresDatabase(url, pool_size=pool_size))
-    shown = url.split("@")[-1] if "@" in url else url  # never echo a password
+    shown = url.rsplit("@", maxsplit=1)[-1] if "@" in url else url  # never echo a password
     raise LedgerError(f"unsupported ledger URL {shown!r}: use sqlite:///path or postgresql://host/db")

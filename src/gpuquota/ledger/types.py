@@ -20,7 +20,7 @@ class LedgerError(Exception):
     """The ledger could not do what was asked (bad URL, a schema newer than this code, a corrupt row)."""
 
 
-class LedgerUnavailable(LedgerError):
+class LedgerUnavailable(LedgerError):  # noqa: N818 - the name is the webhook's contract
     """The database cannot be reached or locked in time. The webhook fails closed for GPU workloads on this."""
 
 

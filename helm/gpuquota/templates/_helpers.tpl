@@ -1,0 +1,294 @@
+{{/* Names ------------------------------------------------------------------------------------------------ */}}
+
+{{- define "gpuquota.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "gpuquota.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "gpuquota.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "gpuquota.labels" -}}
+helm.sh/chart: {{ include "gpuquota.chart" . }}
+app.kubernetes.io/name: {{ include "gpuquota.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: gpuquota
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: call with (dict "ctx" $ "component" "webhook"). */}}
+{{- define "gpuquota.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gpuquota.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "gpuquota.componentLabels" -}}
+{{ include "gpuquota.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "gpuquota.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Service account of a component: (dict "ctx" $ "component" "webhook"). */}}
+{{- define "gpuquota.serviceAccountName" -}}
+{{- $sa := index .ctx.Values .component "serviceAccount" }}
+{{- if $sa.create }}
+{{- default (printf "%s-%s" (include "gpuquota.fullname" .ctx) .component) $sa.name }}
+{{- else }}
+{{- default "default" $sa.name }}
+{{- end }}
+{{- end }}
+
+{{- define "gpuquota.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "gpuquota.fullname" .) }}
+{{- end }}
+
+{{- define "gpuquota.tlsSecretName" -}}
+{{- printf "%s-webhook-tls" (include "gpuquota.fullname" .) }}
+{{- end }}
+
+{{/* Ledger -------------------------------------------------------------------------------------------------- */}}
+
+{{/* "true" when the ledger is PostgreSQL (from an existing Secret or a URL the chart stores). */}}
+{{- define "gpuquota.postgres" -}}
+{{- if or .Values.ledger.postgresql.existingSecret .Values.ledger.postgresql.url }}true{{ end }}
+{{- end }}
+
+{{/* Webhook replicas: explicit, or 2 with PostgreSQL and 1 with SQLite. Refuses an HA install on SQLite. */}}
+{{- define "gpuquota.webhookReplicas" -}}
+{{- $pg := include "gpuquota.postgres" . }}
+{{- $replicas := .Values.webhook.replicas }}
+{{- if kindIs "invalid" $replicas }}
+{{- $replicas = ternary 2 1 (eq $pg "true") }}
+{{- end }}
+{{- $replicas = int $replicas }}
+{{- if and (gt $replicas 1) (ne $pg "true") }}
+{{- fail (printf "gpuquota: webhook.replicas=%d needs a PostgreSQL ledger. SQLite keeps the ledger in one pod's file and supports a single replica only (several replicas would each count against their own copy and overrun the caps). Set ledger.postgresql.existingSecret to a Secret holding the URL under key %q (or ledger.postgresql.url), or set webhook.replicas=1." $replicas .Values.ledger.postgresql.existingSecretKey) }}
+{{- end }}
+{{- $replicas }}
+{{- end }}
+
+{{- define "gpuquota.ledgerSecretName" -}}
+{{- default (printf "%s-ledger" (include "gpuquota.fullname" .)) .Values.ledger.postgresql.existingSecret }}
+{{- end }}
+
+{{/* The GPUQUOTA_LEDGER variable every ledger user gets; the command line refers to it as $(GPUQUOTA_LEDGER). */}}
+{{- define "gpuquota.ledgerEnv" -}}
+- name: GPUQUOTA_LEDGER
+{{- if include "gpuquota.postgres" . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "gpuquota.ledgerSecretName" . }}
+      key: {{ ternary .Values.ledger.postgresql.existingSecretKey "url" (ne .Values.ledger.postgresql.existingSecret "") }}
+{{- else }}
+  value: {{ printf "sqlite:///%s" .Values.ledger.sqlite.path | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "gpuquota.podEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end }}
+
+{{/* Policy ----------------------------------------------------------------------------------------------------- */}}
+
+{{- define "gpuquota.policyArg" -}}
+{{- if .Values.policy.inline }}/etc/gpuquota/policy/profile.yaml{{ else }}{{ .Values.policy.profile }}{{ end }}
+{{- end }}
+
+{{- define "gpuquota.configMapName" -}}
+{{- printf "%s-config" (include "gpuquota.fullname" .) }}
+{{- end }}
+
+{{/* Security ---------------------------------------------------------------------------------------------------- */}}
+
+{{- define "gpuquota.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.runAsUser }}
+runAsGroup: {{ .Values.runAsGroup }}
+fsGroup: {{ .Values.runAsGroup }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "gpuquota.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Monitoring --------------------------------------------------------------------------------------------------- */}}
+
+{{/* "true" when Prometheus Operator objects are to be rendered. */}}
+{{- define "gpuquota.monitoring" -}}
+{{- if and .Values.monitoring.enabled (or .Values.monitoring.force (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}true{{ end }}
+{{- end }}
+
+{{/* Workload kinds ------------------------------------------------------------------------------------------------
+The kinds the webhook judges (gpuquota.workloads.SUPPORTED_KINDS; a test keeps the two equal) and where each keeps
+its pod specs, for the matchConditions. A spec entry is a field path from the object (`path`), or a list (`list`)
+or map (`map`) of items each holding a pod spec at `path`. `always`: the object itself may not show its GPUs
+(a TrainJob's pods come from its runtime), so every one is sent. */}}
+{{- define "gpuquota.workloadKinds" -}}
+- {group: "", kind: Pod, resource: pods, specs: [{path: [spec]}]}
+- {group: batch, kind: Job, resource: jobs, specs: [{path: [spec, template, spec]}]}
+- {group: batch, kind: CronJob, resource: cronjobs, specs: [{path: [spec, jobTemplate, spec, template, spec]}]}
+- {group: jobset.x-k8s.io, kind: JobSet, resource: jobsets, specs: [{list: [spec, replicatedJobs], path: [template, spec, template, spec]}]}
+- {group: kubeflow.org, kind: PyTorchJob, resource: pytorchjobs, specs: [{map: [spec, pytorchReplicaSpecs], path: [template, spec]}]}
+- {group: kubeflow.org, kind: TFJob, resource: tfjobs, specs: [{map: [spec, tfReplicaSpecs], path: [template, spec]}]}
+- {group: kubeflow.org, kind: MPIJob, resource: mpijobs, specs: [{map: [spec, mpiReplicaSpecs], path: [template, spec]}]}
+- {group: kubeflow.org, kind: XGBoostJob, resource: xgboostjobs, specs: [{map: [spec, xgbReplicaSpecs], path: [template, spec]}]}
+- {group: kubeflow.org, kind: PaddleJob, resource: paddlejobs, specs: [{map: [spec, paddleReplicaSpecs], path: [template, spec]}]}
+- {group: kubeflow.org, kind: JAXJob, resource: jaxjobs, specs: [{map: [spec, jaxReplicaSpecs], path: [template, spec]}]}
+- {group: trainer.kubeflow.org, kind: TrainJob, resource: trainjobs, always: true}
+- {group: ray.io, kind: RayJob, resource: rayjobs, specs: [{path: [spec, rayClusterSpec, headGroupSpec, template, spec]}, {list: [spec, rayClusterSpec, workerGroupSpecs], path: [template, spec]}]}
+- {group: ray.io, kind: RayCluster, resource: rayclusters, specs: [{path: [spec, headGroupSpec, template, spec]}, {list: [spec, workerGroupSpecs], path: [template, spec]}]}
+- {group: leaderworkerset.x-k8s.io, kind: LeaderWorkerSet, resource: leaderworkersets, specs: [{path: [spec, leaderWorkerTemplate, leaderTemplate, spec]}, {path: [spec, leaderWorkerTemplate, workerTemplate, spec]}]}
+{{- end }}
+
+{{/* CEL ------------------------------------------------------------------------------------------------------------
+matchConditions cannot define functions, so the GPU test is spelled out for every place a pod spec sits. Every
+step is guarded with has(): an evaluation error under failurePolicy Fail would reject the request. */}}
+
+{{/* `has(a.b) && has(a.b.c)` for root "a" and path [b, c]: (dict "root" "a" "path" (list "b" "c")). */}}
+{{- define "gpuquota.cel.guards" -}}
+{{- $expr := .root }}
+{{- $parts := list }}
+{{- range .path }}
+{{- $expr = printf "%s.%s" $expr . }}
+{{- $parts = append $parts (printf "has(%s)" $expr) }}
+{{- end }}
+{{- join " && " $parts }}
+{{- end }}
+
+{{/* True when container variable `c` asks for a GPU resource: (dict "ctx" $). */}}
+{{- define "gpuquota.cel.containerHasGpu" -}}
+{{- $names := list }}
+{{- range .ctx.Values.webhook.gpuResources.names }}{{ $names = append $names (printf "'%s'" .) }}{{ end }}
+{{- $tests := list }}
+{{- if $names }}{{ $tests = append $tests (printf "k in [%s]" (join ", " $names)) }}{{ end }}
+{{- range .ctx.Values.webhook.gpuResources.prefixes }}{{ $tests = append $tests (printf "k.startsWith('%s')" .) }}{{ end }}
+{{- $key := join " || " $tests }}
+{{- printf "has(c.resources) && ((has(c.resources.limits) && c.resources.limits.exists(k, %s)) || (has(c.resources.requests) && c.resources.requests.exists(k, %s)))" $key $key }}
+{{- end }}
+
+{{/* True when the pod spec at CEL expression .spec asks for a GPU in any container or init container. */}}
+{{- define "gpuquota.cel.podSpecHasGpu" -}}
+{{- $c := include "gpuquota.cel.containerHasGpu" (dict "ctx" .ctx) }}
+{{- printf "(%s.containers.exists(c, %s) || (has(%s.initContainers) && %s.initContainers.exists(c, %s)))" .spec $c .spec .spec $c }}
+{{- end }}
+
+{{/* True when one spec entry of a kind (see gpuquota.workloadKinds) asks for a GPU: (dict "ctx" $ "root" "object" "entry" …). */}}
+{{- define "gpuquota.cel.entryHasGpu" -}}
+{{- $e := .entry }}
+{{- if hasKey $e "list" }}
+{{- $items := printf "%s.%s" .root (join "." $e.list) }}
+{{- $spec := printf "i.%s" (join "." $e.path) }}
+{{- printf "(%s && %s.exists(i, %s && %s))" (include "gpuquota.cel.guards" (dict "root" .root "path" $e.list)) $items (include "gpuquota.cel.guards" (dict "root" "i" "path" $e.path)) (include "gpuquota.cel.podSpecHasGpu" (dict "ctx" .ctx "spec" $spec)) }}
+{{- else if hasKey $e "map" }}
+{{- $items := printf "%s.%s" .root (join "." $e.map) }}
+{{- $item := printf "%s[r]" $items }}
+{{- $spec := printf "%s.%s" $item (join "." $e.path) }}
+{{- printf "(%s && %s.exists(r, %s && %s))" (include "gpuquota.cel.guards" (dict "root" .root "path" $e.map)) $items (include "gpuquota.cel.guards" (dict "root" $item "path" $e.path)) (include "gpuquota.cel.podSpecHasGpu" (dict "ctx" .ctx "spec" $spec)) }}
+{{- else }}
+{{- $spec := printf "%s.%s" .root (join "." $e.path) }}
+{{- printf "(%s && %s)" (include "gpuquota.cel.guards" (dict "root" .root "path" $e.path)) (include "gpuquota.cel.podSpecHasGpu" (dict "ctx" .ctx "spec" $spec)) }}
+{{- end }}
+{{- end }}
+
+{{/* True when an object (CEL variable .root) of kind .kind asks for a GPU anywhere. */}}
+{{- define "gpuquota.cel.kindHasGpu" -}}
+{{- if .kind.always }}true{{ else }}
+{{- $parts := list }}
+{{- range .kind.specs }}
+{{- $parts = append $parts (include "gpuquota.cel.entryHasGpu" (dict "ctx" $.ctx "root" $.root "entry" .)) }}
+{{- end }}
+{{- join " || " $parts }}
+{{- end }}
+{{- end }}
+
+{{/* One matchCondition per kind: `request.kind is not K || K's object asks for a GPU`. They are ANDed by the API
+server, so exactly the condition of the request's own kind decides. .roots lists the objects to test, {name, when}: any may match; `when` guards one that can be null. */}}
+{{- define "gpuquota.cel.kindConditions" -}}
+{{- range .kinds }}
+{{- $kind := . }}
+{{- $tests := list }}
+{{- range $.roots }}
+{{- $test := include "gpuquota.cel.kindHasGpu" (dict "ctx" $.ctx "root" .name "kind" $kind) }}
+{{- if .when }}{{ $test = printf "(%s && (%s))" .when $test }}{{ end }}
+{{- $tests = append $tests $test }}
+{{- end }}
+- name: {{ printf "%s-requests-gpus" (lower $kind.kind) }}
+  expression: {{ printf "request.kind.group != '%s' || request.kind.kind != '%s' || %s" $kind.group $kind.kind (join " || " $tests) | quote }}
+{{- end }}
+{{- end }}
+
+{{/* TLS ------------------------------------------------------------------------------------------------------------
+The chart-generated CA and serving certificate (cert-manager off), as a dict {ca, crt, key} of PEM strings. An
+existing Secret is reused, so upgrades keep the certificate the API server trusts. Several templates need the same
+values (Secret, webhook caBundle, the pods' checksum), so the first call stores them for the others. */}}
+{{- define "gpuquota.generatedTLS" -}}
+{{- if not (hasKey .Values "__generatedTLS") }}
+{{- $name := include "gpuquota.tlsSecretName" . }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $name }}
+{{- $tls := dict }}
+{{- if and $existing $existing.data (index $existing.data "ca.crt") (index $existing.data "tls.crt") (index $existing.data "tls.key") }}
+{{- $tls = dict "ca" (index $existing.data "ca.crt" | b64dec) "crt" (index $existing.data "tls.crt" | b64dec) "key" (index $existing.data "tls.key" | b64dec) }}
+{{- else }}
+{{- $svc := include "gpuquota.webhookServiceName" . }}
+{{- $ns := .Release.Namespace }}
+{{- $days := int .Values.tls.generatedValidityDays }}
+{{- $ca := genCA (printf "%s-ca" (include "gpuquota.fullname" .)) $days }}
+{{- $dns := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) }}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $svc $ns) nil $dns $days $ca }}
+{{- $tls = dict "ca" $ca.Cert "crt" $cert.Cert "key" $cert.Key }}
+{{- end }}
+{{- $_ := set .Values "__generatedTLS" $tls }}
+{{- end }}
+{{- toYaml (get .Values "__generatedTLS") }}
+{{- end }}
+
+{{- define "gpuquota.reconcilerArgs" -}}
+- reconcile
+- --ledger=$(GPUQUOTA_LEDGER)
+{{- with .Values.reconciler.extraArgs }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

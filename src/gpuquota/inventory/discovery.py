@@ -65,11 +65,11 @@ def _unavailable(nvml: Any, exc: Exception, step: str) -> NvmlUnavailable:
 
 
 class _Reader:
-    """Runs NVML queries for one device, keeping the first real error and treating 'not supported' as absent."""
+    """Runs NVML queries for one device, treating 'not supported' as absent and collecting every other error."""
 
     def __init__(self, nvml: Any) -> None:
         self.nvml = nvml
-        self.errors: list[str] = []
+        self._failures: dict[str, list[str]] = {}  # error description → the queries that got it
         self._absent = {
             getattr(nvml, "NVML_ERROR_NOT_SUPPORTED", 3),
             getattr(nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13),
@@ -80,16 +80,17 @@ class _Reader:
             return query(*args)
         except self.nvml.NVMLError as exc:
             if exc.value not in self._absent:
-                self.errors.append(f"{what}: {_describe(self.nvml, exc)}")
+                self._failures.setdefault(_describe(self.nvml, exc), []).append(what)
             return None
 
     @property
     def error(self) -> str | None:
-        if not self.errors:
-            return None
-        first = self.errors[0]
-        more = len(self.errors) - 1
-        return first if not more else f"{first} (and {more} more failed quer{'y' if more == 1 else 'ies'})"
+        """One line: each distinct error with the queries that failed with it (a lost GPU fails them all)."""
+        parts = []
+        for description, queries in self._failures.items():
+            shown = ", ".join(queries[:3]) + (f" and {len(queries) - 3} more" if len(queries) > 3 else "")
+            parts.append(f"{description} ({shown})")
+        return "; ".join(parts) or None
 
 
 def _text(value: Any) -> str | None:
@@ -108,7 +109,7 @@ def _read_migs(nvml: Any, handle: Any) -> tuple[RawMig, ...]:
         except nvml.NVMLError as exc:
             if exc.value == getattr(nvml, "NVML_ERROR_NOT_FOUND", 6):
                 continue  # an empty slot
-            migs.append(RawMig(index=slot, error=f"nvmlDeviceGetMigDeviceHandleByIndex: {_describe(nvml, exc)}"))
+            migs.append(RawMig(index=slot, error=f"{_describe(nvml, exc)} (nvmlDeviceGetMigDeviceHandleByIndex)"))
             continue
         mig_reader = _Reader(nvml)
         attributes = mig_reader.read("nvmlDeviceGetAttributes", nvml.nvmlDeviceGetAttributes, mig)
@@ -140,7 +141,7 @@ def read_device(nvml: Any, index: int) -> RawDevice:
     try:
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
     except nvml.NVMLError as exc:
-        return RawDevice(index=index, error=f"nvmlDeviceGetHandleByIndex: {_describe(nvml, exc)}")
+        return RawDevice(index=index, error=f"{_describe(nvml, exc)} (nvmlDeviceGetHandleByIndex)")
     reader = _Reader(nvml)
     pci = reader.read("nvmlDeviceGetPciInfo", nvml.nvmlDeviceGetPciInfo, handle)
     memory = reader.read("nvmlDeviceGetMemoryInfo", nvml.nvmlDeviceGetMemoryInfo, handle)

@@ -6,6 +6,7 @@ prorated by SMs, never count a known-but-unrated device as zero) is tested witho
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -143,13 +144,13 @@ def _rate(raw: RawDevice, catalog: Catalog) -> _Rating:
 
 def mig_profile(raw: RawMig) -> str | None:
     """The profile name: from the MIG device's name (``… MIG 3g.40gb``) when the driver puts it there, else
-    from its slice count and memory rounded to whole GB, the way NVIDIA names profiles."""
+    from its slice count and memory rounded up to whole GiB, the way NVIDIA names profiles (40192 MiB → 40gb)."""
     if raw.name:
         found = _PROFILE_IN_NAME.search(raw.name)
         if found:
             return found.group(1).lower()
     if raw.slice_count and raw.memory_mb:
-        gigabytes = max(1, round(raw.memory_mb / 1024))
+        gigabytes = max(1, math.ceil(raw.memory_mb / 1024))
         prefix = (
             f"{raw.compute_slice_count}c."
             if raw.compute_slice_count and raw.compute_slice_count != raw.slice_count

@@ -3,8 +3,8 @@
  * discovery, answering from a device-profile text file named by $FAKE_NVML_PROFILE (read at every init, so a
  * test can "reconfigure MIG" by rewriting the file). Built by a pytest fixture with gcc into a temp dir.
  *
- * Profile format: one "key value" per line, '#' starts a comment. Global keys (driver, nvml, cuda, init_error,
- * count_error) come first; "device" starts a GPU, "mig" starts a MIG device of the last GPU. Device keys:
+ * Profile format: one "key value" per line, '#' starts a comment. Global keys (driver, nvml, cuda) come first
+ * (init_error, count_error: anywhere); "device" starts a GPU, "mig" a MIG device of the last GPU. Device keys:
  * name uuid pci bus brand memory cc max_sm_clock power_limit_mw cores mig_mode(-1 unsupported|0|1) max_mig
  * handle_error error (code returned by every query) and "fail <function> <code>" (one function only).
  * MIG keys: name uuid gi ci slices ci_slices sms memory_mb slot error.
@@ -79,7 +79,9 @@ static int load_profile(void) {
         if (*val) *val++ = 0;
         while (*val == ' ' || *val == '\t') val++;
 
-        if (!strcmp(key, "device")) {
+        if (!strcmp(key, "init_error")) P.init_error = (int)num(val); /* global keys: anywhere in the file */
+        else if (!strcmp(key, "count_error")) P.count_error = (int)num(val);
+        else if (!strcmp(key, "device")) {
             if (P.ndev == MAX_DEVICES) break;
             d = &P.devices[P.ndev++];
             d->mig_mode = -1;
@@ -123,8 +125,6 @@ static int load_profile(void) {
             if (!strcmp(key, "driver")) copy(P.driver, val);
             else if (!strcmp(key, "nvml")) copy(P.nvml, val);
             else if (!strcmp(key, "cuda")) P.cuda = (int)num(val);
-            else if (!strcmp(key, "init_error")) P.init_error = (int)num(val);
-            else if (!strcmp(key, "count_error")) P.count_error = (int)num(val);
         }
     }
     fclose(f);

@@ -1,0 +1,204 @@
+"""The node agent: read NVML, publish the inventory on the agent's own Node, export metrics and health.
+
+NVML is read every ``poll_s`` seconds (cheap, local) so a MIG reconfiguration or a lost GPU is published
+within one poll; the Node is patched when the inventory changed and at least every ``interval_s`` seconds
+otherwise (re-asserting labels someone removed). API failures back off exponentially, up to ``max_backoff_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gpuquota.inventory.agent_metrics import AgentMetrics
+from gpuquota.inventory.discovery import NvmlUnavailable
+from gpuquota.inventory.model import NodeInventory
+from gpuquota.inventory.node_keys import node_patch
+from gpuquota.kube import KubeApi, KubeError
+
+log = logging.getLogger(__name__)
+
+INITIAL_BACKOFF_S = 1.0
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        kube: KubeApi,
+        node: str,
+        discover: Callable[[], NodeInventory],
+        metrics: AgentMetrics | None = None,
+        *,
+        interval_s: float = 60.0,
+        poll_s: float = 10.0,
+        max_backoff_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kube = kube
+        self.node = node
+        self.path = f"/api/v1/nodes/{node}"
+        self.metrics = metrics or AgentMetrics(node)
+        self.interval_s = interval_s
+        self.poll_s = poll_s
+        self.max_backoff_s = max_backoff_s
+        self._discover = discover
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self.inventory: NodeInventory | None = None  # the last good discovery
+        self.nvml_error: str | None = None  # why the last discovery failed, if it did
+        self.kube_error: str | None = None  # why the last publish failed, if it did
+        self._published: NodeInventory | None = None
+        self._published_at: float | None = None
+        self._retry_at: float | None = None
+        self._backoff = INITIAL_BACKOFF_S
+
+    # -- one step -----------------------------------------------------------------------------------------
+
+    def discover_once(self) -> NodeInventory | None:
+        try:
+            inventory = self._discover()
+        except NvmlUnavailable as exc:
+            self.metrics.error("nvml")
+            if self.nvml_error != str(exc):
+                log.error("%s", exc)
+            with self._lock:
+                self.nvml_error = str(exc)
+            return None
+        failures = sum(d.error is not None for d in inventory.devices) + sum(
+            m.error is not None for d in inventory.devices for m in d.mig
+        )
+        if failures:
+            self.metrics.error("nvml", failures)
+            for device in inventory.devices:
+                if device.error and (self.inventory is None or device not in self.inventory.devices):
+                    log.warning("GPU %d: %s", device.index, device.error)
+        self.metrics.observe(inventory)
+        with self._lock:
+            self.inventory = inventory
+            self.nvml_error = None
+        return inventory
+
+    def publish_due(self, inventory: NodeInventory) -> bool:
+        now = self._clock()
+        if self._retry_at is not None:
+            return now >= self._retry_at
+        if self._published != inventory or self._published_at is None:
+            return True
+        return now - self._published_at >= self.interval_s
+
+    def publish(self, inventory: NodeInventory) -> bool:
+        """Merge-patch the agent's own labels and annotation onto the Node; on failure schedule a retry."""
+        try:
+            self.kube.patch(self.path, node_patch(inventory))
+        except KubeError as exc:
+            self.metrics.error("kube")
+            delay = self._backoff
+            self._retry_at = self._clock() + delay
+            self._backoff = min(self._backoff * 2, self.max_backoff_s)
+            hint = " (the agent's ServiceAccount needs RBAC to get and patch nodes)" if exc.status == 403 else ""
+            log.warning("publishing the inventory to node %s failed: %s%s; retrying in %.0fs", self.node, exc, hint,
+                        delay)
+            with self._lock:
+                self.kube_error = str(exc)
+            return False
+        self._published, self._published_at = inventory, self._clock()
+        self._retry_at, self._backoff = None, INITIAL_BACKOFF_S
+        self.metrics.published(self._wall_clock())
+        with self._lock:
+            self.kube_error = None
+        log.info("published %d GPU(s), %.0f TPP to node %s", inventory.gpu_count, inventory.total_tpp, self.node)
+        return True
+
+    def tick(self) -> bool | None:
+        """Discover, then publish if due. True/False: a publish succeeded/failed; None: nothing was published."""
+        inventory = self.discover_once()
+        if inventory is None or not self.publish_due(inventory):
+            return None
+        return self.publish(inventory)
+
+    def next_wait(self) -> float:
+        wait = self.poll_s
+        if self._retry_at is not None:
+            wait = min(wait, max(0.0, self._retry_at - self._clock()))
+        return wait
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.tick()
+            stop.wait(self.next_wait())
+
+    # -- health -------------------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy while NVML answers: an API-server outage is reported but is no reason to restart the pod."""
+        with self._lock:
+            inventory, nvml_error, kube_error = self.inventory, self.nvml_error, self.kube_error
+        published_age = None if self._published_at is None else round(self._clock() - self._published_at, 1)
+        body: dict[str, Any] = {
+            "node": self.node,
+            "gpus": None if inventory is None else inventory.gpu_count,
+            "total_tpp": None if inventory is None else round(inventory.total_tpp, 1),
+            "last_publish_age_s": published_age,
+            "nvml_error": nvml_error,
+            "kube_error": kube_error,
+        }
+        healthy = inventory is not None and nvml_error is None
+        body["status"] = "ok" if healthy else ("starting" if inventory is None and nvml_error is None else "failing")
+        return healthy, body
+
+
+class AgentServer:
+    """``/metrics`` and ``/healthz`` on a small threaded HTTP server (no framework needed for two paths)."""
+
+    def __init__(self, agent: NodeAgent, host: str, port: int) -> None:
+        self.agent = agent
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="agent-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        agent = self.agent
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: no access log
+                pass
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(agent.metrics.registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    healthy, body = agent.health()
+                    self._send(200 if healthy else 503, json.dumps(body).encode(), "application/json")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+        return Handler
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -145,8 +145,11 @@ def device_count(value: object, path: str) -> int:
         if match is None:
             raise WorkloadError(f"{value!r} is not a Kubernetes quantity", path=path)
         sign, digits, suffix = match.groups()
-        scale = 10.0 ** int(suffix[1:]) if suffix and suffix[0] in "eE" else _SUFFIX[suffix or ""]
-        number = float(digits) * scale * (-1 if sign == "-" else 1)
+        exponent = bool(suffix) and suffix[0] in "eE"
+        # An exponent is parsed by float() so that 1e400 overflows to inf (refused below) instead of raising.
+        number = float(digits + suffix) if exponent else float(digits) * _SUFFIX[suffix or ""]
+        if sign == "-":
+            number = -number
     else:
         raise WorkloadError(f"must be a quantity, got {type_name(value)} {value!r}", path=path)
     if not math.isfinite(number):

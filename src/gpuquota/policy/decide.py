@@ -47,15 +47,26 @@ class _PlannedRule:
     key: UsageKey
     cap: float  # after exemptions (inf when lifted)
     exempted_by: str | None
+    slot: int  # index of ``key`` among the plan's base keys, -1 when it is not one of them
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
     tier: str | None
     rules: tuple[_PlannedRule, ...]
-    concurrent_keys: tuple[UsageKey, ...]
-    operations_keys: tuple[UsageKey, ...]
+    base_keys: tuple[UsageKey, ...]  # concurrent-TPP keys, then the calendar-year operations keys, per scope
+    concurrent: int  # how many of base_keys are concurrent-TPP keys
     who: str  # "tenant globex (BR, tier-2)" for messages
+    profile: str  # "ai-diffusion-2025@2025.1" for the audit annotations
+    tier_label: str
+
+    @property
+    def concurrent_keys(self) -> tuple[UsageKey, ...]:
+        return self.base_keys[: self.concurrent]
+
+    @property
+    def operations_keys(self) -> tuple[UsageKey, ...]:
+        return self.base_keys[self.concurrent :]
 
 
 def _subject(scope: Scope, tenant: Tenant, tier: str | None) -> str:
@@ -96,23 +107,30 @@ def _plan(policy: Policy, tenant: Tenant, day: date) -> _Plan:
     if isinstance(plan, _Plan):
         return plan
     tier = policy.tier_of(tenant.jurisdiction)
-    planned = []
-    for rule in policy.rules_for(tenant, tier):
-        window = WORKLOAD_WINDOW if rule.per_workload else rule.window_key(day)
-        key = UsageKey(rule.scope, _subject(rule.scope, tenant, tier), rule.metric, window)
-        cap, by = _exempt(rule, tenant, day)
-        planned.append(_PlannedRule(rule, key, cap, by))
     subjects = [(Scope.TENANT, tenant.name)]
     if tier is not None and tenant.jurisdiction is not None:
         subjects += [(Scope.JURISDICTION, tenant.jurisdiction), (Scope.TIER, tier)]
     subjects.append((Scope.CLUSTER, "cluster"))
     year = calendar_year_window(day)
+    base_keys = tuple(UsageKey(s, n, Metric.CONCURRENT_TPP, CONCURRENT_WINDOW) for s, n in subjects) + tuple(
+        UsageKey(s, n, Metric.OPERATIONS, year) for s, n in subjects
+    )
+    planned = []
+    for rule in policy.rules_for(tenant, tier):
+        window = WORKLOAD_WINDOW if rule.per_workload else rule.window_key(day)
+        key = UsageKey(rule.scope, _subject(rule.scope, tenant, tier), rule.metric, window)
+        slot = base_keys.index(key) if key in base_keys else -1
+        key = base_keys[slot] if slot >= 0 else key
+        cap, by = _exempt(rule, tenant, day)
+        planned.append(_PlannedRule(rule, key, cap, by, slot))
     plan = _Plan(
         tier=tier,
         rules=tuple(planned),
-        concurrent_keys=tuple(UsageKey(s, n, Metric.CONCURRENT_TPP, CONCURRENT_WINDOW) for s, n in subjects),
-        operations_keys=tuple(UsageKey(s, n, Metric.OPERATIONS, year) for s, n in subjects),
+        base_keys=base_keys,
+        concurrent=len(subjects),
         who=f"tenant {tenant.name} ({tenant.jurisdiction or 'no jurisdiction'}, {tier or 'no tier'})",
+        profile=f"{policy.name}@{policy.version}",
+        tier_label=tier or "none",
     )
     if len(cache) > 65536:
         cache.clear()
@@ -136,14 +154,13 @@ def usage_keys(policy: Policy, demand: Demand, tenant: Tenant, now: datetime) ->
     return frozenset(keys)
 
 
-def _requested_phrase(demand: Demand, tpp: float, gpus: float, operations: float | None, metric: Metric) -> str:
-    model = demand.model or "GPU"
-    text = f"requested {fmt.count(gpus)} × {model} = {fmt.tpp(tpp)} TPP"
+def _requested_phrase(demand: Demand, v: _Verdict, metric: Metric) -> str:
+    text = f"requested {fmt.count(v.gpus)} × {v.model} = {fmt.tpp(v.tpp)} TPP"
     if metric is Metric.OPERATIONS:
-        if operations is None:
+        if v.operations is None:
             text += " with no runtime bound"
         else:
-            text += f" for {_runtime(demand)} = {fmt.operations(operations)} operations"
+            text += f" for {_runtime(demand)} = {fmt.operations(v.operations)} operations"
     return text
 
 
@@ -170,18 +187,17 @@ def _cap_phrase(o: RuleOutcome, rule: Rule) -> str:
     )
 
 
-def _denial(demand: Demand, figures: _Figures, o: RuleOutcome, rule: Rule, policy: Policy) -> str:
-    model = demand.model or "GPU"
-    head = f"{demand.kind} {demand.namespace}/{demand.name} denied for {figures.plan.who} by rule {rule.id}"
+def _denial(demand: Demand, v: _Verdict, o: RuleOutcome, rule: Rule, policy: Policy) -> str:
+    head = f"{demand.kind} {demand.namespace}/{demand.name} denied for {v.plan.who} by rule {rule.id}"
     if rule.description and rule.description != rule.id:
         head += f" ({rule.description})"
-    requested = _requested_phrase(demand, figures.tpp, figures.gpus, figures.operations, rule.metric)
+    requested = _requested_phrase(demand, v, rule.metric)
     body = f"{requested} {_cap_phrase(o, rule)}"
-    unbounded = rule.metric is Metric.OPERATIONS and figures.operations is None
+    unbounded = rule.metric is Metric.OPERATIONS and v.operations is None
     if unbounded:
         body += f": {policy.unbounded_hint}"
     elif o.fits_gpus is not None:
-        body += f"; up to {fmt.count(o.fits_gpus)} × {model} fit" if o.fits_gpus >= 1 else f"; no {model} fits"
+        body += f"; up to {fmt.count(o.fits_gpus)} × {v.model} fit" if o.fits_gpus >= 1 else f"; no {v.model} fits"
     if rule.hint and not unbounded:
         body += f"; {rule.hint}"
     return f"{head}: {body}"
@@ -208,41 +224,60 @@ def _malformed(demand: Demand, tpp: float, gpus: float) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Figures:
-    """The demand's totals, computed once per decision."""
+@dataclass(slots=True)
+class _Verdict:
+    """The demand's totals and what ``decide()`` accumulates while it walks the matching rules. Charges are
+    parallel lists indexed like the plan's base keys (rule keys that are not base keys are appended), so no key
+    is hashed per decision."""
 
     plan: _Plan
     tpp: float
     gpus: float
+    model: str
     operations: float | None
     tpp_per_gpu: float | None
     ops_per_gpu: float | None
-
-
-@dataclass(slots=True)
-class _Verdict:
-    """What ``decide()`` accumulates while it walks the matching rules."""
-
     outcomes: list[RuleOutcome]
     warnings: list[str]
     denials: list[tuple[RuleOutcome, Rule | None]]
     notes: list[str]
-    charges: dict[UsageKey, tuple[float, float | None, str | None]]
+    keys: list[UsageKey]
+    amounts: list[float]
+    caps: list[float | None]
+    cap_rules: list[str | None]
+
+    def charge(self, planned: _PlannedRule, amount: float, cap: float | None) -> None:
+        slot = planned.slot
+        if slot < 0 or slot >= len(self.keys):
+            try:
+                slot = self.keys.index(planned.key)
+            except ValueError:
+                self.keys.append(planned.key)
+                self.amounts.append(amount)
+                self.caps.append(cap)
+                self.cap_rules.append(planned.rule.id if cap is not None else None)
+                return
+        current = self.caps[slot]
+        if cap is not None and (current is None or cap < current):
+            self.caps[slot] = cap
+            self.cap_rules[slot] = planned.rule.id
 
 
-def _unknown_jurisdiction(tenant: Tenant, usage: Usage, policy: Policy, f: _Figures, v: _Verdict) -> None:
-    key = f.plan.concurrent_keys[0]
+def _unknown_jurisdiction(tenant: Tenant, usage: Usage, policy: Policy, v: _Verdict) -> None:
+    key = v.plan.base_keys[0]
     reason = policy.unknown_message
     if tenant.jurisdiction is not None:
-        reason = f"jurisdiction {tenant.jurisdiction!r} is not an ISO 3166-1 alpha-2 country code; {reason}"
+        reason = (
+            f"jurisdiction {tenant.jurisdiction!r} is not an ISO 3166-1 alpha-2 country code: ask a cluster admin "
+            "to correct the Namespace label gpuquota.io/jurisdiction or the tenants file"
+        )
     action = policy.unknown_action
     outcome = RuleOutcome(
         UNKNOWN_JURISDICTION_RULE,
         "tenant jurisdiction unknown",
         action,
         key,
-        f.tpp,
+        v.tpp,
         usage.get(key, 0.0),
         0.0,
         True,
@@ -258,14 +293,14 @@ def _unknown_jurisdiction(tenant: Tenant, usage: Usage, policy: Policy, f: _Figu
         v.notes.append(UNKNOWN_JURISDICTION_RULE)
 
 
-def _judge(planned: _PlannedRule, usage: Usage, f: _Figures, v: _Verdict) -> None:
+def _judge(planned: _PlannedRule, usage: Usage, v: _Verdict) -> None:
     """Evaluate one matching rule: its outcome, a warning or denial, and its charge."""
     rule, key, cap = planned.rule, planned.key, planned.cap
     if rule.metric is Metric.CONCURRENT_TPP:
-        requested, per_gpu = f.tpp, f.tpp_per_gpu
+        requested, per_gpu = v.tpp, v.tpp_per_gpu
     else:
-        requested = _INF if f.operations is None else f.operations
-        per_gpu = f.ops_per_gpu
+        requested = _INF if v.operations is None else v.operations
+        per_gpu = v.ops_per_gpu
     used = 0.0 if rule.per_workload else usage.get(key, 0.0)
     exceeded = requested > 0 and used + requested > cap
     outcome = RuleOutcome(
@@ -306,12 +341,7 @@ def _judge(planned: _PlannedRule, usage: Usage, f: _Figures, v: _Verdict) -> Non
         )
     if rule.per_workload or requested == _INF:
         return  # nothing cumulative to reserve: the ledger settles unbounded runs from operations_per_second
-    enforced = rule.action is Action.DENY and cap < _INF
-    entry = v.charges.get(key)
-    if entry is None:
-        v.charges[key] = (requested, cap, rule.id) if enforced else (requested, None, None)
-    elif enforced and (entry[1] is None or cap < entry[1]):
-        v.charges[key] = (entry[0], cap, rule.id)
+    v.charge(planned, requested, cap if rule.action is Action.DENY and cap < _INF else None)
 
 
 def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now: datetime) -> Decision:
@@ -323,75 +353,97 @@ def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now:
     deny rules for the ledger to re-check inside its transaction.
     """
     plan = _plan(policy, tenant, now.date())
-    groups = demand.groups
-    tpp = sum(g.pods * g.gpus_per_pod * g.tpp_per_gpu for g in groups)
-    gpus = sum(g.pods * g.gpus_per_pod for g in groups)
-    problem = _malformed(demand, tpp, gpus)
+    tpp = gpus = 0.0
+    top = -1.0
+    model = "GPU"
+    sane = True
+    classes = set()
+    for g in demand.groups:  # one pass: totals, the model of the largest group (messages), classes, sanity
+        n = g.pods * g.gpus_per_pod
+        t = n * g.tpp_per_gpu
+        sane = sane and n >= 0 and t >= 0
+        gpus += n
+        tpp += t
+        if t > top:
+            top, model = t, g.model
+        classes.add(g.gpu_class)
+    problem = None if sane and tpp < _INF else _malformed(demand, tpp, gpus)
+    if problem is None and demand.max_runtime_s is not None and not demand.max_runtime_s >= 0:
+        problem = _malformed(demand, tpp, gpus)
     if problem is not None:
         return _malformed_decision(demand, tenant, policy, plan, problem)
     operations = _operations(demand, tpp, policy)
-    f = _Figures(
+    n = plan.concurrent
+    if operations is None:
+        keys, amounts = list(plan.base_keys[:n]), [tpp] * n
+    else:
+        keys, amounts = list(plan.base_keys), [tpp] * n + [operations] * n
+    v = _Verdict(
         plan,
         tpp,
         gpus,
+        model,
         operations,
         tpp / gpus if gpus > 0 else None,
         None if operations is None or gpus <= 0 else operations / gpus,
+        [],
+        [fmt.clip(w, WARNING_LIMIT) for w in demand.warnings] if demand.warnings else [],
+        [],
+        [],
+        keys,
+        amounts,
+        [None] * len(keys),
+        [None] * len(keys),
     )
-    charges: dict[UsageKey, tuple[float, float | None, str | None]] = dict.fromkeys(
-        plan.concurrent_keys, (tpp, None, None)
-    )
-    if operations is not None:
-        charges.update(dict.fromkeys(plan.operations_keys, (operations, None, None)))
-    v = _Verdict([], [fmt.clip(w, WARNING_LIMIT) for w in demand.warnings], [], [], charges)
     if plan.tier is None and tpp > 0:
-        _unknown_jurisdiction(tenant, usage, policy, f, v)
+        _unknown_jurisdiction(tenant, usage, policy, v)
+    purpose, weights = demand.purpose, demand.weights
     for planned in plan.rules:
-        if planned.rule.matches_demand(demand):
-            _judge(planned, usage, f, v)
-    return _finish(demand, policy, f, v)
+        if planned.rule.matches_workload(purpose, weights, classes):
+            _judge(planned, usage, v)
+    return _finish(demand, policy, v)
 
 
-def _finish(demand: Demand, policy: Policy, f: _Figures, v: _Verdict) -> Decision:
+def _finish(demand: Demand, policy: Policy, v: _Verdict) -> Decision:
     annotations = {
-        "profile": f"{policy.name}@{policy.version}",
-        "tier": f.plan.tier or "none",
-        "tpp": f"{f.tpp:.0f}",
-        "operations": "unbounded" if f.operations is None else f"{f.operations:.3g}",
-        "rules": ",".join(o.rule_id for o in v.outcomes) or "none",
+        "profile": v.plan.profile,
+        "tier": v.plan.tier_label,
+        "tpp": f"{v.tpp:.0f}",
+        "operations": "unbounded" if v.operations is None else f"{v.operations:.3g}",
+        "rules": ",".join([o.rule_id for o in v.outcomes]) or "none",
     }
     outcomes = v.outcomes
     if v.denials:
         first, rule = v.denials[0]
         if rule is None:
-            message = f"{demand.kind} {demand.namespace}/{demand.name} denied for {f.plan.who}: {first.message}"
+            message = f"{demand.kind} {demand.namespace}/{demand.name} denied for {v.plan.who}: {first.message}"
         else:
-            message = _denial(demand, f, first, rule, policy)
+            message = _denial(demand, v, first, rule, policy)
         if len(v.denials) > 1:
             message += f" (also exceeds: {', '.join(o.rule_id for o, _ in v.denials[1:])})"
         message = fmt.clip(message, MESSAGE_LIMIT)
         annotations["denied-by"] = ",".join(o.rule_id for o, _ in v.denials)
         outcomes = [replace(o, message=message) if o is first else o for o in outcomes]
     else:
-        message = fmt.clip(
-            f"{demand.kind} {demand.namespace}/{demand.name} allowed for {f.plan.who}: "
-            f"{fmt.count(f.gpus)} × {demand.model or 'GPU'} = {fmt.tpp(f.tpp)} TPP"
-            + (f", {len(v.warnings)} warning(s)" if v.warnings else ""),
-            MESSAGE_LIMIT,
+        message = (
+            f"{demand.kind} {demand.namespace}/{demand.name} allowed for {v.plan.who}: "
+            f"{fmt.count(v.gpus)} × {v.model} = {fmt.tpp(v.tpp)} TPP"
         )
+        if v.warnings:
+            message = fmt.clip(f"{message}, {len(v.warnings)} warning(s)", MESSAGE_LIMIT)
     if v.notes:
         annotations["audit"] = ",".join(v.notes)
     return Decision(
         allowed=not v.denials,
         message=message,
-        tier=f.plan.tier,
+        tier=v.plan.tier,
         profile=policy.name,
         profile_version=policy.version,
         outcomes=tuple(outcomes),
         warnings=tuple(v.warnings),
-        charges=tuple(Charge(k, c[0], c[1], c[2]) for k, c in v.charges.items()),
-        operations=f.operations,
-        operations_per_second=policy.operations_per_second(f.tpp),
+        charges=tuple(map(Charge, v.keys, v.amounts, v.caps, v.cap_rules)),
+        operations=v.operations,
+        operations_per_second=policy.operations_per_second(v.tpp),
         annotations=annotations,
     )
 
@@ -408,7 +460,7 @@ def _malformed_decision(demand: Demand, tenant: Tenant, policy: Policy, plan: _P
         policy.version,
         outcomes=(outcome,),
         warnings=tuple(fmt.clip(w, WARNING_LIMIT) for w in demand.warnings),
-        annotations={"profile": f"{policy.name}@{policy.version}", "denied-by": MALFORMED_RULE},
+        annotations={"profile": plan.profile, "denied-by": MALFORMED_RULE},
     )
 
 

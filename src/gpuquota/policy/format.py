@@ -7,13 +7,13 @@ import math
 
 def tpp(value: float) -> str:
     """TPP with a k/M/G suffix and one decimal (``32.4M``, ``790M``, ``126.7k``)."""
-    if math.isinf(value):
+    magnitude = abs(value)
+    if magnitude < 1e3:
+        return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+    if magnitude == math.inf:
         return "unlimited"
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            text = f"{value / scale:.1f}".removesuffix(".0")
-            return f"{text}{suffix}"
-    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+    scale, suffix = (1e9, "G") if magnitude >= 1e9 else (1e6, "M") if magnitude >= 1e6 else (1e3, "k")
+    return f"{value / scale:.1f}".removesuffix(".0") + suffix
 
 
 def operations(value: float | None) -> str:
@@ -32,10 +32,11 @@ def operations(value: float | None) -> str:
 
 def count(value: float) -> str:
     """GPU counts: ``2,048`` when whole, ``2.5`` when a MIG slice or share makes them fractional."""
-    if math.isinf(value):
+    if value == math.inf:
         return "unlimited"
-    if abs(value - round(value)) < 1e-9:
-        return f"{round(value):,}"
+    whole = round(value)
+    if abs(value - whole) < 1e-9:
+        return f"{whole:,}"
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 

@@ -72,13 +72,15 @@ class Rule:
         return tenant not in self.exclude_tenants
 
     def matches_demand(self, demand: Demand) -> bool:
-        if self.purposes is not None and demand.purpose not in self.purposes:
-            return False
-        if self.weights is not None and demand.weights not in self.weights:
-            return False
-        if self.gpu_classes is not None:
-            return any(g.gpu_class in self.gpu_classes for g in demand.groups)
-        return True
+        return self.matches_workload(demand.purpose, demand.weights, {g.gpu_class for g in demand.groups})
+
+    def matches_workload(self, purpose: Purpose, weights: Weights, classes: set[GpuClass]) -> bool:
+        """Workload-side match; ``classes`` are those of the demand's GPU groups (any one of them matches)."""
+        return (
+            (self.purposes is None or purpose in self.purposes)
+            and (self.weights is None or weights in self.weights)
+            and (self.gpu_classes is None or not self.gpu_classes.isdisjoint(classes))
+        )
 
     @property
     def window_name(self) -> str:

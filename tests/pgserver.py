@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -55,9 +56,38 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return cmd
 
 
+@dataclass
+class PostgresServer:
+    """A running throwaway server. ``stop()``/``start()`` let a test take the database away and bring it back."""
+
+    url: str
+    data: Path
+    options: str
+    log: Path
+    bin_dir: Path
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_server_user([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args]),
+            check=True,
+            capture_output=True,
+            env=_ENV,
+        )
+
+    def start(self) -> None:
+        self._pg_ctl("-o", self.options, "-l", str(self.log), "-w", "-t", "60", "start")
+        _wait_ready(self.url)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl("-m", mode, "-w", "stop")
+
+
+_ENV = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+
+
 @contextmanager
-def postgres_server(*, settings: dict[str, str] | None = None) -> Iterator[str]:
-    """Start a private PostgreSQL server; yield the URL of its ``postgres`` database; stop and remove it after.
+def running_postgres(*, settings: dict[str, str] | None = None) -> Iterator[PostgresServer]:
+    """Start a private PostgreSQL server; stop and remove it afterwards.
 
     ``settings`` are extra ``-c name=value`` server options (e.g. ``max_connections``)."""
     bin_dir = pg_bin_dir()
@@ -65,39 +95,38 @@ def postgres_server(*, settings: dict[str, str] | None = None) -> Iterator[str]:
     data = root / "data"
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
     subprocess.run(
         _as_server_user(
             [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-N", "-E", "UTF8"]
         ),
         check=True,
         capture_output=True,
-        env=env,
+        env=_ENV,
     )
     port = _free_port()
     options = {"listen_addresses": "127.0.0.1", "max_connections": "200", **(settings or {})}
     opts = f"-p {port} -k {root} " + " ".join(f"-c {k}={v}" for k, v in options.items())
-    log = root / "server.log"
+    server = PostgresServer(
+        f"postgresql://postgres@127.0.0.1:{port}/postgres", data, opts, root / "server.log", bin_dir
+    )
     try:
-        subprocess.run(
-            _as_server_user(
-                [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(log), "-w", "-t", "60", "start"]
-            ),
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        _wait_ready(url)
-        yield url
+        server.start()
+        yield server
     finally:
         subprocess.run(
             _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
             capture_output=True,
-            env=env,
+            env=_ENV,
             check=False,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server(*, settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a private PostgreSQL server; yield the URL of its ``postgres`` database; stop and remove it after."""
+    with running_postgres(settings=settings) as server:
+        yield server.url
 
 
 def _wait_ready(url: str, timeout_s: float = 30.0) -> None:

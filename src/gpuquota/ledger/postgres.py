@@ -24,8 +24,10 @@ from gpuquota.ledger.types import LedgerError, LedgerUnavailable
 
 # Any fixed 64-bit number: every gpuquota replica migrating this database takes the same advisory lock.
 MIGRATION_LOCK_KEY = 0x6770_7571_756F_7461 & 0x7FFF_FFFF_FFFF_FFFF  # "gpuquota"
-CONNECT_TIMEOUT_S = 5
-POOL_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 3
+# How long a request waits for a connection before the ledger is reported unavailable: well inside the API
+# server's webhook timeout (10 s by default), so the webhook can answer with a clear refusal.
+POOL_TIMEOUT_S = 3.0
 
 _translated: dict[str, str] = {}
 
@@ -64,12 +66,17 @@ class PostgresDatabase:
     name = "postgresql"
 
     def __init__(self, url: str, pool_size: int = 8, pool_timeout_s: float = POOL_TIMEOUT_S) -> None:
+        try:  # fail fast and clearly (refused, bad password, no such database) before starting the pool
+            psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S).close()
+        except psycopg.Error as exc:
+            raise LedgerUnavailable(f"PostgreSQL ledger unavailable: cannot connect ({str(exc).strip()})") from exc
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
             max_size=max(1, pool_size),
             timeout=pool_timeout_s,
             open=False,
+            check=psycopg_pool.ConnectionPool.check_connection,  # a connection broken by a restart is replaced
             kwargs={"autocommit": False, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "gpuquota"},
             name="gpuquota-ledger",
         )

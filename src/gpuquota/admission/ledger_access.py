@@ -5,6 +5,7 @@ answers health probes, lets non-GPU objects through and fails closed for GPU wor
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -23,10 +24,13 @@ from gpuquota.ledger import (
 class DeferredLedger:
     """A ``Ledger`` that opens the real one on first use (and after every failed open), then delegates."""
 
-    def __init__(self, opener: Callable[[], Ledger]) -> None:
+    def __init__(self, opener: Callable[[], Ledger], retry_s: float = 2.0) -> None:
         self._opener = opener
         self._ledger: Ledger | None = None
         self._lock = threading.Lock()
+        self._retry_s = retry_s
+        self._failed_at = -1e9
+        self._last_error = ""
 
     @property
     def opened(self) -> Ledger | None:
@@ -36,14 +40,26 @@ class DeferredLedger:
         ledger = self._ledger
         if ledger is not None:
             return ledger
+        if time.monotonic() - self._failed_at < self._retry_s:
+            # Requests must not queue behind connection attempts: answer at once until the next retry is due.
+            raise LedgerUnavailable(self._last_error)
+        return self._try_open()
+
+    def _try_open(self) -> Ledger:
         with self._lock:
             if self._ledger is None:
-                self._ledger = self._opener()  # raises LedgerUnavailable while the database is down
+                try:
+                    self._ledger = self._opener()
+                except LedgerUnavailable as exc:
+                    self._failed_at = time.monotonic()
+                    self._last_error = str(exc)
+                    raise
             return self._ledger
 
     def open(self) -> bool:
+        """Try to open now (start-up and the background health check); ``False`` while the database is down."""
         try:
-            self._get()
+            self._try_open()
         except LedgerUnavailable:
             return False
         return True

@@ -143,6 +143,8 @@ class Webhook:
     def check_ledger(self) -> None:
         """The cached ping behind ``/readyz`` and ``gpuquota_ledger_up`` (probes never hit the database)."""
         try:
+            if not self.ledger.open():
+                self.ledger.ping()  # raises with the reason it cannot open
             self.ledger.ping()
         except LedgerError as exc:
             self.readiness.ledger_ok = False

@@ -35,6 +35,9 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         Path, typer.Option(help="Where the default SQLite ledger and a generated self-signed certificate live.")
     ] = Path("var"),
     reload_interval: Annotated[float, typer.Option(help="Seconds between checks of watched files.")] = 2.0,
+    ping_interval: Annotated[
+        float, typer.Option(help="Seconds between ledger health checks (behind /readyz and gpuquota_ledger_up).")
+    ] = 5.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the validating admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
@@ -46,8 +49,8 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--insecure and --tls-cert/--tls-key exclude each other")
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, not {port}")
-    if reload_interval <= 0:
-        raise UserError("--reload-interval must be positive")
+    if reload_interval <= 0 or ping_interval <= 0:
+        raise UserError("--reload-interval and --ping-interval must be positive")
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UserError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     settings = ServeSettings(
@@ -63,6 +66,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         kube=kube,  # type: ignore[arg-type]  # checked against _KUBE_MODES above
         state_dir=state_dir,
         reload_interval_s=reload_interval,
+        ping_interval_s=ping_interval,
         log_level=log_level.lower(),
     )
     run(settings)

@@ -1,0 +1,56 @@
+"""Fixtures: a test CA, and one real webhook (TLS, SQLite ledger, small-cap test profile) per test module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gpuquota.ledger import ReservationRecord, open_ledger
+from tests.admission.pki import TestCA, make_ca
+from tests.admission.serverproc import TEST_POLICY, Server, start_server, tenants_yaml
+from tests.ledger.conftest import postgres_server_url  # noqa: F401 - re-exported fixture
+
+
+@dataclass
+class Setup:
+    root: Path
+    ca: TestCA
+    policy: Path
+    tenants: Path
+    tls: tuple[Path, Path]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    root = tmp_path_factory.mktemp("webhook")
+    ca = make_ca(root / "pki", "main")
+    policy = root / "policy.yaml"
+    policy.write_text(TEST_POLICY)
+    tenants = root / "tenants.yaml"
+    tenants.write_text(tenants_yaml())
+    return Setup(root, ca, policy, tenants, ca.issue(root / "pki", "serving"))
+
+
+@pytest.fixture(scope="module")
+def webhook(setup: Setup) -> Iterator[Server]:
+    server = start_server(setup.root / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
+                          ca_file=setup.ca.ca_file)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def active(ledger_url: str) -> list[ReservationRecord]:
+    ledger = open_ledger(ledger_url)
+    try:
+        return ledger.active_reservations()
+    finally:
+        ledger.close()
+
+
+def active_in(ledger_url: str, namespace: str) -> list[ReservationRecord]:
+    return [r for r in active(ledger_url) if r.workload.namespace == namespace]

@@ -1,0 +1,243 @@
+"""The real webhook over TLS: allow, warn, deny, dry-run, retries, scale-up, delete, owners, tenants, audit, metrics.
+
+Each test uses its own tenant (namespace) from the tenants file, so caps filled by one test never decide another.
+The test profile caps a tier-2 tenant at 16 H100 SXM (253,312 TPP) with a warning at 75 %, and warns (never
+denies) a tier-1 tenant above 8 H100.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+
+import orjson
+
+from gpuquota.ledger import open_ledger
+from tests.admission.conftest import active_in
+from tests.admission.reviews import H100_TPP, cpu_pod, gpu_pod, pytorch_job, review
+from tests.admission.serverproc import Server, wait_for
+
+
+def test_allowed_gpu_pod_reserves_once_and_answers_with_audit_annotations(webhook: Server) -> None:
+    body = review(gpu_pod("p1", "allow", 4))
+    answer = webhook.review(body)
+    assert answer["allowed"] is True
+    assert "status" not in answer
+    assert answer["auditAnnotations"]["tier"] == "tier-2"
+    assert answer["auditAnnotations"]["tpp"] == str(4 * H100_TPP)
+    reservations = active_in(webhook.ledger_url, "allow")
+    assert [(r.workload.kind, r.workload.name, r.tenant, r.tpp) for r in reservations] == [
+        ("Pod", "p1", "allow", 4 * H100_TPP)
+    ]
+    assert reservations[0].request_uid == body["request"]["uid"]
+
+
+def test_cap_exceeded_is_denied_with_403_and_figures(webhook: Server) -> None:
+    assert webhook.review(review(pytorch_job("big", "deny", workers=1)))["allowed"] is True  # 16 GPUs: the cap
+    answer = webhook.review(review(gpu_pod("one-more", "deny", 1)))
+    assert answer["allowed"] is False
+    assert answer["status"]["code"] == 403
+    message = answer["status"]["message"]
+    assert "tenant-cap" in message
+    assert "one-more" in message
+    assert "deny" in message  # names the tenant
+    assert answer["auditAnnotations"]["denied-by"] == "tenant-cap"
+    assert [r.workload.name for r in active_in(webhook.ledger_url, "deny")] == ["big"]
+
+
+def test_approaching_a_cap_warns_but_allows(webhook: Server) -> None:
+    answer = webhook.review(review(gpu_pod("w1", "warn", 13)))  # 13 of 16: above the 75 % warning line
+    assert answer["allowed"] is True
+    assert answer["warnings"], answer
+    assert any("tenant-cap" in w for w in answer["warnings"])
+    assert all(len(w) <= 120 for w in answer["warnings"])
+
+
+def test_warn_mode_rule_allows_over_the_cap_with_a_warning(webhook: Server) -> None:
+    answer = webhook.review(review(gpu_pod("soft", "acme", 10)))  # tier-1: warn above 8 GPUs, never deny
+    assert answer["allowed"] is True
+    assert any("tier1-soft-cap" in w for w in answer["warnings"])
+    assert len(active_in(webhook.ledger_url, "acme")) == 1
+
+
+def test_dry_run_reserves_nothing(webhook: Server) -> None:
+    answer = webhook.review(review(gpu_pod("dry", "dry", 8), dry_run=True))
+    assert answer["allowed"] is True
+    assert active_in(webhook.ledger_url, "dry") == []
+    # and a dry run over the cap is judged like the real thing
+    denied = webhook.review(review(gpu_pod("dry-big", "dry", 17), dry_run=True))
+    assert denied["allowed"] is False
+    assert active_in(webhook.ledger_url, "dry") == []
+
+
+def test_retry_of_the_same_uid_reserves_once(webhook: Server) -> None:
+    body = review(gpu_pod("r1", "retry", 6))
+    first = webhook.review(body)
+    second = webhook.review(copy.deepcopy(body))
+    assert first["allowed"] is second["allowed"] is True
+    assert len(active_in(webhook.ledger_url, "retry")) == 1
+    # 6 + 6 would still fit under 16 if the retry had been counted twice; 6 + 6 + 6 would not: prove the count
+    assert webhook.review(review(gpu_pod("r2", "retry", 6)))["allowed"] is True
+    assert webhook.review(review(gpu_pod("r3", "retry", 6)))["allowed"] is False
+
+
+def test_scale_up_is_judged_on_the_delta_and_scale_down_passes(webhook: Server) -> None:
+    job = pytorch_job("elastic", "scale", workers=0)  # master only: 8 GPUs
+    assert webhook.review(review(job))["allowed"] is True
+    grown = copy.deepcopy(job)
+    grown["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 1  # +8 GPUs: exactly the cap
+    assert webhook.review(review(grown, operation="UPDATE", old=job))["allowed"] is True
+    records = active_in(webhook.ledger_url, "scale")
+    assert sorted(r.tpp for r in records) == [8 * H100_TPP, 8 * H100_TPP]
+    too_big = copy.deepcopy(grown)
+    too_big["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 2  # +8 more: over the cap
+    denied = webhook.review(review(too_big, operation="UPDATE", old=grown))
+    assert denied["allowed"] is False
+    assert "tenant-cap" in denied["status"]["message"]
+    shrunk = copy.deepcopy(job)
+    assert webhook.review(review(shrunk, operation="UPDATE", old=grown))["allowed"] is True
+    assert len(active_in(webhook.ledger_url, "scale")) == 2  # shrinking is settled by the reconciler
+
+
+def test_delete_releases_the_workload(webhook: Server) -> None:
+    job = pytorch_job("gone", "delete", workers=1)  # 16 GPUs: fills the cap
+    assert webhook.review(review(job))["allowed"] is True
+    assert webhook.review(review(gpu_pod("blocked", "delete", 1)))["allowed"] is False
+    answer = webhook.review(review(None, operation="DELETE", old=job))
+    assert answer["allowed"] is True
+    assert active_in(webhook.ledger_url, "delete") == []
+    assert webhook.review(review(gpu_pod("fits-now", "delete", 1)))["allowed"] is True
+
+
+def test_dry_run_delete_releases_nothing(webhook: Server) -> None:
+    pod = gpu_pod("keep", "delete", 1)
+    webhook.review(review(pod))
+    before = len(active_in(webhook.ledger_url, "delete"))
+    assert webhook.review(review(None, operation="DELETE", old=pod, dry_run=True))["allowed"] is True
+    assert len(active_in(webhook.ledger_url, "delete")) == before
+
+
+def test_objects_without_gpus_are_allowed_without_touching_the_ledger(webhook: Server) -> None:
+    before = open_ledger(webhook.ledger_url)
+    try:
+        decisions_before = len(before.decisions())
+    finally:
+        before.close()
+    answer = webhook.review(review(cpu_pod("web", "nowhere-at-all")))  # no tenant, no jurisdiction: irrelevant
+    assert answer == {"uid": answer["uid"], "allowed": True}
+    ledger = open_ledger(webhook.ledger_url)
+    try:
+        assert len(ledger.decisions()) == decisions_before
+    finally:
+        ledger.close()
+
+
+def test_unknown_jurisdiction_denies_gpu_workloads_and_names_the_label(webhook: Server) -> None:
+    answer = webhook.review(review(gpu_pod("p", "unlabelled-namespace", 1)))
+    assert answer["allowed"] is False
+    assert "gpuquota.io/jurisdiction" in answer["status"]["message"]
+    assert active_in(webhook.ledger_url, "unlabelled-namespace") == []
+
+
+def test_pods_of_an_admitted_workload_pass_without_reserving(webhook: Server) -> None:
+    job = pytorch_job("trainer", "owner", workers=1)  # 16 GPUs: the tenant's whole cap
+    assert webhook.review(review(job))["allowed"] is True
+    owner_ref = [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "name": "trainer",
+                  "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+    labels = {"training.kubeflow.org/job-name": "trainer",
+              "training.kubeflow.org/operator-name": "pytorchjob-controller",
+              "training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/replica-index": "0"}
+    for index in range(2):
+        pod = gpu_pod(f"trainer-worker-{index}", "owner", 8, labels=labels, owners=owner_ref)
+        assert webhook.review(review(pod))["allowed"] is True
+    assert [r.workload.name for r in active_in(webhook.ledger_url, "owner")] == ["trainer"]
+
+
+def test_forged_owner_reference_is_judged_on_its_own(webhook: Server) -> None:
+    assert webhook.review(review(gpu_pod("base", "forged", 16)))["allowed"] is True  # cap full
+    forged = [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "name": "no-such-job",
+               "uid": str(uuid.uuid4()), "controller": True}]
+    pod = gpu_pod("sneaky", "forged", 8, owners=forged,
+                  labels={"batch.kubernetes.io/job-name": "no-such-job", "job-name": "no-such-job"})
+    answer = webhook.review(review(pod))
+    assert answer["allowed"] is False
+    assert "tenant-cap" in answer["status"]["message"]
+    # an owner in another namespace does not count either: owner references are namespace-local
+    other_ns_owner = [{"apiVersion": "v1", "kind": "Pod", "name": "base", "uid": str(uuid.uuid4())}]
+    answer = webhook.review(review(gpu_pod("sneaky2", "deny", 8, owners=other_ns_owner)))
+    assert answer["allowed"] is False
+
+
+def test_tenant_labels_on_the_workload_are_not_trusted(webhook: Server) -> None:
+    pod = gpu_pod("liar", "unlabelled-ns-2", 1,
+                  labels={"gpuquota.io/tenant": "acme", "gpuquota.io/jurisdiction": "JP"})
+    answer = webhook.review(review(pod))
+    assert answer["allowed"] is False
+    assert "gpuquota.io/jurisdiction" in answer["status"]["message"]
+
+
+def test_every_decision_is_one_audit_line_and_one_ledger_record(webhook: Server) -> None:
+    allowed = review(gpu_pod("a1", "audit", 2))
+    denied = review(gpu_pod("a2", "audit", 40))
+    webhook.review(allowed)
+    webhook.review(denied)
+
+    def lines() -> dict[str, dict[str, object]]:
+        out = {}
+        for line in webhook.audit_path.read_text().splitlines():
+            record = json.loads(line)
+            out[record["request_uid"]] = record
+        return out
+
+    records = wait_for(lambda: (r := lines()) and allowed["request"]["uid"] in r and denied["request"]["uid"] in r
+                       and r)
+    first, second = records[allowed["request"]["uid"]], records[denied["request"]["uid"]]
+    for record in (first, second):
+        for key in ("time", "request_uid", "user", "namespace", "kind", "name", "tenant", "jurisdiction", "tier",
+                    "demand", "rules", "decision", "profile_version"):
+            assert key in record, key
+    assert (first["decision"], first["tenant"], first["jurisdiction"], first["tier"]) == (
+        "allowed", "audit", "BR", "tier-2")
+    assert second["decision"] == "denied"
+    assert second["user"] == "alice@example.com"
+    ledger = open_ledger(webhook.ledger_url)
+    try:
+        uids = [d.request_uid for d in ledger.decisions()]
+    finally:
+        ledger.close()
+    assert uids.count(allowed["request"]["uid"]) == 1
+    assert uids.count(denied["request"]["uid"]) == 1
+
+
+def test_metrics_follow_the_contract(webhook: Server) -> None:
+    webhook.review(review(gpu_pod("m1", "metrics", 2)))
+    webhook.review(review(gpu_pod("m2", "metrics", 99)))
+    webhook.review(review(gpu_pod("m3", "not-a-known-tenant", 1)))
+    text = webhook.metrics()
+    for name in ("gpuquota_admission_requests_total", "gpuquota_admission_duration_seconds_bucket",
+                 "gpuquota_reserved_tpp", "gpuquota_cap", "gpuquota_cap_utilisation_ratio", "gpuquota_policy_info",
+                 "gpuquota_errors_total", "gpuquota_ledger_up", "gpuquota_reservations_active"):
+        assert f"\n{name}" in text, name
+    assert 'gpuquota_admission_requests_total{decision="denied",kind="Pod",operation="CREATE",rule="tenant-cap"}' \
+        in text
+    assert 'gpuquota_reserved_tpp{scope="tenant",subject="metrics"} 31664.0' in text
+    assert 'gpuquota_cap{metric="concurrent-tpp",rule="tenant-cap",scope="tenant",subject="metrics"} 253312.0' in text
+    assert 'gpuquota_policy_info{profile="webhook-test",version="1"} 1.0' in text
+    assert 'subject="not-a-known-tenant"' not in text  # bounded cardinality
+    assert "gpuquota_ledger_up 1.0" in text
+
+
+def test_health_and_readiness(webhook: Server) -> None:
+    client = webhook.client()
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True}
+
+
+def test_response_is_compact_json_with_only_the_fields_kubernetes_reads(webhook: Server) -> None:
+    raw = webhook.post(review(gpu_pod("c1", "audit", 1))).content
+    answer = orjson.loads(raw)
+    assert set(answer) == {"apiVersion", "kind", "response"}
+    assert set(answer["response"]) <= {"uid", "allowed", "status", "warnings", "auditAnnotations"}

@@ -13,7 +13,7 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from gpuquota.domain import Action, GpuClass, Metric, Purpose, Scope, Weights
@@ -56,7 +56,6 @@ def parse_duration(text: str) -> float:
 
 Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 Text = Annotated[str, BeforeValidator(_text)]
-Country = Annotated[str, BeforeValidator(yaml_country)]
 
 
 class _Spec(BaseModel):
@@ -65,16 +64,16 @@ class _Spec(BaseModel):
     )
 
 
-def _countries(codes: tuple[str, ...]) -> tuple[str, ...]:
-    known = country_codes()
-    out = []
-    for code in codes:
-        upper = code.upper()
-        if upper not in known:
-            hint = " (the United Kingdom is GB)" if upper == "UK" else ""
-            raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code{hint}")
-        out.append(upper)
-    return tuple(out)
+def _country(code: str) -> str:
+    upper = code.upper()
+    if upper not in country_codes():
+        hint = " (the United Kingdom is GB)" if upper == "UK" else ""
+        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code{hint}")
+    return upper
+
+
+Country = Annotated[str, BeforeValidator(yaml_country), AfterValidator(_country)]
+"""An ISO 3166-1 alpha-2 code, upper-cased; validated per item so that errors name the list index."""
 
 
 class MatchSpec(_Spec):
@@ -90,11 +89,6 @@ class MatchSpec(_Spec):
     purposes: tuple[Purpose, ...] | None = None
     gpu_classes: tuple[GpuClass, ...] | None = None
     weights: tuple[Weights, ...] | None = None
-
-    @field_validator("jurisdictions", "exclude_jurisdictions")
-    @classmethod
-    def _iso(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if value is None else _countries(value)
 
 
 class CapSpec(_Spec):
@@ -159,11 +153,6 @@ class TierSpec(_Spec):
     description: str = ""
     jurisdictions: tuple[Country, ...] = ()
     source: str = ""
-
-    @field_validator("jurisdictions")
-    @classmethod
-    def _iso(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _countries(value)
 
 
 class UnknownJurisdictionSpec(_Spec):

@@ -65,9 +65,10 @@ def agent(  # noqa: PLR0917 - typer maps each parameter to an option
         raise typer.Exit(3)
     if once:
         for _ in range(ONCE_ATTEMPTS - 1):
-            if published:
+            failure = node_agent.kube_failure
+            if published or (failure is not None and not failure.retriable):
                 break
-            time.sleep(node_agent.next_wait())
+            time.sleep(node_agent.retry_in or 0)
             published = node_agent.publish(node_agent.inventory)
         if not published:
             print(f"gpuquota: publishing to node {node_name} failed: {node_agent.kube_error}", file=sys.stderr)

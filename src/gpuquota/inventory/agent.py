@@ -55,7 +55,7 @@ class NodeAgent:
         self._lock = threading.Lock()
         self.inventory: NodeInventory | None = None  # the last good discovery
         self.nvml_error: str | None = None  # why the last discovery failed, if it did
-        self.kube_error: str | None = None  # why the last publish failed, if it did
+        self.kube_failure: KubeError | None = None  # why the last publish failed, if it did
         self._published: NodeInventory | None = None
         self._published_at: float | None = None
         self._retry_at: float | None = None
@@ -91,7 +91,11 @@ class NodeAgent:
         now = self._clock()
         if self._retry_at is not None:
             return now >= self._retry_at
-        if self._published != inventory or self._published_at is None:
+        if self._published is None or self._published_at is None:
+            return True
+        if self._published != inventory:
+            if self._published.mig_layout() != inventory.mig_layout():
+                log.info("MIG layout changed on node %s: publishing now", self.node)
             return True
         return now - self._published_at >= self.interval_s
 
@@ -108,13 +112,13 @@ class NodeAgent:
             log.warning("publishing the inventory to node %s failed: %s%s; retrying in %.0fs", self.node, exc, hint,
                         delay)
             with self._lock:
-                self.kube_error = str(exc)
+                self.kube_failure = exc
             return False
         self._published, self._published_at = inventory, self._clock()
         self._retry_at, self._backoff = None, INITIAL_BACKOFF_S
         self.metrics.published(self._wall_clock())
         with self._lock:
-            self.kube_error = None
+            self.kube_failure = None
         log.info("published %d GPU(s), %.0f TPP to node %s", inventory.gpu_count, inventory.total_tpp, self.node)
         return True
 
@@ -125,11 +129,19 @@ class NodeAgent:
             return None
         return self.publish(inventory)
 
+    @property
+    def kube_error(self) -> str | None:
+        failure = self.kube_failure
+        return None if failure is None else str(failure)
+
+    @property
+    def retry_in(self) -> float | None:
+        """Seconds until a failed publish is retried; ``None`` when none is pending."""
+        return None if self._retry_at is None else max(0.0, self._retry_at - self._clock())
+
     def next_wait(self) -> float:
-        wait = self.poll_s
-        if self._retry_at is not None:
-            wait = min(wait, max(0.0, self._retry_at - self._clock()))
-        return wait
+        retry = self.retry_in
+        return self.poll_s if retry is None else min(self.poll_s, retry)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -141,7 +153,7 @@ class NodeAgent:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while NVML answers: an API-server outage is reported but is no reason to restart the pod."""
         with self._lock:
-            inventory, nvml_error, kube_error = self.inventory, self.nvml_error, self.kube_error
+            inventory, nvml_error, kube_failure = self.inventory, self.nvml_error, self.kube_failure
         published_age = None if self._published_at is None else round(self._clock() - self._published_at, 1)
         body: dict[str, Any] = {
             "node": self.node,
@@ -149,7 +161,7 @@ class NodeAgent:
             "total_tpp": None if inventory is None else round(inventory.total_tpp, 1),
             "last_publish_age_s": published_age,
             "nvml_error": nvml_error,
-            "kube_error": kube_error,
+            "kube_error": None if kube_failure is None else str(kube_failure),
         }
         healthy = inventory is not None and nvml_error is None
         body["status"] = "ok" if healthy else ("starting" if inventory is None and nvml_error is None else "failing")

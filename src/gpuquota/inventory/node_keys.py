@@ -36,7 +36,7 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 def label_value(text: str) -> str:
     """A Kubernetes-valid label value (≤ 63 characters of [A-Za-z0-9._-], alphanumeric at both ends)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:63].strip("-_.")
-    return cleaned if _LABEL_VALUE.match(cleaned) else UNKNOWN_MODEL
+    return cleaned if cleaned and _LABEL_VALUE.match(cleaned) else UNKNOWN_MODEL
 
 
 def headline_device(inventory: NodeInventory) -> DeviceInfo | None:

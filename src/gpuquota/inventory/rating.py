@@ -188,7 +188,7 @@ def rate_device(raw: RawDevice, catalog: Catalog) -> DeviceInfo:
             slice_count=m.slice_count,
             sm_count=m.sm_count,
             memory_bytes=None if m.memory_mb is None else m.memory_mb * 1024 * 1024,
-            tpp=round(mig_tpp(m, profile, rating.tpp, rating.sm_count, spec), 1),
+            tpp=mig_tpp(m, profile, rating.tpp, rating.sm_count, spec),
             error=m.error,
         )
         for m in raw.migs
@@ -205,9 +205,9 @@ def rate_device(raw: RawDevice, catalog: Catalog) -> DeviceInfo:
         power_limit_w=None if raw.power_limit_mw is None else raw.power_limit_mw / 1000,
         mig_mode=raw.mig_mode,
         catalog_key=rating.catalog_key,
-        tpp=round(rating.tpp, 1),
+        tpp=rating.tpp,
         gpu_class=rating.gpu_class,
-        h100e=round(h100_equivalents(rating.tpp), 3),
+        h100e=h100_equivalents(rating.tpp),
         estimated=rating.estimated,
         estimate_basis=rating.basis,
         mig=migs,

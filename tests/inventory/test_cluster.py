@@ -1,0 +1,251 @@
+"""The webhook's cluster view: Node objects (agent-published, GFD-only, unknown) → models and capacity, and the
+list+watch loop that keeps it current through FakeKube (recorded nodes, 410 Gone, API errors)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuquota.catalog import Catalog
+from gpuquota.domain import GpuClass
+from gpuquota.inventory import (
+    ANNOTATION_INVENTORY,
+    CapacityRow,
+    ClusterInventory,
+    NodeInventory,
+    node_patch,
+    run_node_watch,
+)
+from gpuquota.inventory.cluster import conservative_spec
+from gpuquota.kube import FakeKube, KubeError
+
+NODES = Path(__file__).parent / "nodes"
+Discover = Callable[..., NodeInventory]
+
+
+def recorded(name: str) -> dict[str, Any]:
+    node: dict[str, Any] = json.loads((NODES / f"{name}.json").read_text())
+    return node
+
+
+def published_node(inventory: NodeInventory, base: str = "cpu-only") -> dict[str, Any]:
+    """A recorded node after the agent's merge patch (labels + annotation) was applied to it."""
+    node = recorded(base)
+    node["metadata"]["name"] = inventory.node
+    patch = node_patch(inventory)["metadata"]
+    node["metadata"]["labels"].update({k: v for k, v in patch["labels"].items() if v is not None})
+    node["metadata"]["annotations"].update(patch["annotations"])
+    return node
+
+
+def test_gfd_only_node_is_read_from_the_product_label(catalog: Catalog) -> None:
+    view = ClusterInventory(catalog)
+    view.apply_node(recorded("gfd-h100-p5"))
+    assert view.models() == ("H100-SXM5-80GB",)
+    assert view.capacity() == [CapacityRow("H100-SXM5-80GB", "3A090.a", 8, 8 * 15832.0)]
+    node = view.node("ip-10-0-12-7.ec2.internal")
+    assert node is not None
+    assert node.source == "gfd"
+
+
+def test_shared_suffix_is_the_same_model_and_counts_physical_gpus(catalog: Catalog) -> None:
+    view = ClusterInventory(catalog)
+    view.apply_node(recorded("gfd-l4-shared"))
+    spec = catalog.get("L4")
+    assert spec is not None
+    assert view.models() == ("L4",)
+    (row,) = view.capacity()
+    assert row.gpus == 4  # gpu.count is physical; the 16 time-sliced replicas are not more hardware
+    assert row.tpp == pytest.approx(4 * spec.tpp)
+
+
+def test_unknown_product_counts_as_the_strongest(catalog: Catalog) -> None:
+    view = ClusterInventory(catalog)
+    view.apply_node(recorded("gfd-unknown-product"))
+    assert view.models() == (catalog.strongest.key,)
+    (row,) = view.capacity()
+    assert row.model == "unknown"
+    assert row.tpp == pytest.approx(4 * catalog.strongest.tpp)
+
+
+def test_nodes_without_gpus_are_not_in_the_view(catalog: Catalog) -> None:
+    view = ClusterInventory(catalog)
+    view.apply_node(recorded("cpu-only"))
+    assert view.models() == ()
+    assert view.capacity() == []
+    assert view.node_names() == ()
+
+
+def test_agent_annotation_is_read_per_device(discover_profile: Discover, catalog: Catalog) -> None:
+    view = ClusterInventory(catalog)
+    view.apply_node(published_node(discover_profile("a100-mig-mixed", node="dgx-a100-1")))
+    view.apply_node(published_node(discover_profile("h100-gpu-lost", node="dgx-h100-7")))
+    assert view.models() == ("A100-SXM4-80GB", "H100-SXM5-80GB")
+    assert view.capacity() == [
+        CapacityRow("A100-SXM4-80GB", "3A090.a", 2, 2 * 4992.0),
+        CapacityRow("H100-SXM5-80GB", "3A090.a", 3, 3 * 15832.0),  # the lost GPU is no capacity
+    ]
+    node = view.node("dgx-h100-7")
+    assert node is not None
+    assert node.source == "agent"
+
+
+def test_the_annotation_wins_over_gfd_labels(discover_profile: Discover, catalog: Catalog) -> None:
+    node = published_node(discover_profile("l4-4x", node="ip-10-0-12-7.ec2.internal"), base="gfd-h100-p5")
+    view = ClusterInventory(catalog)
+    view.apply_node(node)
+    assert view.models() == ("L4",)
+
+
+def test_estimated_device_resolves_to_a_model_not_weaker(discover_profile: Discover, catalog: Catalog) -> None:
+    inventory = discover_profile("unknown-future", node="b300-1")
+    (device,) = inventory.devices
+    view = ClusterInventory(catalog)
+    view.apply_node(published_node(inventory))
+    (model,) = view.models()
+    spec = catalog.get(model)
+    assert spec is not None
+    assert spec.tpp >= device.tpp or spec is catalog.strongest
+    assert [r.model for r in view.capacity()] == ["unknown"]
+
+
+def test_malformed_annotation_falls_back_to_labels(catalog: Catalog) -> None:
+    node = recorded("gfd-h100-p5")
+    node["metadata"]["annotations"][ANNOTATION_INVENTORY] = '{"schema": 1, "devices": [{"index": "x"}]'
+    view = ClusterInventory(catalog)
+    view.apply_node(node)
+    assert view.models() == ("H100-SXM5-80GB",)
+
+
+def test_agent_labels_without_annotation(catalog: Catalog) -> None:
+    node = recorded("cpu-only")
+    node["metadata"]["labels"].update({"gpuquota.io/gpu-model": "RTX-4090", "gpuquota.io/gpu-count": "2"})
+    view = ClusterInventory(catalog)
+    view.apply_node(node)
+    assert view.capacity() == [CapacityRow("RTX-4090", "3A090.a", 2, 2 * 5285.0)]
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "eight", ""])
+def test_bad_or_zero_counts_mean_no_gpus(catalog: Catalog, count: str) -> None:
+    node = recorded("gfd-h100-p5")
+    node["metadata"]["labels"]["nvidia.com/gpu.count"] = count
+    view = ClusterInventory(catalog)
+    view.apply_node(node)
+    assert view.models() == ()
+
+
+def test_a_node_that_loses_its_labels_leaves_the_view(catalog: Catalog) -> None:
+    view = ClusterInventory(catalog)
+    node = recorded("gfd-h100-p5")
+    view.apply_node(node)
+    stripped = copy.deepcopy(node)
+    del stripped["metadata"]["labels"]["nvidia.com/gpu.product"]
+    view.apply_node(stripped)
+    assert view.capacity() == []
+    view.apply_node(node)
+    view.remove_node("ip-10-0-12-7.ec2.internal")
+    assert view.models() == ()
+
+
+def test_conservative_spec_is_the_weakest_not_weaker(catalog: Catalog) -> None:
+    assert conservative_spec(catalog, None) is catalog.strongest
+    assert conservative_spec(catalog, 10**9) is catalog.strongest
+    spec = conservative_spec(catalog, 15000)
+    assert spec.tpp >= 15000
+    assert all(not (15000 <= s.tpp < spec.tpp) for s in catalog)
+
+
+# -- list + watch ---------------------------------------------------------------------------------------------
+
+
+def _path(node: dict[str, Any]) -> str:
+    return f"/api/v1/nodes/{node['metadata']['name']}"
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    kube = FakeKube()
+    for name in ("gfd-h100-p5", "gfd-l4-shared", "cpu-only"):
+        node = recorded(name)
+        kube.put(_path(node), node)
+    return kube
+
+
+@pytest.fixture
+def watching(kube: FakeKube, catalog: Catalog) -> Iterator[ClusterInventory]:
+    view = ClusterInventory(catalog)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_node_watch,
+        args=(kube, view, stop),
+        kwargs={"resync_s": 3600, "max_backoff_s": 0.05, "idle_wait_s": 0.01},
+        daemon=True,
+    )
+    thread.start()
+    assert view.synced.wait(5)
+    yield view
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_watch_follows_additions_changes_and_deletions(watching: ClusterInventory, kube: FakeKube) -> None:
+    assert watching.models() == ("H100-SXM5-80GB", "L4")
+    unknown = recorded("gfd-unknown-product")
+    kube.put(_path(unknown), unknown)
+    eventually(lambda: "gpu-rubin-01" in watching.node_names())
+    kube.delete("/api/v1/nodes/gke-pool-l4-3f9a")
+    eventually(lambda: "gke-pool-l4-3f9a" not in watching.node_names())
+    h100 = recorded("gfd-h100-p5")
+    h100["metadata"]["labels"]["nvidia.com/gpu.count"] = "4"
+    kube.put(_path(h100), h100)
+    eventually(lambda: any(r.model == "H100-SXM5-80GB" and r.gpus == 4 for r in watching.capacity()))
+
+
+def test_watch_relists_after_410_gone(watching: ClusterInventory, kube: FakeKube) -> None:
+    kube.fail_next(KubeError(410, "too old resource version"))  # the watch's next call gets 410 Gone
+    kube.delete("/api/v1/nodes/gke-pool-l4-3f9a")
+    extra = recorded("gfd-unknown-product")
+    kube.put(_path(extra), extra)
+    kube.compact()  # the deletion event is gone from the log: only a relist can notice it
+    eventually(lambda: "gke-pool-l4-3f9a" not in watching.node_names())
+    assert "gpu-rubin-01" in watching.node_names()
+
+
+def test_watch_survives_api_errors(watching: ClusterInventory, kube: FakeKube) -> None:
+    kube.fail_next(KubeError(503, "etcd unavailable"), KubeError(0, "connection refused"), KubeError(500, "boom"))
+    extra = recorded("gfd-unknown-product")
+    kube.put(_path(extra), extra)
+    eventually(lambda: "gpu-rubin-01" in watching.node_names())
+    assert not kube.errors  # every injected failure was met and retried
+
+
+def test_replace_all_marks_the_view_synced(catalog: Catalog) -> None:
+    view = ClusterInventory(catalog)
+    assert not view.synced.is_set()
+    view.replace_all([recorded("gfd-h100-p5"), recorded("cpu-only")])
+    assert view.synced.is_set()
+    assert view.node_names() == ("ip-10-0-12-7.ec2.internal",)
+
+
+def test_capacity_classes_come_from_the_catalog(catalog: Catalog) -> None:
+    view = ClusterInventory(catalog)
+    view.apply_node(recorded("gfd-l4-shared"))
+    spec = catalog.get("L4")
+    assert spec is not None
+    assert view.capacity()[0].gpu_class == spec.gpu_class.value
+    assert spec.gpu_class in set(GpuClass)

@@ -182,7 +182,10 @@ def parse_catalog(document: Any, origin: str) -> Catalog:
                 f"{'.'.join(str(p) for p in err['loc']) or '(row)'}: {err['msg']}" for err in exc.errors()
             )
             raise CatalogError(f"{origin}: gpus[{index}] ({where}): {problems}") from None
-    return Catalog(specs)
+    try:
+        return Catalog(specs)
+    except CatalogError as exc:  # duplicate names or PCI ids: say which file
+        raise CatalogError(f"{origin}: {exc}") from None
 
 
 def load_catalog_file(path: Path) -> Catalog:

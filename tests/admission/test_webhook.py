@@ -80,6 +80,9 @@ def test_retry_of_the_same_uid_reserves_once(webhook: Server) -> None:
     # 6 + 6 would still fit under 16 if the retry had been counted twice; 6 + 6 + 6 would not: prove the count
     assert webhook.review(review(gpu_pod("r2", "retry", 6)))["allowed"] is True
     assert webhook.review(review(gpu_pod("r3", "retry", 6)))["allowed"] is False
+    # the API server retries r1 once more, now that its own reservation fills the cap: still the same answer
+    assert webhook.review(copy.deepcopy(body))["allowed"] is True
+    assert sorted(r.workload.name for r in active_in(webhook.ledger_url, "retry")) == ["r1", "r2"]
 
 
 def test_scale_up_is_judged_on_the_delta_and_scale_down_passes(webhook: Server) -> None:

@@ -232,6 +232,9 @@ class Admission:
         now = self._clock()
         usage: Usage = self.ledger.usage(usage_keys(policy, job.demand, job.tenant, now), now)
         decision = decide(job.demand, job.tenant, usage, policy, now=now)
+        if not decision.allowed and self._already_admitted(job):
+            return self._owned(request, OwnerRef(request.kind.group, request.kind.kind, job.workload.name),
+                               job.started, retry=True)
         if not decision.allowed or request.dry_run or not decision.charges:
             self.ledger.record_decision(self._audit(job, decision))
             return self._answer(job, decision, usage, reserved=False, status=None)
@@ -247,6 +250,14 @@ class Admission:
                 self.ledger.record_decision(self._audit(job, decision))
                 return self._answer(job, decision, usage, reserved=False, status=ReserveStatus.CAP_EXCEEDED)
         return self._raced_out(job, decision, result)
+
+    def _already_admitted(self, job: _Job) -> bool:
+        """A CREATE of a workload that already holds an active reservation is the API server retrying a request we
+        admitted (a create of an existing name cannot succeed otherwise): its own reservation now counts as usage,
+        so it must not be judged again — answer as before, reserve nothing."""
+        if job.request.operation != "CREATE" or job.request.dry_run:
+            return False
+        return self.ledger.find_active(job.workload) is not None
 
     def _raced_out(self, job: _Job, decision: Decision, result: ReserveResult) -> Reply:
         """The ledger kept refusing although fresh usage said it fits (figures moving under heavy contention)."""
@@ -351,16 +362,18 @@ class Admission:
             audit=self._audit(job, decision),
         )
 
-    def _owned(self, request: AdmissionRequest, ref: OwnerRef, started: float) -> Reply:
-        """Part of a workload whose GPUs were reserved when it was admitted: pass without reserving again."""
+    def _owned(self, request: AdmissionRequest, ref: OwnerRef, started: float, *, retry: bool = False) -> Reply:
+        """Part of a workload whose GPUs were reserved when it was admitted (or a retried create of that workload):
+        pass without reserving again."""
         self._count(request.operation, request.kind.kind, "allowed", "none", started)
         if self.audit.enabled:
+            why = "a retry of an admitted create" if retry else "part of an admitted workload"
             self.audit.write({"time": self._clock().isoformat(), "request_uid": request.uid,
                               "operation": request.operation, "user": request.user_info.username,
                               "namespace": request.namespace, "kind": request.kind.kind, "name": request.name,
                               "allowed": True, "decision": "allowed", "dry_run": request.dry_run,
                               "owner": f"{ref.kind} {request.namespace}/{ref.name}",
-                              "message": "part of an admitted workload: its GPUs are already reserved"})
+                              "message": f"{why}: its GPUs are already reserved"})
         return Reply(200, build_response(request.uid, True))
 
     def _skip(self, request: AdmissionRequest, started: float) -> Reply:

@@ -1,0 +1,206 @@
+"""The reconciler's shell: follow workloads through the Kubernetes API (list, then watch from the list's resource
+version, relisting on 410 Gone, on errors and every resync period) and apply ``plan``'s transitions.
+
+Only namespaces with active reservations are followed, and in each only the kinds reserved there, the
+controllers under them and pods — a cluster's GPU work, not the whole cluster. Each (kind, namespace) has its own
+cache; a pass brings every cache up to date (in parallel: a watch waits up to its timeout when nothing happens),
+then plans from one snapshot of the caches and the ledger. Caches are touched by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gpuquota.kube import KubeApi, KubeError
+from gpuquota.ledger import LedgerError, ReconcilerLedger, ReservationRecord, ReservationState, WorkloadRef
+from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, plan
+from gpuquota.reconcile.resources import RESOURCES, KindKey, Resource, kinds_to_follow
+
+log = logging.getLogger(__name__)
+JsonObject = dict[str, Any]
+CacheKey = tuple[KindKey, str]  # (kind, namespace)
+
+
+def _ref(key: KindKey, namespace: str, obj: JsonObject) -> WorkloadRef | None:
+    name = (obj.get("metadata") or {}).get("name")
+    return WorkloadRef(namespace, key[1], str(name), key[0]) if name else None
+
+
+@dataclass(slots=True)
+class KindCache:
+    """The objects of one kind in one namespace, as last listed and watched."""
+
+    key: KindKey
+    namespace: str
+    resource: Resource
+    objects: dict[WorkloadRef, JsonObject] = field(default_factory=dict)
+    resource_version: str = ""
+    synced: bool = False
+    listed_at: float = float("-inf")
+    relists: int = 0
+
+    @property
+    def path(self) -> str:
+        return self.resource.collection(self.namespace)
+
+    def relist(self, kube: KubeApi, monotonic: float) -> None:
+        try:
+            listed = kube.list(self.path)
+        except KubeError as exc:
+            # 404: the kind's CRD is not installed; 403: no RBAC for it. Either way nothing of it can be judged.
+            self.synced = False
+            log.log(logging.DEBUG if exc.status == 404 else logging.WARNING, "cannot list %s: %s", self.path, exc)
+            return
+        objects: dict[WorkloadRef, JsonObject] = {}
+        for item in listed.items:
+            ref = _ref(self.key, self.namespace, item)
+            if ref is not None:
+                objects[ref] = item
+        self.objects = objects
+        self.resource_version = listed.resource_version
+        self.synced = True
+        self.listed_at = monotonic
+        self.relists += 1
+
+    def follow(self, kube: KubeApi, timeout_s: float) -> None:
+        """Apply the events since the last version seen; a 410 Gone or any error means listing again."""
+        try:
+            for event in kube.watch(self.path, self.resource_version, timeout_s=timeout_s):
+                version = (event.object.get("metadata") or {}).get("resourceVersion")
+                if version:
+                    self.resource_version = str(version)
+                if event.type == "BOOKMARK":
+                    continue
+                ref = _ref(self.key, self.namespace, event.object)
+                if ref is None:
+                    continue
+                if event.type == "DELETED":
+                    self.objects.pop(ref, None)
+                else:
+                    self.objects[ref] = event.object
+        except KubeError as exc:
+            if exc.status != 410:
+                log.warning("watch on %s failed: %s", self.path, exc)
+            self.synced = False  # list again before trusting this cache
+
+    def update(self, kube: KubeApi, monotonic: Callable[[], float], resync_s: float, timeout_s: float) -> None:
+        if self.synced and monotonic() - self.listed_at < resync_s:
+            self.follow(kube, timeout_s)
+        if not self.synced or monotonic() - self.listed_at >= resync_s:
+            self.relist(kube, monotonic())
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    transitions: tuple[Transition, ...]
+    applied: Counter[str]
+    errors: int = 0
+
+
+class Reconciler:
+    """Moves reservations through their states from what the cluster shows. Holds no state that matters across
+    restarts (caches are rebuilt by listing), and two copies running at once cannot double count: each
+    transition is conditional in the ledger."""
+
+    def __init__(
+        self,
+        kube: KubeApi,
+        ledger: ReconcilerLedger,
+        *,
+        grace: timedelta = DEFAULT_GRACE,
+        resync_s: float = 300.0,
+        watch_timeout_s: float = 1.0,
+        workers: int = 8,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kube = kube
+        self.ledger = ledger
+        self.grace = grace
+        self.resync_s = resync_s
+        self.watch_timeout_s = watch_timeout_s
+        self.workers = max(1, workers)
+        self.clock = clock
+        self.monotonic = monotonic
+        self.caches: dict[CacheKey, KindCache] = {}
+
+    def _wanted(self, active: Iterable[ReservationRecord]) -> set[CacheKey]:
+        wanted: set[CacheKey] = set()
+        for record in active:
+            key = (record.workload.group, record.workload.kind)
+            if key not in RESOURCES:
+                log.warning("%s: kind %s is not followed; its reservation stays until deleted", record.workload, key)
+                continue
+            wanted.update((k, record.workload.namespace) for k in kinds_to_follow(key))
+        return wanted
+
+    def sync(self, active: Iterable[ReservationRecord]) -> None:
+        """Follow exactly the (kind, namespace) pairs the active reservations need, each brought up to date."""
+        wanted = self._wanted(active)
+        for stale in set(self.caches) - wanted:
+            del self.caches[stale]
+        for key in sorted(wanted - set(self.caches)):
+            self.caches[key] = KindCache(key[0], key[1], RESOURCES[key[0]])
+        caches = [self.caches[k] for k in sorted(self.caches)]
+
+        def update(cache: KindCache) -> None:
+            cache.update(self.kube, self.monotonic, self.resync_s, self.watch_timeout_s)
+
+        if self.workers == 1 or len(caches) <= 1:
+            for cache in caches:
+                update(cache)
+        else:
+            with ThreadPoolExecutor(min(self.workers, len(caches)), thread_name_prefix="reconcile-watch") as pool:
+                list(pool.map(update, caches))
+
+    def view(self) -> ClusterView:
+        objects: dict[WorkloadRef, JsonObject] = {}
+        synced: set[tuple[KindKey, str]] = set()
+        for (kind, namespace), cache in self.caches.items():
+            if cache.synced:
+                objects.update(cache.objects)
+                synced.add((kind, namespace))
+        return ClusterView(objects, frozenset(synced))
+
+    def reconcile_once(self) -> PassResult:
+        active = self.ledger.active_reservations()
+        self.sync(active)
+        now = self.clock()
+        transitions = plan(active, self.view(), now, self.grace)
+        applied: Counter[str] = Counter()
+        errors = 0
+        for t in transitions:
+            try:
+                changed = self._apply(t)
+            except LedgerError as exc:  # the next pass retries: every transition is idempotent
+                errors += 1
+                log.warning("could not move %s to %s: %s", t.workload, t.to, exc)
+                continue
+            applied[str(t.to)] += changed
+            if changed:
+                log.info("%s → %s (%s): reservations %s", t.workload, t.to, t.reason, list(t.reservation_ids))
+        return PassResult(tuple(transitions), applied, errors)
+
+    def _apply(self, t: Transition) -> int:
+        if t.to is ReservationState.RUNNING:
+            return self.ledger.mark_running(t.reservation_ids, t.at)
+        return self.ledger.finish(t.reservation_ids, t.to, t.at, t.reason, started=t.started)
+
+    def run(self, stop: threading.Event, interval_s: float = 15.0) -> None:
+        """Pass after pass until ``stop`` is set; a failed pass (ledger or API down) is logged and retried."""
+        while not stop.is_set():
+            try:
+                result = self.reconcile_once()
+                if result.applied:
+                    log.info("reconcile pass: %s", dict(result.applied))
+            except (LedgerError, KubeError) as exc:
+                log.warning("reconcile pass failed, retrying in %.0f s: %s", interval_s, exc)
+            stop.wait(interval_s)

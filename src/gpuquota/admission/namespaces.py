@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
@@ -51,34 +52,36 @@ class NamespaceCache:
         return self._labels.get(namespace)
 
     def replace(self, objects: list[JsonObject]) -> None:
-        self._labels = {_name(o): _labels(o) for o in objects if _name(o)}
+        self._labels = {_name(o): _labels(o) for o in objects if _name(o) and o.get("kind", "Namespace") == "Namespace"}
         self._synced.set()
 
     def apply(self, event_type: str, obj: JsonObject) -> None:
         name = _name(obj)
-        if not name:
+        if not name or obj.get("kind", "Namespace") != "Namespace":
             return
         if event_type == "DELETED":
             self._labels.pop(name, None)
         elif event_type in ("ADDED", "MODIFIED"):
             self._labels[name] = _labels(obj)
 
-    def sync_once(self, kube: KubeApi, stop: threading.Event, watch_timeout_s: float = 300.0) -> None:
-        """One list followed by one watch until the server closes it (or ``stop`` is set)."""
+    def sync_once(self, kube: KubeApi, stop: threading.Event, *, watch_timeout_s: float = 300.0,
+                  resync_s: float = 600.0, idle_wait_s: float = 1.0) -> None:
+        """One list, then watches from its version until ``resync_s`` passes (or ``stop`` is set)."""
         listed = kube.list(NAMESPACES_PATH)
         self.replace(listed.items)
         version = listed.resource_version
-        while not stop.is_set():
-            received = False
+        listed_at = time.monotonic()
+        while not stop.is_set() and time.monotonic() - listed_at < resync_s:
+            started, seen = time.monotonic(), 0
             for event in kube.watch(NAMESPACES_PATH, version, timeout_s=watch_timeout_s):
-                received = True
                 version = str((event.object.get("metadata") or {}).get("resourceVersion") or version)
                 if event.type != "BOOKMARK":
+                    seen += 1
                     self.apply(event.type, event.object)
                 if stop.is_set():
                     return
-            if not received:
-                return  # the watch ended quietly: re-list, as an informer's periodic resync does
+            if not seen and time.monotonic() - started < idle_wait_s:
+                stop.wait(idle_wait_s)  # a server that ends watches at once must not make us spin
 
     def run(self, kube: KubeApi, stop: threading.Event, backoff_s: float = 1.0, max_backoff_s: float = 30.0) -> None:
         """List-and-watch until ``stop``; 410 Gone re-lists at once, other API errors back off exponentially."""
@@ -87,8 +90,6 @@ class NamespaceCache:
             try:
                 self.sync_once(kube, stop)
                 delay = backoff_s
-                if not stop.is_set():
-                    stop.wait(min(delay, 1.0))
             except KubeError as exc:
                 if exc.status == 410:
                     continue

@@ -35,6 +35,7 @@ from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.tls import CertPair, generate_self_signed, reload_cert_chain
 from gpuquota.errors import UserError
+from gpuquota.inventory import ClusterInventory, run_node_watch
 from gpuquota.kube import KubeApi, KubeClient
 from gpuquota.ledger import LedgerError, open_ledger
 from gpuquota.policy import Policy
@@ -44,6 +45,7 @@ log = logging.getLogger("gpuquota.admission.server")
 DEFAULT_POLICY: Final = "ai-diffusion-2025"
 DEFAULT_PORT: Final = 8443
 KubeMode = Literal["auto", "in-cluster", "none"]
+SERVICE_ACCOUNT_TOKEN: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +67,19 @@ class ServeSettings:
     ledger_pool: int = 8
     max_body_bytes: int = MAX_BODY_BYTES
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
+    api_server: str | None = None  # reach an API server from outside a cluster (development, tests)
+    token_file: Path | None = None
 
     def resolved_ledger_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite3'}"
 
 
-def _kube(mode: KubeMode) -> KubeApi | None:
-    if mode == "none":
+def _kube(settings: ServeSettings) -> KubeApi | None:
+    if settings.kube == "none":
         return None
-    if mode == "auto" and not Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists():
+    if settings.api_server is not None:
+        return KubeClient.connect(settings.api_server, settings.token_file)
+    if settings.kube == "auto" and not SERVICE_ACCOUNT_TOKEN.exists():
         return None
     return KubeClient.in_cluster()
 
@@ -102,13 +108,20 @@ class Webhook:
         self.is_sqlite = url.startswith("sqlite:///")
         self.audit = AuditLog(settings.audit_log)
         self.stop = threading.Event()
-        self.kube = _kube(settings.kube)
+        self.kube = _kube(settings)
         self.namespaces: NamespaceCache | None = None
+        self.inventory: ClusterInventory | None = None
         if self.kube is not None:
             self.namespaces = NamespaceCache()
             cache = self.namespaces
             self.readiness.namespaces_synced = lambda: cache.synced
-        self.admission = Admission(self.live, self.ledger, self.metrics, self.audit, namespaces=self.namespaces)
+            self.inventory = ClusterInventory(self.live.current.catalog)
+        inventory = self.inventory
+        self.metrics.watch_capacity(
+            lambda: [] if inventory is None else [(r.model, r.gpu_class, r.tpp, r.gpus) for r in inventory.capacity()]
+        )
+        self.admission = Admission(self.live, self.ledger, self.metrics, self.audit, namespaces=self.namespaces,
+                                   inventory_models=inventory.models if inventory is not None else None)
         self.executor: ThreadPoolExecutor | None = None
         runner: LedgerRunner = run_inline
         if not self.is_sqlite:
@@ -139,6 +152,9 @@ class Webhook:
         if self.kube is not None and self.namespaces is not None:
             kube, cache = self.kube, self.namespaces
             threading.Thread(target=cache.run, args=(kube, self.stop), name="namespace-watch", daemon=True).start()
+        if self.kube is not None and self.inventory is not None:
+            threading.Thread(target=run_node_watch, args=(self.kube, self.inventory, self.stop), name="node-watch",
+                             daemon=True).start()
 
     def check_ledger(self) -> None:
         """The cached ping behind ``/readyz`` and ``gpuquota_ledger_up`` (probes never hit the database)."""

@@ -31,6 +31,10 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     kube: Annotated[
         str, typer.Option(help="Namespace labels from the cluster: in-cluster, none, or auto (in a pod: in-cluster).")
     ] = "auto",
+    api_server: Annotated[
+        str | None, typer.Option(help="API server URL, to watch a cluster from outside it (development).")
+    ] = None,
+    token_file: Annotated[Path | None, typer.Option(help="Bearer token file for --api-server.")] = None,
     state_dir: Annotated[
         Path, typer.Option(help="Where the default SQLite ledger and a generated self-signed certificate live.")
     ] = Path("var"),
@@ -47,6 +51,8 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError(f"--kube must be one of {', '.join(_KUBE_MODES)}, not {kube!r}")
     if insecure and (tls_cert is not None or tls_key is not None):
         raise UserError("--insecure and --tls-cert/--tls-key exclude each other")
+    if kube == "none" and api_server is not None:
+        raise UserError("--api-server needs --kube in-cluster or auto")
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, not {port}")
     if reload_interval <= 0 or ping_interval <= 0:
@@ -65,6 +71,8 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         audit_log=None if audit_log in (None, "off", "") else audit_log,
         kube=kube,  # type: ignore[arg-type]  # checked against _KUBE_MODES above
         state_dir=state_dir,
+        api_server=api_server,
+        token_file=token_file,
         reload_interval_s=reload_interval,
         ping_interval_s=ping_interval,
         log_level=log_level.lower(),

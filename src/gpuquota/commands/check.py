@@ -29,7 +29,7 @@ from gpuquota.policy import Policy, decide, load_policy
 from gpuquota.policy import format as fmt
 from gpuquota.policy.usage_file import load_usage
 from gpuquota.tenancy import TenantDirectory, load_tenants, validate_country
-from gpuquota.workloads import ExtractContext, UnsupportedKind, extract
+from gpuquota.workloads import ExtractContext, UnsupportedKind, extract, requests_gpu
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -150,7 +150,8 @@ def evaluate(
         try:
             demand = extract(obj, ctx)
         except UnsupportedKind as exc:
-            rows.append(Row(kind, namespace, name, Status.SKIPPED, f"not evaluated: {exc.problem}"))
+            note = "; it asks for GPUs: the webhook checks its pods one by one" if requests_gpu(obj) else ""
+            rows.append(Row(kind, namespace, name, Status.SKIPPED, f"not evaluated: {exc.problem}{note}"))
             continue
         if demand is None:
             rows.append(Row(kind, namespace, name, Status.NO_GPU, "requests no GPU"))

@@ -1,0 +1,202 @@
+"""`gpuquota check`: exit codes 0/1/2, the JSON shape, stdin, usage files, tenants and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from gpuquota.cli import app
+
+HERE = Path(__file__).parent / "manifests"
+BIG = str(HERE / "pytorchjob-2048-h100.yaml")
+SMALL = str(HERE / "job-64-h100.yaml")
+SWEEP = str(HERE / "job-1000-h100.json")
+NEGATIVE = str(HERE / "job-negative.yaml")
+NEAR_CAP = str(HERE / "usage-globex-near-cap.yaml")
+TENANTS = str(Path(__file__).resolve().parents[2] / "examples" / "tenants.yaml")
+NOW = ["--now", "2026-11-26T12:00:00Z"]
+
+
+def run(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(app, ["check", *NOW, *args], input=stdin)
+
+
+def rows(result: Result) -> list[dict[str, Any]]:
+    data = json.loads(result.stdout)
+    assert isinstance(data, list)
+    return data
+
+
+def test_all_allowed_exits_0_with_the_json_shape() -> None:
+    result = run("-j", "JP", "-o", "json", SMALL, BIG)
+    assert result.exit_code == 0, result.stderr
+    data = rows(result)
+    assert [(r["kind"], r["name"], r["decision"]) for r in data] == [
+        ("Job", "finetune-llama", "allowed"),
+        ("Pod", "tokenizer", "no-gpu"),
+        ("Deployment", "notebook", "skipped"),
+        ("PyTorchJob", "llm-pretrain", "allowed"),
+    ]
+    job = data[0]
+    for key in (
+        "kind",
+        "name",
+        "allowed",
+        "gpus",
+        "tpp",
+        "message",
+        "h100e",
+        "model",
+        "operations",
+        "warnings",
+        "rules",
+    ):
+        assert key in job
+    assert job["allowed"] is True
+    assert job["gpus"] == 64
+    assert job["tpp"] == 64 * 15832
+    assert job["h100e"] == 64
+    assert job["model"] == "H100-SXM5-80GB"
+    assert job["operations"] == pytest.approx(64 * 15832 / 16 * 1e12 * 43200)
+    assert job["tier"] == "tier-1"
+    assert "asks for GPUs" in data[2]["message"]
+
+
+def test_a_denial_exits_1_and_says_what_fits() -> None:
+    result = run("-j", "BR", "-o", "json", SMALL, BIG)
+    assert result.exit_code == 1
+    data = rows(result)
+    big = data[-1]
+    assert big["allowed"] is False
+    assert big["decision"] == "denied"
+    assert big["gpus"] == 2048
+    assert "32.4M TPP" in big["message"]
+    assert "26.9M TPP tenant cap" in big["message"]
+    assert "up to 1,635" in big["message"]  # 1,699 less the 64 the admitted Job before it holds
+    lpp = next(r for r in big["rules"] if r["id"] == "tier2-tenant-lpp")
+    assert lpp["exceeded"] is True
+    assert lpp["cap"] == 26_900_000
+    assert lpp["used"] == 64 * 15832
+    assert lpp["fits_gpus"] == 1635
+    assert lpp["scope"] == "tenant"
+    assert data[0]["allowed"] is True
+
+
+def test_table_output() -> None:
+    result = run("-j", "BR", BIG)
+    assert result.exit_code == 1
+    assert "PyTorchJob globex-ml/llm-pretrain" in result.stdout
+    assert "denied" in result.stdout
+    assert "tier2-tenant-lpp" in result.stdout
+    assert "up to 1,699 × H100-SXM5-80GB fit" in result.stdout
+
+
+def test_stdin_and_json_input() -> None:
+    text = Path(SWEEP).read_text()
+    result = run("-j", "US", "-o", "json", "-", stdin=text)
+    assert result.exit_code == 0, result.stderr
+    (row,) = rows(result)
+    assert (row["kind"], row["name"], row["gpus"]) == ("Job", "sweep", 1000)
+
+
+def test_admitted_workloads_accumulate() -> None:
+    # 1,000 H100 fit under the 26.9M TPP tenant cap; a second 1,000 does not
+    result = run("-j", "BR", "-o", "json", SWEEP, SWEEP)
+    assert result.exit_code == 1
+    first, second = rows(result)
+    assert first["allowed"] is True
+    assert second["allowed"] is False
+    assert "up to 699" in second["message"]
+
+
+def test_tenants_file_resolves_each_manifest_namespace() -> None:
+    result = run("--tenants", TENANTS, "-o", "json", BIG)
+    assert result.exit_code == 1
+    (row,) = rows(result)
+    assert (row["tenant"], row["jurisdiction"], row["tier"]) == ("globex", "BR", "tier-2")
+    veu = run("--tenants", TENANTS, "--namespace", "initech", "-o", "json", BIG)
+    assert veu.exit_code == 0, veu.stdout  # initech's VEU lifts the Tier 2 caps
+    (lifted,) = rows(veu)
+    assert lifted["tenant"] == "initech"
+    assert all(r["cap"] is None for r in lifted["rules"] if r["id"].startswith("tier2"))
+
+
+def test_namespace_no_tenant_owns_is_an_unknown_jurisdiction() -> None:
+    result = run("--tenants", TENANTS, "--namespace", "stray", "-o", "json", SMALL)
+    assert result.exit_code == 1
+    assert "gpuquota.io/jurisdiction" in rows(result)[0]["message"]
+
+
+def test_usage_file_counts() -> None:
+    assert run("-j", "BR", SMALL).exit_code == 0
+    result = run("-j", "BR", "--usage", NEAR_CAP, "--tenants", TENANTS)
+    assert result.exit_code == 2  # --jurisdiction and --tenants together
+    near = run("--tenants", TENANTS, "--usage", NEAR_CAP, "-o", "json", SMALL)
+    assert near.exit_code == 1
+    assert "up to 25 × H100-SXM5-80GB fit" in rows(near)[0]["message"]
+
+
+def test_other_profiles_and_inventory() -> None:
+    assert run("-j", "CN", "--policy", "unrestricted", BIG).exit_code == 0
+    assert run("-j", "CN", BIG).exit_code == 1
+    result = run("-j", "US", "--inventory", "A100-SXM4-80GB,L40S", "-o", "json", "-", stdin=_no_selector_pod())
+    assert result.exit_code == 0, result.stderr
+    assert rows(result)[0]["model"] == "L40S"  # the most powerful model the cluster holds
+
+
+def _no_selector_pod() -> str:
+    return """
+apiVersion: v1
+kind: Pod
+metadata: {name: any-gpu, namespace: team}
+spec:
+  containers:
+    - name: c
+      image: busybox
+      resources: {limits: {nvidia.com/gpu: 1}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "expected"),
+    [
+        (["-j", "XX", SMALL], None, "'XX' is not an ISO 3166-1 alpha-2 country code"),
+        (["-j", "BR", NEGATIVE], None, "Job globex-ml/broken: spec.parallelism"),
+        (["-j", "BR", "-"], "kind: Job\nmetadata: {name: x\n", "<stdin>: not valid YAML or JSON"),
+        (["-j", "BR", "-"], "- 1\n- 2\n", "expected a Kubernetes object"),
+        (["-j", "BR", "missing.yaml"], None, "missing.yaml: cannot read"),
+        (["-j", "BR", "--policy", "no-such-profile", SMALL], None, "not a bundled profile"),
+        (["--tenants", "missing-tenants.yaml", SMALL], None, "cannot read the tenants file"),
+        ([SMALL], None, "who is asking?"),
+        (["-j", "BR", "--usage", SWEEP, SMALL], None, "expected a mapping with a 'usage' list"),
+        (["-j", "BR", "--now", "tomorrow", SMALL], None, "--now: 'tomorrow' is not an ISO 8601"),
+        (["-j", "BR", "--inventory", "Voodoo-5", SMALL], None, "--inventory: 'Voodoo-5' is not in the GPU catalog"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(args: list[str], stdin: str | None, expected: str) -> None:
+    result = run(*args, stdin=stdin)
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_the_installed_command_never_prints_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: [oops\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from gpuquota.cli import main; main()", "check", "-j", "BR", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("gpuquota: ")
+    assert "Traceback" not in proc.stderr

@@ -116,7 +116,31 @@ def _demand(
     )
 
 
-_SKIPPED = frozenset({"metadata", "status"})
+# Keys whose values never hold a resources block: skipping them keeps the walk proportional to the pod specs'
+# structure rather than to their environment, volumes and probes.
+_SKIPPED = frozenset(
+    {
+        "metadata",
+        "status",
+        "env",
+        "envFrom",
+        "command",
+        "args",
+        "ports",
+        "volumeMounts",
+        "volumeDevices",
+        "volumes",
+        "tolerations",
+        "affinity",
+        "nodeSelector",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "lifecycle",
+        "securityContext",
+        "rayStartParams",
+    }
+)
 
 
 def requests_gpu(obj: Mapping[str, Any]) -> bool:

@@ -8,11 +8,11 @@ For extended resources such as GPUs, limits imply requests and both, when set, m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gpuquota.workloads.errors import WorkloadError
-from gpuquota.workloads.fields import device_count, mapping, sequence, type_name
+from gpuquota.workloads.fields import MAX_GPUS_PER_CONTAINER, device_count, type_name
 
 NVIDIA_GPU = "nvidia.com/gpu"
 NVIDIA_SHARED = "nvidia.com/gpu.shared"
@@ -38,13 +38,29 @@ def mig_profile(name: str) -> str | None:
     return profile.removesuffix("+me")
 
 
-def _gpu_entries(resources: Mapping[str, Any], key: str, path: str) -> GpuCounts:
-    """Every GPU entry of ``resources[key]``, zeros included (they matter when comparing with limits)."""
-    values = mapping(resources, key, f"{path}.{key}")
-    found: GpuCounts = {}
+def _gpu_entries(values: object, path: str, key: str) -> GpuCounts | None:
+    """Every GPU entry of ``resources[key]``, zeros included (they matter when comparing with limits).
+
+    Hot path: plain dicts and small non-negative ints are taken as they are; anything else goes through the
+    full quantity parser. Field paths are only formatted when something is wrong.
+    """
+    if values is None:
+        return None
+    if type(values) is not dict and not isinstance(values, Mapping):
+        raise WorkloadError(f"must be a mapping, got {type_name(values)}", path=f"{path}.{key}")
+    found: GpuCounts | None = None
     for name, value in values.items():
-        if is_gpu_resource(name):
-            found[name] = device_count(value, f"{path}.{key}[{name}]")
+        if name in VENDOR_OF_RESOURCE or name.startswith(NVIDIA_MIG_PREFIX):
+            if type(value) is int and 0 <= value <= MAX_GPUS_PER_CONTAINER:
+                units = value
+            elif type(value) is str and value.isdigit() and int(value) <= MAX_GPUS_PER_CONTAINER:
+                units = int(value)
+            else:
+                units = device_count(value, f"{path}.{key}[{name}]")
+            if found is None:
+                found = {name: units}
+            else:
+                found[name] = units
     return found
 
 
@@ -53,17 +69,22 @@ def container_gpus(resources: Mapping[str, Any], path: str) -> GpuCounts:
     limits, or requests that differ from limits, are refused as the API server refuses them for devices."""
     if not resources:
         return {}
-    limits = _gpu_entries(resources, "limits", path)
-    requests = _gpu_entries(resources, "requests", path)
-    for name, units in requests.items():
-        limit = limits.get(name)
-        if limit is None:
-            if units:
-                raise WorkloadError(
-                    f"{name} is requested ({units}) without a limit; devices must be set in limits", path=path
-                )
-        elif limit != units:
-            raise WorkloadError(f"{name} request {units} differs from its limit {limit}", path=path)
+    if type(resources) is not dict and not isinstance(resources, Mapping):
+        raise WorkloadError(f"must be a mapping, got {type_name(resources)}", path=path)
+    limits = _gpu_entries(resources.get("limits"), path, "limits")
+    requests = _gpu_entries(resources.get("requests"), path, "requests")
+    if requests:
+        for name, units in requests.items():
+            limit = None if limits is None else limits.get(name)
+            if limit is None:
+                if units:
+                    raise WorkloadError(
+                        f"{name} is requested ({units}) without a limit; devices must be set in limits", path=path
+                    )
+            elif limit != units:
+                raise WorkloadError(f"{name} request {units} differs from its limit {limit}", path=path)
+    if not limits:
+        return {}
     return {name: units for name, units in limits.items() if units}
 
 
@@ -78,45 +99,73 @@ def _max_into(total: GpuCounts, other: GpuCounts) -> None:
             total[name] = units
 
 
-def _containers(spec: Mapping[str, Any], key: str, path: str) -> list[tuple[Mapping[str, Any], str]]:
-    out: list[tuple[Mapping[str, Any], str]] = []
-    for index, container in enumerate(sequence(spec, key, f"{path}.{key}")):
-        where = f"{path}.{key}[{index}]"
-        if not isinstance(container, Mapping):
-            raise WorkloadError(f"must be a mapping, got {type_name(container)}", path=where)
-        out.append((container, where))
-    return out
+def _container_list(spec: Mapping[str, Any], key: str, path: str) -> Sequence[Any]:
+    containers: object = spec.get(key)
+    if containers is None:
+        return ()
+    if not isinstance(containers, (list, tuple)):
+        raise WorkloadError(f"must be a list, got {type_name(containers)}", path=f"{path}.{key}")
+    return containers
+
+
+def _resources_of(container: object, path: str, key: str, index: int) -> GpuCounts:
+    if type(container) is not dict and not isinstance(container, Mapping):
+        raise WorkloadError(f"must be a mapping, got {type_name(container)}", path=f"{path}.{key}[{index}]")
+    resources = container.get("resources")
+    if not resources:
+        return {}
+    return container_gpus(resources, f"{path}.{key}[{index}].resources") if _may_hold_gpus(resources) else {}
+
+
+def _may_hold_gpus(resources: object) -> bool:
+    """Cheap screen: a resources block whose limits and requests name no GPU needs no further reading (but a
+    malformed block is passed on, to be refused with its path)."""
+    if type(resources) is not dict:
+        return True
+    for key in ("limits", "requests"):
+        values = resources.get(key)
+        if values is None:
+            continue
+        if type(values) is not dict:
+            return True
+        for name in values:
+            if name in VENDOR_OF_RESOURCE or name.startswith(NVIDIA_MIG_PREFIX):
+                return True
+    return False
 
 
 def pod_gpus(spec: Mapping[str, Any], path: str) -> GpuCounts:
     """Effective GPU request of one pod (``spec`` is a PodSpec at ``path``), with overhead."""
     total: GpuCounts = {}
-    for container, where in _containers(spec, "containers", path):
-        _add(total, container_gpus(mapping(container, "resources", f"{where}.resources"), f"{where}.resources"))
-    init_peak: GpuCounts = {}
-    sidecars: GpuCounts = {}
-    for container, where in _containers(spec, "initContainers", path):
-        own = container_gpus(mapping(container, "resources", f"{where}.resources"), f"{where}.resources")
-        restart = container.get("restartPolicy")
-        if restart is not None and restart != "Always":
-            raise WorkloadError(
-                f"restartPolicy of an init container may only be Always, got {restart!r}", path=f"{where}.restartPolicy"
-            )
-        if restart == "Always":
-            # A sidecar keeps running: it adds to the pod's steady state and to every later init container.
+    for index, container in enumerate(_container_list(spec, "containers", path)):
+        own = _resources_of(container, path, "containers", index)
+        if own:
             _add(total, own)
-            _add(sidecars, own)
-            _max_into(init_peak, sidecars)
-        else:
-            running = dict(sidecars)
-            _add(running, own)
-            _max_into(init_peak, running)
-    _max_into(total, init_peak)
-    overhead = mapping(spec, "overhead", f"{path}.overhead")
+    inits = _container_list(spec, "initContainers", path)
+    if inits:
+        init_peak: GpuCounts = {}
+        sidecars: GpuCounts = {}
+        for index, container in enumerate(inits):
+            own = _resources_of(container, path, "initContainers", index)
+            restart = container.get("restartPolicy")
+            if restart is not None and restart != "Always":
+                raise WorkloadError(
+                    f"restartPolicy of an init container may only be Always, got {restart!r}",
+                    path=f"{path}.initContainers[{index}].restartPolicy",
+                )
+            if restart == "Always":
+                # A sidecar keeps running: it adds to the pod's steady state and to every later init container.
+                _add(total, own)
+                _add(sidecars, own)
+                _max_into(init_peak, sidecars)
+            else:
+                running = dict(sidecars)
+                _add(running, own)
+                _max_into(init_peak, running)
+        _max_into(total, init_peak)
+    overhead = spec.get("overhead")
     if overhead:
-        for name, value in overhead.items():
-            if is_gpu_resource(name):
-                units = device_count(value, f"{path}.overhead[{name}]")
-                if units:
-                    total[name] = total.get(name, 0) + units
+        extra = _gpu_entries(overhead, path, "overhead")
+        if extra:
+            _add(total, {name: units for name, units in extra.items() if units})
     return total

@@ -263,3 +263,9 @@ def test_version_of_a_group_does_not_matter(ctx: ExtractContext, catalog: Catalo
     assert first is not None
     assert first.api_version == "ray.io/v1alpha1"
     assert first.pods == 16
+
+
+def test_leaderworkerset_scaled_to_zero_asks_for_nothing(ctx: ExtractContext) -> None:
+    obj = manifest("lws-vllm-multinode")
+    obj["spec"]["replicas"] = 0
+    assert extract(obj, ctx) is None

@@ -89,6 +89,12 @@ def test_quantity_forms(value: object, units: int) -> None:
     assert container_gpus({"limits": {GPU: value}}, "r").get(GPU, 0) == units
 
 
+@pytest.mark.parametrize("value", ["\uff18", "\u00b2", "\u0663", "8 ", "0x8", "8Gi", "NaN", "inf", ""])
+def test_non_ascii_and_odd_quantities_are_refused(value: str) -> None:
+    with pytest.raises(WorkloadError):
+        container_gpus({"limits": {GPU: value}}, "r")
+
+
 def test_cpu_and_memory_are_ignored_even_if_odd() -> None:
     assert container_gpus({"limits": {"cpu": "1.5", "memory": "64Gi", "example.com/fpga": 1}}, "r") == {}
 

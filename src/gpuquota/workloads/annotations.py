@@ -24,7 +24,7 @@ MAX_BASE_MODEL_LENGTH = 253
 
 _PURPOSES = {p.value: p for p in Purpose}
 _WEIGHTS = {w.value: w for w in Weights}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])", re.ASCII)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 

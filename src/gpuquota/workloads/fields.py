@@ -113,7 +113,7 @@ def deadline(parent: Mapping[str, Any], key: str, path: str) -> int | None:
 
 
 # Kubernetes resource.Quantity: a signed decimal with an optional binary/decimal SI suffix or exponent.
-_QUANTITY = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
+_QUANTITY = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$", re.ASCII)
 _SUFFIX = {
     "": 1,
     "n": 1e-9,
@@ -141,7 +141,7 @@ def device_count(value: object, path: str) -> int:
     elif isinstance(value, float):
         number = value
     elif isinstance(value, str):
-        match = _QUANTITY.match(value.strip())
+        match = _QUANTITY.match(value)
         if match is None:
             raise WorkloadError(f"{value!r} is not a Kubernetes quantity", path=path)
         sign, digits, suffix = match.groups()

@@ -53,7 +53,7 @@ def _gpu_entries(values: object, path: str, key: str) -> GpuCounts | None:
         if name in VENDOR_OF_RESOURCE or name.startswith(NVIDIA_MIG_PREFIX):
             if type(value) is int and 0 <= value <= MAX_GPUS_PER_CONTAINER:
                 units = value
-            elif type(value) is str and value.isdigit() and int(value) <= MAX_GPUS_PER_CONTAINER:
+            elif type(value) is str and value.isascii() and value.isdigit() and int(value) <= MAX_GPUS_PER_CONTAINER:
                 units = int(value)
             else:
                 units = device_count(value, f"{path}.{key}[{name}]")

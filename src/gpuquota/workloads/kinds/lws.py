@@ -47,7 +47,8 @@ def leaderworkerset(obj: Mapping[str, Any]) -> Shape:
         "spec.rolloutStrategy.rollingUpdateConfiguration",
     )
     surge_path = "spec.rolloutStrategy.rollingUpdateConfiguration.maxSurge"
-    groups = replicas + _surge(rollout.get("maxSurge"), replicas, surge_path)
+    surge = _surge(rollout.get("maxSurge"), replicas, surge_path)
+    groups = replicas + surge if replicas else 0  # nothing to roll when there are no replicas
     if groups * size > MAX_PODS:
         raise WorkloadError(
             f"{groups} groups × {size} pods is {groups * size:,} pods; more than {MAX_PODS:,} is not accepted",

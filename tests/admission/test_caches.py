@@ -1,0 +1,105 @@
+"""The webhook's in-memory views: namespaces followed through list+watch, owners of controller-made objects."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gpuquota.admission.namespaces import NamespaceCache
+from gpuquota.admission.owners import OwnerCache, OwnerRef, candidate_owners
+from gpuquota.kube import FakeKube, KubeError
+
+
+def _ns(name: str, **labels: str) -> dict[str, object]:
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+def test_namespace_cache_lists_watches_and_keeps_only_gpuquota_labels() -> None:
+    kube = FakeKube()
+    kube.put("/api/v1/namespaces/a", _ns("a", **{"gpuquota.io/jurisdiction": "JP", "team": "x"}))
+    kube.put("/api/v1/namespaces/b", _ns("b"))
+    cache = NamespaceCache()
+    stop = threading.Event()
+    thread = threading.Thread(target=cache.run, args=(kube, stop), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not cache.synced and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert dict(cache.labels("a") or {}) == {"gpuquota.io/jurisdiction": "JP"}
+        assert dict(cache.labels("b") or {}) == {}
+        assert cache.labels("nope") is None
+        kube.put("/api/v1/namespaces/b", _ns("b", **{"gpuquota.io/tenant": "acme"}))
+        kube.delete("/api/v1/namespaces/a")
+        while (cache.labels("a") is not None or not cache.labels("b")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cache.labels("a") is None
+        assert dict(cache.labels("b") or {}) == {"gpuquota.io/tenant": "acme"}
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_namespace_cache_relists_after_410_and_survives_api_errors() -> None:
+    kube = FakeKube()
+    kube.put("/api/v1/namespaces/a", _ns("a", **{"gpuquota.io/jurisdiction": "FR"}))
+    kube.fail_next(KubeError(503, "apiserver restarting"))
+    cache = NamespaceCache()
+    stop = threading.Event()
+    thread = threading.Thread(target=cache.run, args=(kube, stop), kwargs={"backoff_s": 0.01}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not cache.synced and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cache.synced
+        kube.put("/api/v1/namespaces/c", _ns("c", **{"gpuquota.io/jurisdiction": "DE"}))
+        kube.compact()  # the next watch from an old version gets 410 Gone: the cache lists again
+        kube.put("/api/v1/namespaces/d", _ns("d", **{"gpuquota.io/jurisdiction": "IT"}))
+        while cache.labels("d") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert dict(cache.labels("c") or {}) == {"gpuquota.io/jurisdiction": "DE"}
+        assert dict(cache.labels("d") or {}) == {"gpuquota.io/jurisdiction": "IT"}
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_candidate_owners_from_references_and_controller_labels() -> None:
+    pod = {"metadata": {
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "train-0", "uid": "u-job"}],
+        "labels": {"batch.kubernetes.io/job-name": "train-0", "job-name": "train-0",
+                   "jobset.sigs.k8s.io/jobset-name": "train"},
+    }}
+    assert candidate_owners(pod) == (
+        OwnerRef("batch", "Job", "train-0", "u-job"),
+        OwnerRef("batch", "Job", "train-0"),
+        OwnerRef("jobset.x-k8s.io", "JobSet", "train"),
+        OwnerRef("trainer.kubeflow.org", "TrainJob", "train"),
+    )
+    kubeflow = {"metadata": {"labels": {"training.kubeflow.org/job-name": "llm",
+                                        "training.kubeflow.org/operator-name": "mpijob-controller"}}}
+    assert candidate_owners(kubeflow) == (OwnerRef("kubeflow.org", "MPIJob", "llm"),)
+    ray = {"metadata": {"labels": {"ray.io/cluster": "rc-1", "ray.io/originated-from-crd": "RayJob",
+                                   "ray.io/originated-from-cr-name": "batch"}}}
+    assert candidate_owners(ray) == (OwnerRef("ray.io", "RayCluster", "rc-1"), OwnerRef("ray.io", "RayJob", "batch"))
+    assert candidate_owners({"metadata": {"labels": {"app": "web"}}}) == ()
+    assert candidate_owners({"metadata": {"ownerReferences": "garbage", "labels": ["x"]}}) == ()
+
+
+def test_owner_cache_expires_and_forgets() -> None:
+    cache = OwnerCache(ttl_s=0.2, negative_ttl_s=0.05)
+    ref = OwnerRef("batch", "Job", "j")
+    assert cache.get("ns", ref) is None
+    cache.put("ns", ref, True)
+    cache.put("ns", OwnerRef("batch", "Job", "forged"), False)
+    assert cache.get("ns", ref) is True
+    assert cache.get("other-ns", ref) is None
+    assert cache.get("ns", OwnerRef("batch", "Job", "forged")) is False
+    time.sleep(0.06)
+    assert cache.get("ns", OwnerRef("batch", "Job", "forged")) is None
+    cache.forget("ns", "Job", "j")
+    assert cache.get("ns", ref) is None
+    cache.put("ns", ref, True)
+    time.sleep(0.21)
+    assert cache.get("ns", ref) is None

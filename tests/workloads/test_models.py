@@ -131,7 +131,7 @@ def test_default_model_without_inventory(catalog: Catalog) -> None:
 def test_last_resort_is_the_strongest_catalog_gpu(bare_ctx: ExtractContext, catalog: Catalog) -> None:
     group, demand = only_group(manifest("pod-h100-single"), bare_ctx)
     assert group.model == catalog.strongest.key
-    assert any("no GPU model selector" in w for w in demand.warnings)
+    assert any("no usable GPU model selector" in w for w in demand.warnings)
 
 
 def test_unknown_inventory_entry_counts_conservatively(catalog: Catalog) -> None:
@@ -181,7 +181,7 @@ def test_selector_without_the_mig_profile_falls_back_with_warning(ctx: ExtractCo
     group, demand = only_group(obj, ctx)
     assert group.model in {"H100-SXM5-80GB", "A100-SXM4-80GB"}
     assert group.model == H100.key  # the strongest inventory part offering 3g.40gb
-    assert any("offers no" in w for w in demand.warnings)
+    assert any("cannot serve 1 x mig-3g.40gb" in w for w in demand.warnings)
 
 
 def test_time_sliced_share_counts_the_policy_fraction(ctx: ExtractContext, catalog: Catalog) -> None:

@@ -99,8 +99,12 @@ class _Request:
     mig: tuple[tuple[str, int], ...]
 
     def describe(self) -> str:
-        parts = [f"{units}x mig-{profile}" for profile, units in self.mig]
-        return ", ".join(parts) or self.vendor
+        """What the pod asks for, in words for warnings (``8 whole nvidia GPU(s), 1 x mig-3g.40gb``)."""
+        parts = [f"{self.whole} whole {self.vendor} GPU(s)"] if self.whole else []
+        if self.shared:
+            parts.append(f"{self.shared} shared GPU(s)")
+        parts.extend(f"{units} x mig-{profile}" for profile, units in self.mig)
+        return ", ".join(parts)
 
 
 def _split(counts: tuple[tuple[str, int], ...]) -> _Request | None:
@@ -185,7 +189,7 @@ def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
         if best is not None:
             return done(best, ModelSource.SELECTOR)
         warnings.append(
-            f"the {PRODUCT_LABEL} selector ({', '.join(selector)}) offers no {request.describe()}; "
+            f"the {PRODUCT_LABEL} selector ({', '.join(selector)}) cannot serve {request.describe()}; "
             "counted as if the pod had no selector"
         )
     if ctx.inventory_models:
@@ -211,6 +215,7 @@ def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
     if request.mig and not request.whole and not request.shared:
         return done(best, ModelSource.RESOURCE)
     warnings.append(
-        f"no GPU model selector, inventory or default model: counted as the most powerful catalog GPU, {best.key}"
+        "no usable GPU model selector, inventory or default model: counted as the most powerful catalog GPU, "
+        f"{best.key}"
     )
     return done(best, ModelSource.DEFAULT)

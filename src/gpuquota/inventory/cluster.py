@@ -108,7 +108,18 @@ def _from_product(name: str, source: str, product: str, count: int, catalog: Cat
     return NodeGpus(name, source, (group,))
 
 
-def read_node(node: dict[str, Any], catalog: Catalog) -> NodeGpus | None:
+_SOURCE_LABELS = (LABEL_MODEL, LABEL_COUNT, GFD_PRODUCT, GFD_COUNT)
+
+
+def gpu_fingerprint(node: dict[str, Any]) -> tuple[str | None, ...]:
+    """Everything ``node_gpus`` looks at: equal fingerprints read the same (kubelet status updates change none)."""
+    metadata = node.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotation = (metadata.get("annotations") or {}).get(ANNOTATION_INVENTORY)
+    return (annotation if isinstance(annotation, str) else None, *(labels.get(k) for k in _SOURCE_LABELS))
+
+
+def node_gpus(node: dict[str, Any], catalog: Catalog) -> NodeGpus | None:
     """A Node object's GPUs, or ``None`` when nothing on it says it has any."""
     metadata = node.get("metadata") or {}
     name = str(metadata.get("name", ""))
@@ -135,6 +146,7 @@ class ClusterInventory:
         self._catalog = catalog or load_catalog()
         self._lock = threading.Lock()
         self._nodes: dict[str, NodeGpus] = {}
+        self._fingerprints: dict[str, tuple[str | None, ...]] = {}  # of every node seen, GPUs or not
         self._models: tuple[str, ...] = ()
         self._capacity: list[CapacityRow] = []
         self.synced = threading.Event()  # set once the first full list has been applied
@@ -155,8 +167,13 @@ class ClusterInventory:
         name = str((node.get("metadata") or {}).get("name", ""))
         if not name:
             return
-        gpus = read_node(node, self._catalog)
+        fingerprint = gpu_fingerprint(node)
         with self._lock:
+            if self._fingerprints.get(name) == fingerprint:
+                return  # nothing GPU-related changed: skip parsing the annotation again
+        gpus = node_gpus(node, self._catalog)
+        with self._lock:
+            self._fingerprints[name] = fingerprint
             if gpus is None:
                 if self._nodes.pop(name, None) is None:
                     return
@@ -168,18 +185,24 @@ class ClusterInventory:
 
     def remove_node(self, name: str) -> None:
         with self._lock:
+            self._fingerprints.pop(name, None)
             if self._nodes.pop(name, None) is not None:
                 self._recompute()
 
     def replace_all(self, nodes: Iterable[dict[str, Any]]) -> None:
         """A full list: nodes absent from it are dropped (deletions missed while the watch was down)."""
         parsed: dict[str, NodeGpus] = {}
+        fingerprints: dict[str, tuple[str | None, ...]] = {}
         for node in nodes:
-            gpus = read_node(node, self._catalog)
-            if gpus is not None and gpus.name:
-                parsed[gpus.name] = gpus
+            name = str((node.get("metadata") or {}).get("name", ""))
+            if not name:
+                continue
+            fingerprints[name] = gpu_fingerprint(node)
+            gpus = node_gpus(node, self._catalog)
+            if gpus is not None:
+                parsed[name] = gpus
         with self._lock:
-            self._nodes = parsed
+            self._nodes, self._fingerprints = parsed, fingerprints
             self._recompute()
         self.synced.set()
 

@@ -249,3 +249,34 @@ def test_capacity_classes_come_from_the_catalog(catalog: Catalog) -> None:
     assert spec is not None
     assert view.capacity()[0].gpu_class == spec.gpu_class.value
     assert spec.gpu_class in set(GpuClass)
+
+
+def test_events_that_change_nothing_gpu_related_are_not_reparsed(
+    discover_profile: Discover, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gpuquota.inventory.cluster as cluster  # noqa: PLC0415
+
+    parsed: list[str] = []
+    real = cluster.node_gpus
+
+    def counting(node: dict[str, Any], catalog: Catalog) -> Any:
+        parsed.append(node["metadata"]["name"])
+        return real(node, catalog)
+
+    monkeypatch.setattr(cluster, "node_gpus", counting)
+    view = ClusterInventory(catalog)
+    node = published_node(discover_profile("h100-sxm-8x", node="dgx-h100-1"))
+    view.apply_node(node)
+    heartbeat = copy.deepcopy(node)
+    heartbeat["metadata"]["resourceVersion"] = "99999"
+    heartbeat["metadata"]["labels"]["node.kubernetes.io/exclude-from-external-load-balancers"] = "true"
+    heartbeat["status"]["conditions"][0]["lastHeartbeatTime"] = "2026-11-26T05:00:00Z"
+    view.apply_node(heartbeat)
+    assert parsed == ["dgx-h100-1"]
+    lost = published_node(discover_profile("h100-gpu-lost", node="dgx-h100-1"))
+    view.apply_node(lost)
+    assert parsed == ["dgx-h100-1", "dgx-h100-1"]
+    assert view.capacity()[0].gpus == 3
+    view.remove_node("dgx-h100-1")
+    view.apply_node(lost)  # back after a deletion: read again
+    assert len(parsed) == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -172,14 +173,16 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def api_server(state: ApiState) -> Iterator[str]:
-    """Serve ``state`` on an ephemeral 127.0.0.1 port; yields the base URL."""
+def api_server(state: ApiState, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve ``state`` on an ephemeral 127.0.0.1 port (HTTPS with ``tls``); yields the base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from gpuquota.kube import KubeClient, KubeConfigError, KubeError
+from tests.admission.pki import make_ca
 from tests.kube.apiserver import ApiState, api_server
 
 
@@ -189,3 +191,20 @@ def test_configuration_errors_are_user_errors(tmp_path: Path) -> None:
     (tmp_path / "bad-ca.crt").write_text("not a certificate")
     with pytest.raises(KubeConfigError, match="CA"):
         KubeClient("https://10.0.0.1", token="x", ca_file=tmp_path / "bad-ca.crt")
+
+
+def test_tls_is_verified_against_the_ca_file(state: ApiState, tmp_path: Path) -> None:
+    ca = make_ca(tmp_path / "pki", "apiserver")
+    cert, key = ca.issue(tmp_path / "pki", "apiserver")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with api_server(state, tls) as url:
+        assert url.startswith("https://")
+        with KubeClient(url, token=state.token, ca_file=ca.ca_file) as kube:
+            assert kube.get("/api/v1/nodes/gpu-a") is not None
+        with KubeClient(url, token=state.token) as kube, pytest.raises(KubeError) as info:
+            kube.get("/api/v1/nodes/gpu-a")  # the system trust store does not know the test CA
+        assert info.value.status == 0
+        assert "CERTIFICATE_VERIFY_FAILED" in info.value.message
+        with KubeClient(url, token=state.token, insecure=True) as kube:
+            assert kube.get("/api/v1/nodes/gpu-a") is not None

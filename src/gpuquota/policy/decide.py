@@ -48,6 +48,11 @@ class _PlannedRule:
     cap: float  # after exemptions (inf when lifted)
     exempted_by: str | None
     slot: int  # index of ``key`` among the plan's base keys, -1 when it is not one of them
+    # flags precomputed from the rule, so the per-demand loop reads plain attributes
+    counts_tpp: bool
+    per_workload: bool
+    denies: bool
+    charged_cap: float | None  # what the ledger re-checks: the cap of a deny rule that is not lifted
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +127,20 @@ def _plan(policy: Policy, tenant: Tenant, day: date) -> _Plan:
         slot = base_keys.index(key) if key in base_keys else -1
         key = base_keys[slot] if slot >= 0 else key
         cap, by = _exempt(rule, tenant, day)
-        planned.append(_PlannedRule(rule, key, cap, by, slot))
+        denies = rule.action is Action.DENY
+        planned.append(
+            _PlannedRule(
+                rule,
+                key,
+                cap,
+                by,
+                slot,
+                counts_tpp=rule.metric is Metric.CONCURRENT_TPP,
+                per_workload=rule.per_workload,
+                denies=denies,
+                charged_cap=cap if denies and cap < _INF else None,
+            )
+        )
     plan = _Plan(
         tier=tier,
         rules=tuple(planned),
@@ -204,13 +222,14 @@ def _denial(demand: Demand, v: _Verdict, o: RuleOutcome, rule: Rule, policy: Pol
 
 
 def _fits(cap: float, used: float, per_gpu: float | None) -> float | None:
-    if math.isinf(cap):
+    if cap == _INF:
         return None
     if per_gpu is None:  # unbounded operations per GPU: no count of GPUs fits an operations cap
         return 0.0
     if per_gpu <= 0:
         return None
-    return float(max(0, math.floor((cap - used) / per_gpu + 1e-9)))
+    room = (cap - used) / per_gpu + 1e-9
+    return float(math.floor(room)) if room > 0 else 0.0
 
 
 def _malformed(demand: Demand, tpp: float, gpus: float) -> str | None:
@@ -235,6 +254,7 @@ class _Verdict:
     gpus: float
     model: str
     operations: float | None
+    rate: float  # operations per second
     tpp_per_gpu: float | None
     ops_per_gpu: float | None
     outcomes: list[RuleOutcome]
@@ -296,12 +316,13 @@ def _unknown_jurisdiction(tenant: Tenant, usage: Usage, policy: Policy, v: _Verd
 def _judge(planned: _PlannedRule, usage: Usage, v: _Verdict) -> None:
     """Evaluate one matching rule: its outcome, a warning or denial, and its charge."""
     rule, key, cap = planned.rule, planned.key, planned.cap
-    if rule.metric is Metric.CONCURRENT_TPP:
+    if planned.counts_tpp:
         requested, per_gpu = v.tpp, v.tpp_per_gpu
     else:
         requested = _INF if v.operations is None else v.operations
         per_gpu = v.ops_per_gpu
-    used = 0.0 if rule.per_workload else usage.get(key, 0.0)
+    per_workload = planned.per_workload
+    used = 0.0 if per_workload else usage.get(key, 0.0)
     exceeded = requested > 0 and used + requested > cap
     outcome = RuleOutcome(
         rule.id,
@@ -318,7 +339,7 @@ def _judge(planned: _PlannedRule, usage: Usage, v: _Verdict) -> None:
     )
     v.outcomes.append(outcome)
     if exceeded:
-        if rule.action is Action.DENY:
+        if planned.denies:
             v.denials.append((outcome, rule))
         elif rule.action is Action.WARN:
             amount = fmt.tpp(requested) if rule.metric is Metric.CONCURRENT_TPP else fmt.operations(requested)
@@ -339,9 +360,9 @@ def _judge(planned: _PlannedRule, usage: Usage, v: _Verdict) -> None:
                 WARNING_LIMIT,
             )
         )
-    if rule.per_workload or requested == _INF:
+    if per_workload or requested == _INF:
         return  # nothing cumulative to reserve: the ledger settles unbounded runs from operations_per_second
-    v.charge(planned, requested, cap if rule.action is Action.DENY and cap < _INF else None)
+    v.charge(planned, requested, planned.charged_cap)
 
 
 def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now: datetime) -> Decision:
@@ -372,7 +393,9 @@ def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now:
         problem = _malformed(demand, tpp, gpus)
     if problem is not None:
         return _malformed_decision(demand, tenant, policy, plan, problem)
-    operations = _operations(demand, tpp, policy)
+    rate = tpp / policy.bit_length * 1e12 * policy.utilisation  # = policy.operations_per_second(tpp)
+    runtime = demand.max_runtime_s if demand.max_runtime_s is not None else policy.assume_runtime_s
+    operations = None if runtime is None else rate * runtime
     n = plan.concurrent
     if operations is None:
         keys, amounts = list(plan.base_keys[:n]), [tpp] * n
@@ -384,6 +407,7 @@ def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now:
         gpus,
         model,
         operations,
+        rate,
         tpp / gpus if gpus > 0 else None,
         None if operations is None or gpus <= 0 else operations / gpus,
         [],
@@ -433,18 +457,18 @@ def _finish(demand: Demand, policy: Policy, v: _Verdict) -> Decision:
             message = fmt.clip(f"{message}, {len(v.warnings)} warning(s)", MESSAGE_LIMIT)
     if v.notes:
         annotations["audit"] = ",".join(v.notes)
-    return Decision(
-        allowed=not v.denials,
-        message=message,
-        tier=v.plan.tier,
-        profile=policy.name,
-        profile_version=policy.version,
-        outcomes=tuple(outcomes),
-        warnings=tuple(v.warnings),
-        charges=tuple(map(Charge, v.keys, v.amounts, v.caps, v.cap_rules)),
-        operations=v.operations,
-        operations_per_second=policy.operations_per_second(v.tpp),
-        annotations=annotations,
+    return Decision(  # positional: the field order of domain.Decision
+        not v.denials,
+        message,
+        v.plan.tier,
+        policy.name,
+        policy.version,
+        tuple(outcomes),
+        tuple(v.warnings),
+        tuple(map(Charge, v.keys, v.amounts, v.caps, v.cap_rules)),
+        v.operations,
+        v.rate,
+        annotations,
     )
 
 

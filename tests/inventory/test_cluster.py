@@ -254,7 +254,7 @@ def test_capacity_classes_come_from_the_catalog(catalog: Catalog) -> None:
 def test_events_that_change_nothing_gpu_related_are_not_reparsed(
     discover_profile: Discover, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gpuquota.inventory.cluster as cluster  # noqa: PLC0415
+    from gpuquota.inventory import cluster  # noqa: PLC0415
 
     parsed: list[str] = []
     real = cluster.node_gpus

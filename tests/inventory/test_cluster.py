@@ -280,3 +280,24 @@ def test_events_that_change_nothing_gpu_related_are_not_reparsed(
     view.remove_node("dgx-h100-1")
     view.apply_node(lost)  # back after a deletion: read again
     assert len(parsed) == 3
+
+
+@pytest.mark.parametrize(
+    ("product", "count", "gpus"),
+    [
+        ("NVIDIA-A100-SXM4-80GB-MIG-3g.40gb", 16, 8),  # 2 per GPU
+        ("NVIDIA-A100-SXM4-80GB-MIG-1g.10gb", 56, 8),  # 7 per GPU
+        ("NVIDIA-A100-SXM4-80GB-MIG-2g.20gb", 24, 8),  # 3 per GPU
+        ("NVIDIA-A100-SXM4-80GB-MIG-7g.80gb", 8, 8),
+        ("NVIDIA-A100-SXM4-80GB-MIG-3g.40gb", 3, 2),  # a partly filled GPU is still a GPU
+        ("NVIDIA-A100-SXM4-80GB", 8, 8),
+    ],
+)
+def test_gfd_single_mig_strategy_counts_physical_gpus(catalog: Catalog, product: str, count: int, gpus: int) -> None:
+    node = recorded("gfd-h100-p5")
+    node["metadata"]["labels"].update({"nvidia.com/gpu.product": product, "nvidia.com/gpu.count": str(count),
+                                       "nvidia.com/mig.strategy": "single"})
+    view = ClusterInventory(catalog)
+    view.apply_node(node)
+    assert view.models() == ("A100-SXM4-80GB",)
+    assert view.capacity() == [CapacityRow("A100-SXM4-80GB", "3A090.a", gpus, gpus * 4992.0)]

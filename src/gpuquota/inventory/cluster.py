@@ -9,6 +9,7 @@ strong as its estimate, or the strongest GPU in the catalog when there is no est
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -26,9 +27,12 @@ from gpuquota.inventory.node_keys import (
     LABEL_MODEL,
     UNKNOWN_MODEL,
 )
+from gpuquota.inventory.rating import MAX_MIG_SLICES
 from gpuquota.kube import KubeApi, KubeError
 
 log = logging.getLogger(__name__)
+
+_MIG_SUFFIX = re.compile(r"-MIG-(\d+)g\.\d+gb", re.IGNORECASE)
 
 NODES_PATH = "/api/v1/nodes"
 
@@ -96,7 +100,18 @@ def _from_annotation(name: str, text: str, catalog: Catalog) -> NodeGpus:
     return NodeGpus(name, "agent", tuple(result))
 
 
+def physical_gpus(product: str, count: int) -> int:
+    """GFD's ``gpu.count`` counts MIG devices under the single MIG strategy (product ``…-MIG-3g.40gb``): the
+    physical GPUs are estimated as the count over the instances of that profile one GPU holds (7 // slices)."""
+    found = _MIG_SUFFIX.search(product)
+    if found is None:
+        return count
+    per_gpu = max(1, MAX_MIG_SLICES // int(found.group(1)))
+    return -(-count // per_gpu)
+
+
 def _from_product(name: str, source: str, product: str, count: int, catalog: Catalog) -> NodeGpus:
+    count = physical_gpus(product, count)
     if count == 0:
         return NodeGpus(name, source, ())
     spec = catalog.get(product) if product != UNKNOWN_MODEL else None

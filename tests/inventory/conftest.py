@@ -28,7 +28,7 @@ def fake_nvml_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("the fake NVML library needs a C compiler (gcc); install it (apt-get install gcc)")
     target = tmp_path_factory.mktemp("fakenvml") / "libnvidia-ml.so.1"
     subprocess.run(
-        [gcc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(target), str(SOURCE)],
+        [gcc, "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-o", str(target), str(SOURCE)],
         check=True,
         capture_output=True,
     )

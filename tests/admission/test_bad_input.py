@@ -29,7 +29,7 @@ def untouched(webhook: Server) -> Iterator[Server]:
     before = _decision_count(webhook)
     yield webhook
     assert _decision_count(webhook) == before
-    # the server still judges good requests (a dry run: it writes an audit record, so after the count above)
+    # the server still judges good requests (a dry run, which writes nothing)
     assert active_in(webhook.ledger_url, "bad") == []
     assert webhook.alive()
     assert webhook.review(review(gpu_pod("still-serving", "acme", 1), dry_run=True))["allowed"] is True

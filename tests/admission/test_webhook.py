@@ -61,14 +61,23 @@ def test_warn_mode_rule_allows_over_the_cap_with_a_warning(webhook: Server) -> N
     assert len(active_in(webhook.ledger_url, "acme")) == 1
 
 
-def test_dry_run_reserves_nothing(webhook: Server) -> None:
-    answer = webhook.review(review(gpu_pod("dry", "dry", 8), dry_run=True))
+def test_dry_run_reserves_nothing_and_writes_nothing(webhook: Server) -> None:
+    allowed = review(gpu_pod("dry", "dry", 8), dry_run=True)
+    answer = webhook.review(allowed)
     assert answer["allowed"] is True
     assert active_in(webhook.ledger_url, "dry") == []
     # and a dry run over the cap is judged like the real thing
-    denied = webhook.review(review(gpu_pod("dry-big", "dry", 17), dry_run=True))
+    too_big = review(gpu_pod("dry-big", "dry", 17), dry_run=True)
+    denied = webhook.review(too_big)
     assert denied["allowed"] is False
     assert active_in(webhook.ledger_url, "dry") == []
+    ledger = open_ledger(webhook.ledger_url)
+    try:
+        recorded = {d.request_uid for d in ledger.decisions()}
+    finally:
+        ledger.close()
+    assert allowed["request"]["uid"] not in recorded
+    assert too_big["request"]["uid"] not in recorded
 
 
 def test_retry_of_the_same_uid_reserves_once(webhook: Server) -> None:

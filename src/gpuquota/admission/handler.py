@@ -235,7 +235,10 @@ class Admission:
         if not decision.allowed and self._already_admitted(job):
             return self._owned(request, OwnerRef(request.kind.group, request.kind.kind, job.workload.name),
                                job.started, retry=True)
-        if not decision.allowed or request.dry_run or not decision.charges:
+        if request.dry_run:
+            # sideEffects: NoneOnDryRun — judged on the real figures, but nothing is written (the JSON line is kept).
+            return self._answer(job, decision, usage, reserved=False, status=None)
+        if not decision.allowed or not decision.charges:
             self.ledger.record_decision(self._audit(job, decision))
             return self._answer(job, decision, usage, reserved=False, status=None)
         for _attempt in range(MAX_RESERVE_ATTEMPTS):

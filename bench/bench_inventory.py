@@ -45,8 +45,17 @@ def timed(fn: Callable[[], object], repeat: int, rounds: int = 5) -> tuple[float
 
 
 def gfd_node(name: str, product: str, count: int) -> dict[str, Any]:
-    return {"metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product, "nvidia.com/gpu.count": str(count),
-                                                  "kubernetes.io/hostname": name}, "annotations": {}}}
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "nvidia.com/gpu.product": product,
+                "nvidia.com/gpu.count": str(count),
+                "kubernetes.io/hostname": name,
+            },
+            "annotations": {},
+        }
+    }
 
 
 def main() -> None:
@@ -57,8 +66,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         library = Path(tmp) / "libnvidia-ml.so.1"
-        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(library),
-                        str(ROOT / "tests/inventory/fakenvml/fake_nvml.c")], check=True)
+        subprocess.run(
+            ["gcc", "-shared", "-fPIC", "-O2", "-o", str(library), str(ROOT / "tests/inventory/fakenvml/fake_nvml.c")],
+            check=True,
+        )
         pynvml.nvmlLib = ctypes.CDLL(str(library))
         os.environ["FAKE_NVML_PROFILE"] = str(PROFILES / "h100-sxm-8x.profile")
         h100 = discover(node_name="template")
@@ -71,8 +82,9 @@ def main() -> None:
         if i % 2:
             nodes.append(gfd_node(f"gfd-{i}", "NVIDIA-L4", 4))
         else:
-            inventory = h100.__class__(f"agent-{i}", h100.driver_version, h100.nvml_version,
-                                       h100.cuda_driver_version, h100.devices)
+            inventory = h100.__class__(
+                f"agent-{i}", h100.driver_version, h100.nvml_version, h100.cuda_driver_version, h100.devices
+            )
             nodes.append({"metadata": {"name": f"agent-{i}", "labels": {}, "annotations": {}}})
             patch = node_patch(inventory)["metadata"]
             nodes[-1]["metadata"]["labels"].update(patch["labels"])

@@ -9,7 +9,7 @@ the tens of microseconds (bench/bench_decide.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from gpuquota.domain import (
@@ -447,7 +447,7 @@ def _finish(demand: Demand, policy: Policy, v: _Verdict) -> Decision:
             message += f" (also exceeds: {', '.join(o.rule_id for o, _ in v.denials[1:])})"
         message = fmt.clip(message, MESSAGE_LIMIT)
         annotations["denied-by"] = ",".join(o.rule_id for o, _ in v.denials)
-        outcomes = [replace(o, message=message) if o is first else o for o in outcomes]
+        outcomes = [_with_message(o, message) if o is first else o for o in outcomes]
     else:
         message = (
             f"{demand.kind} {demand.namespace}/{demand.name} allowed for {v.plan.who}: "
@@ -485,6 +485,24 @@ def _malformed_decision(demand: Demand, tenant: Tenant, policy: Policy, plan: _P
         outcomes=(outcome,),
         warnings=tuple(fmt.clip(w, WARNING_LIMIT) for w in demand.warnings),
         annotations={"profile": plan.profile, "denied-by": MALFORMED_RULE},
+    )
+
+
+def _with_message(o: RuleOutcome, message: str) -> RuleOutcome:
+    """``dataclasses.replace(o, message=message)``, without its per-call field introspection."""
+    return RuleOutcome(
+        o.rule_id,
+        o.description,
+        o.action,
+        o.key,
+        o.requested,
+        o.used,
+        o.cap,
+        o.exceeded,
+        o.warn_threshold,
+        o.fits_gpus,
+        o.exempted_by,
+        message,
     )
 
 

@@ -1,0 +1,124 @@
+"""The values matrix the chart is checked with, and its renders (``helm template``), each rendered once per run."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate.utils as kv_utils
+import yaml
+
+from tests.deploy.tools import documents, helm, template_args
+
+OLDEST_KUBE = "1.30.0"
+NEWEST_KUBE = kv_utils.latest_version()  # the newest schema kubernetes-validate bundles
+KUBE_VERSIONS = (OLDEST_KUBE, NEWEST_KUBE)
+
+MONITORING_API = "monitoring.coreos.com/v1"
+PG_SECRET = "gpuquota-ledger"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    values: dict[str, Any]
+    api_versions: tuple[str, ...] = ()
+    monitoring: bool = False  # Prometheus Operator objects expected
+    postgres: bool = False
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+
+REPO_PROFILES = Path(__file__).resolve().parents[2] / "src" / "gpuquota" / "policy" / "profiles"
+# An operator's own profile supplied inline: the bundled "unrestricted" one under another name.
+INLINE_PROFILE: dict[str, Any] = {
+    **yaml.safe_load((REPO_PROFILES / "unrestricted.yaml").read_text()),
+    "name": "acme-internal",
+    "description": "An operator's own profile, supplied inline through the chart.",
+}
+
+TENANTS: list[dict[str, Any]] = [
+    {"name": "acme", "jurisdiction": "JP", "namespaces": ["acme-train", "acme-dev"], "exemptions": []},
+    {"name": "initech", "jurisdiction": "IN", "namespaces": ["initech"],
+     "exemptions": [{"kind": "veu", "id": "VEU-2025-0042", "expires": "2027-12-31"}]},
+]
+
+CASES: tuple[Case, ...] = (
+    Case("defaults", {}),
+    Case("ha-postgresql", {"ledger": {"postgresql": {"existingSecret": PG_SECRET}}}, postgres=True),
+    Case("ha-postgresql-url-3-replicas",
+         {"ledger": {"postgresql": {"url": "postgresql://gq:s3cret@db.example:5432/gpuquota?sslmode=require"}},
+          "webhook": {"replicas": 3, "podAntiAffinity": "hard"}},
+         postgres=True),
+    Case("cert-manager", {"tls": {"certManager": {"enabled": True}}}),
+    Case("cert-manager-cluster-issuer-ha",
+         {"tls": {"certManager": {"enabled": True, "issuerRef": {"kind": "ClusterIssuer", "name": "corp-ca"}}},
+          "ledger": {"postgresql": {"existingSecret": PG_SECRET}}},
+         postgres=True),
+    Case("agent-off", {"agent": {"enabled": False}, "reconciler": {"enabled": False}}),
+    Case("monitoring-on", {"monitoring": {"labels": {"release": "kube-prometheus-stack"}}},
+         api_versions=(MONITORING_API,), monitoring=True),
+    Case("monitoring-forced",
+         {"monitoring": {"force": True}, "agent": {"runtimeClassName": "nvidia"},
+          "ledger": {"postgresql": {"existingSecret": PG_SECRET}}},
+         monitoring=True, postgres=True),
+    Case("inline-policy-tenants",
+         {"policy": {"inline": INLINE_PROFILE}, "tenants": TENANTS,
+          "ledger": {"sqlite": {"persistence": {"enabled": False}}},
+          "webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 10, "excludeNamespaces": ["monitoring"]}}),
+)
+CASE_NAMES = tuple(case.name for case in CASES)
+_BY_NAME = {case.name: case for case in CASES}
+
+_WORK = Path(tempfile.mkdtemp(prefix="gpuquota-chart-"))
+
+
+def case(name: str) -> Case:
+    return _BY_NAME[name]
+
+
+@cache
+def render_text(name: str, kube_version: str = OLDEST_KUBE) -> str:
+    c = _BY_NAME[name]
+    values_file = _WORK / f"{name}-{kube_version}.yaml"
+    result = helm(*template_args(c.values, values_file, kube_version, c.api_versions))
+    assert result.returncode == 0, f"helm template failed for {name}:\n{result.output}"
+    (_WORK / f"{name}-{kube_version}.rendered.yaml").write_text(result.stdout)
+    return result.stdout
+
+
+def rendered_file(name: str, kube_version: str = OLDEST_KUBE) -> Path:
+    render_text(name, kube_version)
+    return _WORK / f"{name}-{kube_version}.rendered.yaml"
+
+
+@cache
+def render(name: str, kube_version: str = OLDEST_KUBE) -> list[dict[str, Any]]:
+    """The rendered objects (shared between tests: read them, never change them)."""
+    return documents(render_text(name, kube_version))
+
+
+def values_file(name: str) -> Path:
+    render_text(name)
+    return _WORK / f"{name}-{OLDEST_KUBE}.yaml"
+
+
+def find(docs: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
+    names = [d["metadata"]["name"] for d in matches]
+    assert len(matches) == 1, f"expected one {kind} named *{name_suffix}, found {names}"
+    return matches[0]
+
+
+def kinds(docs: list[dict[str, Any]]) -> list[str]:
+    return sorted(d["kind"] for d in docs)
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(workload name, pod spec) of every Deployment and DaemonSet."""
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "DaemonSet"):
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]

@@ -1,0 +1,241 @@
+"""The ValidatingWebhookConfiguration: the essentials the design requires (fail closed for GPU workloads only,
+no side effects on dry runs, exclusions, timeout), rules that cover exactly the kinds the webhook understands
+(gpuquota.workloads.SUPPORTED_KINDS), and matchConditions evaluated with a real CEL interpreter on realistic
+objects of every kind."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpuquota.workloads import SUPPORTED_KINDS, requests_gpu
+from gpuquota.workloads.resources import NVIDIA_MIG_PREFIX, VENDOR_OF_RESOURCE
+from tests.deploy import admission_cel as ac
+from tests.deploy.chart import CASE_NAMES, case, find, render
+from tests.deploy.tools import NAMESPACE
+
+WORKLOAD_KINDS = sorted(k for k in SUPPORTED_KINDS if k != ("", "Pod"))
+POD = ("", "Pod")
+
+
+def _hooks(name: str = "defaults") -> dict[str, dict[str, Any]]:
+    vwc = find(render(name), "ValidatingWebhookConfiguration")
+    return {hook["name"]: hook for hook in vwc["webhooks"]}
+
+
+def _hook_for(kind: tuple[str, str], operation: str = "CREATE") -> dict[str, Any]:
+    hooks = _hooks()
+    if operation == "DELETE":
+        return hooks["releases.gpuquota.io"]
+    return hooks["pods.gpuquota.io" if kind == POD else "workloads.gpuquota.io"]
+
+
+def _resources(rules: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(group, resource) for rule in rules for group in rule["apiGroups"] for resource in rule["resources"]}
+
+
+def _plural(kind: tuple[str, str]) -> tuple[str, str]:
+    return kind[0], kind[1].lower() + "s"
+
+
+def test_supported_kinds_are_known_to_the_chart() -> None:
+    assert POD in SUPPORTED_KINDS
+    assert len(WORKLOAD_KINDS) >= 13
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_webhook_essentials(name: str) -> None:
+    values = case(name).values.get("webhook", {})
+    failure_policy = values.get("failurePolicy", "Fail")
+    timeout = values.get("timeoutSeconds", 5)
+    docs = render(name)
+    service = find(docs, "Service", "-webhook")
+    hooks = _hooks(name)
+    assert set(hooks) == {"workloads.gpuquota.io", "pods.gpuquota.io", "releases.gpuquota.io"}
+    for hook_name, hook in hooks.items():
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["sideEffects"] == "NoneOnDryRun"  # the ledger reserves, except on dry runs
+        assert hook["timeoutSeconds"] == timeout
+        assert hook["matchPolicy"] == "Equivalent"
+        expected_policy = "Ignore" if hook_name == "releases.gpuquota.io" else failure_policy
+        assert hook["failurePolicy"] == expected_policy, hook_name
+        svc = hook["clientConfig"]["service"]
+        assert svc == {"name": service["metadata"]["name"], "namespace": NAMESPACE, "path": "/validate",
+                       "port": service["spec"]["ports"][0]["port"]}
+        excluded = hook["namespaceSelector"]["matchExpressions"][0]
+        assert excluded["key"] == "kubernetes.io/metadata.name"
+        assert excluded["operator"] == "NotIn"
+        assert {"kube-system", NAMESPACE} <= set(excluded["values"])
+        assert set(values.get("excludeNamespaces", [])) <= set(excluded["values"])
+        assert 1 <= len(hook["matchConditions"]) <= 64  # the API server's limit
+        names = [c["name"] for c in hook["matchConditions"]]
+        assert len(names) == len(set(names))
+        for rule in hook["rules"]:
+            assert rule["scope"] == "Namespaced"
+
+
+def test_defaults_fail_closed_within_five_seconds() -> None:
+    hooks = _hooks()
+    assert hooks["workloads.gpuquota.io"]["failurePolicy"] == "Fail"
+    assert hooks["pods.gpuquota.io"]["failurePolicy"] == "Fail"
+    assert hooks["workloads.gpuquota.io"]["timeoutSeconds"] == 5
+
+
+def test_rules_cover_exactly_the_supported_kinds() -> None:
+    hooks = _hooks()
+    workloads = hooks["workloads.gpuquota.io"]["rules"]
+    assert _resources(workloads) == {_plural(k) for k in WORKLOAD_KINDS}
+    assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in workloads)
+    assert all(rule["apiVersions"] == ["*"] for rule in workloads)  # a new API version cannot slip past
+    pods = hooks["pods.gpuquota.io"]["rules"]
+    assert _resources(pods) == {("", "pods")}
+    assert pods[0]["operations"] == ["CREATE"]
+    releases = hooks["releases.gpuquota.io"]["rules"]
+    assert _resources(releases) == {_plural(k) for k in WORKLOAD_KINDS}
+    assert all(rule["operations"] == ["DELETE"] for rule in releases)
+
+
+def test_match_conditions_name_every_supported_kind_once() -> None:
+    for hook_name, kinds in (("workloads.gpuquota.io", WORKLOAD_KINDS), ("pods.gpuquota.io", [POD]),
+                             ("releases.gpuquota.io", WORKLOAD_KINDS)):
+        per_kind = [c for c in _hooks()[hook_name]["matchConditions"] if c["name"].endswith("-requests-gpus")]
+        named = {c["name"].removesuffix("-requests-gpus") for c in per_kind}
+        assert named == {kind.lower() for _, kind in kinds}, hook_name
+        for condition in per_kind:
+            group, kind = next(k for k in kinds if k[1].lower() == condition["name"].removesuffix("-requests-gpus"))
+            assert condition["expression"].startswith(
+                f"request.kind.group != '{group}' || request.kind.kind != '{kind}' || ")
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_every_match_condition_compiles(name: str) -> None:
+    for hook in _hooks(name).values():
+        for condition in hook["matchConditions"]:
+            assert ac.compiles(condition["expression"])
+            assert "\n" not in condition["expression"]
+
+
+def test_release_hook_reads_the_old_object_only() -> None:
+    """On DELETE the API server sends `object: null`: a condition touching `object` would fail."""
+    for condition in _hooks()["releases.gpuquota.io"]["matchConditions"]:
+        expression = condition["expression"].replace("oldObject", "")
+        assert "object" not in expression, condition["name"]
+
+
+def test_gpu_resource_names_cover_what_the_webhook_counts() -> None:
+    resources = case("defaults").values.get("webhook", {}).get("gpuResources") or {}
+    assert not resources  # the defaults come from values.yaml, read through a render
+    pod_condition = next(c for c in _hooks()["pods.gpuquota.io"]["matchConditions"] if c["name"] == "pod-requests-gpus")
+    for name in VENDOR_OF_RESOURCE:
+        assert f"'{name}'" in pod_condition["expression"]
+    assert f"k.startsWith('{NVIDIA_MIG_PREFIX}')" in pod_condition["expression"]
+
+
+# --- behaviour, evaluated --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(SUPPORTED_KINDS))
+def test_gpu_workloads_are_sent_and_cpu_ones_are_not(kind: tuple[str, str]) -> None:
+    hook = _hook_for(kind)
+    gpu = ac.workload(kind, [ac.CPU_SPEC, ac.GPU_SPEC] if kind != POD else [ac.GPU_SPEC])
+    cpu = ac.workload(kind, [ac.CPU_SPEC, ac.CPU_SPEC])
+    assert ac.sent(hook, ac.request(kind, "CREATE", gpu))
+    # A TrainJob's pods come from its runtime, which the object does not show: every TrainJob is sent.
+    assert ac.sent(hook, ac.request(kind, "CREATE", cpu)) is (kind[1] == "TrainJob")
+
+
+@pytest.mark.parametrize("resource", ["nvidia.com/gpu", "nvidia.com/mig-3g.40gb", "nvidia.com/mig-1g.10gb+me",
+                                      "nvidia.com/gpu.shared", "amd.com/gpu", "habana.ai/gaudi"])
+def test_every_gpu_resource_name_is_recognised(resource: str) -> None:
+    spec = ac.pod_spec(ac.container("c", limits={resource: 1}))
+    assert ac.sent(_hook_for(POD), ac.request(POD, "CREATE", ac.workload(POD, [spec])))
+
+
+def test_gpu_in_init_container_or_requests_only_is_recognised() -> None:
+    init = ac.pod_spec(ac.container("main", limits={"cpu": "1"}),
+                       init=[ac.container("warmup", limits={"nvidia.com/gpu": 1})])
+    requests_only = ac.pod_spec(ac.container("main", requests={"nvidia.com/gpu": 2}))
+    for spec in (init, requests_only):
+        assert ac.sent(_hook_for(POD), ac.request(POD, "CREATE", ac.workload(POD, [spec])))
+    no_resources = ac.pod_spec({"name": "main", "image": "busybox"})
+    assert not ac.sent(_hook_for(POD), ac.request(POD, "CREATE", ac.workload(POD, [no_resources])))
+
+
+def test_ray_job_on_an_existing_cluster_is_not_sent() -> None:
+    kind = ("ray.io", "RayJob")
+    job = ac.workload(kind, [ac.GPU_SPEC])
+    job["spec"] = {"entrypoint": "python train.py", "clusterSelector": {"ray.io/cluster": "shared"}}
+    assert not ac.sent(_hook_for(kind), ac.request(kind, "CREATE", job))
+
+
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
+def test_updates_are_sent_only_when_spec_or_annotations_change(kind: tuple[str, str]) -> None:
+    hook = _hook_for(kind)
+    old = ac.workload(kind, [ac.GPU_SPEC, ac.GPU_SPEC])
+    status_only = copy.deepcopy(old)
+    status_only["status"] = {"active": 2}
+    status_only["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "main"}
+    status_only["metadata"]["finalizers"] = ["batch.kubernetes.io/job-tracking"]
+    assert not ac.sent(hook, ac.request(kind, "UPDATE", status_only, old))
+    scaled = copy.deepcopy(old)
+    scaled["spec"]["x-scaled"] = True  # any spec change, e.g. more replicas
+    assert ac.sent(hook, ac.request(kind, "UPDATE", scaled, old))
+    annotated = copy.deepcopy(old)
+    annotated["metadata"]["annotations"] = {"gpuquota.io/max-runtime": "48h"}
+    assert ac.sent(hook, ac.request(kind, "UPDATE", annotated, old))
+    deleting = copy.deepcopy(scaled)
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-26T04:00:00Z"
+    assert not ac.sent(hook, ac.request(kind, "UPDATE", deleting, old))  # finalizer removal never blocks
+
+
+@pytest.mark.parametrize("kind", [k for k in WORKLOAD_KINDS if k[1] != "TrainJob"])
+def test_an_update_that_drops_the_gpus_is_sent_as_a_release(kind: tuple[str, str]) -> None:
+    old = ac.workload(kind, [ac.GPU_SPEC, ac.GPU_SPEC])
+    new = ac.workload(kind, [ac.CPU_SPEC, ac.CPU_SPEC])
+    assert ac.sent(_hook_for(kind), ac.request(kind, "UPDATE", new, old))
+    assert not ac.sent(_hook_for(kind), ac.request(kind, "UPDATE", new, copy.deepcopy(new) | {"status": {}}))
+
+
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
+def test_deletes_of_gpu_workloads_reach_the_release_hook(kind: tuple[str, str]) -> None:
+    hook = _hook_for(kind, "DELETE")
+    gpu = ac.workload(kind, [ac.GPU_SPEC])
+    assert ac.sent(hook, ac.request(kind, "DELETE", None, gpu))
+    if kind[1] != "TrainJob":
+        assert not ac.sent(hook, ac.request(kind, "DELETE", None, ac.workload(kind, [ac.CPU_SPEC])))
+
+
+def test_requests_for_other_kinds_are_not_filtered_by_foreign_conditions() -> None:
+    """Each per-kind condition only speaks about its own kind: a Job request is judged by the Job condition."""
+    hook = _hook_for(("batch", "Job"))
+    job = ac.workload(("batch", "Job"), [ac.GPU_SPEC])
+    assert ac.sent(hook, ac.request(("batch", "Job"), "CREATE", job))
+    lookalike = ("example.com", "Job")  # not routed by the rules; if it were, no Job condition would apply
+    assert ac.sent(hook, ac.request(lookalike, "CREATE", ac.workload(("batch", "Job"), [ac.CPU_SPEC])))
+
+
+# --- property: the conditions never hide a workload the webhook would count ------------------------------------
+
+_RESOURCE_NAMES = ["cpu", "memory", "ephemeral-storage", "nvidia.com/gpu", "nvidia.com/mig-2g.20gb",
+                   "nvidia.com/gpu.shared", "amd.com/gpu", "habana.ai/gaudi", "example.com/fpga", "rdma/ib"]
+_resource_map = st.dictionaries(st.sampled_from(_RESOURCE_NAMES), st.sampled_from([0, 1, 2, 8, "4", "500m"]),
+                                max_size=3)
+_container = st.builds(lambda n, lim, req: ac.container(f"c{n}", lim, req), st.integers(0, 99),
+                       st.none() | _resource_map, st.none() | _resource_map)
+_pod_spec = st.builds(lambda cs, init: ac.pod_spec(*cs, init=init),
+                      st.lists(_container, min_size=1, max_size=3), st.lists(_container, max_size=1))
+
+
+@pytest.mark.parametrize("kind", sorted(SUPPORTED_KINDS))
+@settings(max_examples=15, deadline=None)
+@given(specs=st.lists(_pod_spec, min_size=1, max_size=3))
+def test_conditions_are_a_superset_of_what_the_webhook_counts(kind: tuple[str, str], specs: list[ac.PodSpec]) -> None:
+    obj = ac.workload(kind, specs)
+    if requests_gpu(obj):
+        assert ac.sent(_hook_for(kind), ac.request(kind, "CREATE", obj))
+        if kind != POD:
+            assert ac.sent(_hook_for(kind, "DELETE"), ac.request(kind, "DELETE", None, obj))

@@ -61,8 +61,17 @@ def clock() -> Clock:
 
 @pytest.fixture
 def agent(kube: FakeKube, profile: Path, clock: Clock) -> NodeAgent:
-    return NodeAgent(kube, NODE, lambda: discover(node_name=NODE), AgentMetrics(NODE), interval_s=60, poll_s=5,
-                     max_backoff_s=8, clock=clock, wall_clock=lambda: 1_764_130_000.0)
+    return NodeAgent(
+        kube,
+        NODE,
+        lambda: discover(node_name=NODE),
+        AgentMetrics(NODE),
+        interval_s=60,
+        poll_s=5,
+        max_backoff_s=8,
+        clock=clock,
+        wall_clock=lambda: 1_764_130_000.0,
+    )
 
 
 def node_inventory(kube: FakeKube) -> NodeInventory:

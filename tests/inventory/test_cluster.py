@@ -295,8 +295,9 @@ def test_events_that_change_nothing_gpu_related_are_not_reparsed(
 )
 def test_gfd_single_mig_strategy_counts_physical_gpus(catalog: Catalog, product: str, count: int, gpus: int) -> None:
     node = recorded("gfd-h100-p5")
-    node["metadata"]["labels"].update({"nvidia.com/gpu.product": product, "nvidia.com/gpu.count": str(count),
-                                       "nvidia.com/mig.strategy": "single"})
+    node["metadata"]["labels"].update(
+        {"nvidia.com/gpu.product": product, "nvidia.com/gpu.count": str(count), "nvidia.com/mig.strategy": "single"}
+    )
     view = ClusterInventory(catalog)
     view.apply_node(node)
     assert view.models() == ("A100-SXM4-80GB",)

@@ -102,9 +102,7 @@ def published(state: ApiState) -> dict[str, Any]:
     return metadata
 
 
-def test_agent_once_publishes_through_the_real_client(
-    env: dict[str, str], cluster: tuple[ApiState, str, Path]
-) -> None:
+def test_agent_once_publishes_through_the_real_client(env: dict[str, str], cluster: tuple[ApiState, str, Path]) -> None:
     state, url, token = cluster
     result = run_cli(
         ["agent", "--once", "--node-name", NODE, "--api-server", url, "--token-file", str(token)],
@@ -166,9 +164,7 @@ def test_agent_configuration_errors_exit_2(env: dict[str, str], args: list[str],
     assert "Traceback" not in result.stderr
 
 
-def test_agent_without_nvml_exits_3(
-    env: dict[str, str], cluster: tuple[ApiState, str, Path], tmp_path: Path
-) -> None:
+def test_agent_without_nvml_exits_3(env: dict[str, str], cluster: tuple[ApiState, str, Path], tmp_path: Path) -> None:
     _, url, token = cluster
     result = run_cli(
         ["agent", "--node-name", NODE, "--api-server", url, "--token-file", str(token)],

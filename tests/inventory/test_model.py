@@ -82,14 +82,24 @@ def test_totals_are_in_the_document(inventory: NodeInventory) -> None:
         ('{"schema": 1, "devices": []}', "malformed"),
         ('{"schema": 1, "node": "n", "devices": [{"index": 0}]}', "malformed"),
         ('{"schema": 1, "node": "n", "devices": ["x"]}', "malformed"),
-        ('{"schema": 1, "node": "n", "devices": [{"index": 0, "tpp": -1, "gpu_class": "3A090.a", "h100e": 0}]}',
-         "negative"),
-        ('{"schema": 1, "node": "n", "devices": [{"index": 0, "tpp": 1, "gpu_class": "3A090.z", "h100e": 0}]}',
-         "malformed"),
-        ('{"schema": 1, "node": "n", "devices": [{"index": 0, "tpp": 1, "gpu_class": "3A090.a", "h100e": 0,'
-         ' "memory_bytes": "lots"}]}', "malformed"),
-        ('{"schema": 1, "node": "n", "devices": [{"index": 0, "tpp": 1, "gpu_class": "3A090.a", "h100e": 0,'
-         ' "mig_mode": "yes"}]}', "malformed"),
+        (
+            '{"schema": 1, "node": "n", "devices": [{"index": 0, "tpp": -1, "gpu_class": "3A090.a", "h100e": 0}]}',
+            "negative",
+        ),
+        (
+            '{"schema": 1, "node": "n", "devices": [{"index": 0, "tpp": 1, "gpu_class": "3A090.z", "h100e": 0}]}',
+            "malformed",
+        ),
+        (
+            '{"schema": 1, "node": "n", "devices": [{"index": 0, "tpp": 1, "gpu_class": "3A090.a", "h100e": 0,'
+            ' "memory_bytes": "lots"}]}',
+            "malformed",
+        ),
+        (
+            '{"schema": 1, "node": "n", "devices": [{"index": 0, "tpp": 1, "gpu_class": "3A090.a", "h100e": 0,'
+            ' "mig_mode": "yes"}]}',
+            "malformed",
+        ),
     ],
 )
 def test_bad_documents_are_rejected_with_a_reason(document: str, problem: str) -> None:

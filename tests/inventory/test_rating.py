@@ -39,8 +39,15 @@ def test_name_is_used_when_the_pci_id_is_unknown(catalog: Catalog) -> None:
 
 
 def test_unknown_architecture_counts_as_the_strongest(catalog: Catalog) -> None:
-    raw = RawDevice(index=0, name="NVIDIA Future", pci_device_id=0x400010DE, cc_major=14, cc_minor=0,
-                    cuda_cores=30000, max_sm_clock_mhz=2500)
+    raw = RawDevice(
+        index=0,
+        name="NVIDIA Future",
+        pci_device_id=0x400010DE,
+        cc_major=14,
+        cc_minor=0,
+        cuda_cores=30000,
+        max_sm_clock_mhz=2500,
+    )
     device = rate_device(raw, catalog)
     assert device.estimated
     assert device.tpp == catalog.strongest.tpp
@@ -75,8 +82,12 @@ def test_mig_profile_names(mig: RawMig, expected: str | None) -> None:
 
 
 def test_mig_without_sms_uses_the_catalog_profile(catalog: Catalog) -> None:
-    raw = RawDevice(index=0, pci_device_id=0x20B210DE, mig_mode=True,
-                    migs=(RawMig(index=0, name="NVIDIA A100-SXM4-80GB MIG 1c.3g.40gb", slice_count=3),))
+    raw = RawDevice(
+        index=0,
+        pci_device_id=0x20B210DE,
+        mig_mode=True,
+        migs=(RawMig(index=0, name="NVIDIA A100-SXM4-80GB MIG 1c.3g.40gb", slice_count=3),),
+    )
     device = rate_device(raw, catalog)
     spec = catalog.get("A100-SXM4-80GB")
     assert spec is not None
@@ -107,8 +118,15 @@ known_specs = [s for s in CATALOG if s.pci_device_ids]
     name=st.text(max_size=30),
 )
 def test_a_catalogued_pci_id_always_gives_the_catalog_figure(spec: GpuSpec, clock: int, cores: int, name: str) -> None:
-    raw = RawDevice(index=0, name=name, pci_device_id=spec.pci_device_ids[0] << 16 | 0x10DE, cc_major=9, cc_minor=0,
-                    cuda_cores=cores, max_sm_clock_mhz=clock)
+    raw = RawDevice(
+        index=0,
+        name=name,
+        pci_device_id=spec.pci_device_ids[0] << 16 | 0x10DE,
+        cc_major=9,
+        cc_minor=0,
+        cuda_cores=cores,
+        max_sm_clock_mhz=clock,
+    )
     device = rate_device(raw, CATALOG)
     assert device.catalog_key == spec.key
     assert device.tpp == pytest.approx(spec.tpp, abs=0.1)
@@ -123,8 +141,15 @@ def test_a_catalogued_pci_id_always_gives_the_catalog_figure(spec: GpuSpec, cloc
 )
 def test_an_unknown_device_is_never_counted_as_nothing(cc: tuple[int, int], sms: int, clock: int) -> None:
     per_sm = 64 if cc[0] == 7 or cc == (8, 0) else 128
-    raw = RawDevice(index=0, name="NVIDIA Prototype", pci_device_id=0xFFFE10DE, cc_major=cc[0], cc_minor=cc[1],
-                    cuda_cores=sms * per_sm, max_sm_clock_mhz=clock)
+    raw = RawDevice(
+        index=0,
+        name="NVIDIA Prototype",
+        pci_device_id=0xFFFE10DE,
+        cc_major=cc[0],
+        cc_minor=cc[1],
+        cuda_cores=sms * per_sm,
+        max_sm_clock_mhz=clock,
+    )
     device = rate_device(raw, CATALOG)
     assert device.estimated
     assert device.tpp > 0

@@ -48,7 +48,12 @@ class ApiState:
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
     return {
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
     }
 
 
@@ -119,8 +124,10 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             metadata: dict[str, Any] = {"resourceVersion": str(state.version)}
             if start + size < len(names):
                 metadata["continue"] = str(start + size)
-            self._send(200, {"kind": "List", "apiVersion": "v1", "metadata": metadata,
-                             "items": [state.objects[n] for n in page]})
+            self._send(
+                200,
+                {"kind": "List", "apiVersion": "v1", "metadata": metadata, "items": [state.objects[n] for n in page]},
+            )
 
         def _watch(self, path: str, since: int) -> None:
             self.send_response(200)
@@ -139,8 +146,12 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                 for version, kind, obj in list(state.events):
                     if version > since:
                         chunk({"type": kind, "object": obj})
-                chunk({"type": "BOOKMARK", "object": {"kind": "Node", "metadata": {"resourceVersion":
-                                                                                   str(state.version)}}})
+                chunk(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {"kind": "Node", "metadata": {"resourceVersion": str(state.version)}},
+                    }
+                )
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
@@ -163,8 +174,14 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                         return
                     obj["metadata"].setdefault("labels", {})[op["path"].rsplit("/", 1)[-1]] = op["value"]
             else:
-                self._send(415, _status(415, "UnsupportedMediaType", f"the body of the request was in an "
-                                                                       f"unknown format - {content_type}"))
+                self._send(
+                    415,
+                    _status(
+                        415,
+                        "UnsupportedMediaType",
+                        f"the body of the request was in an unknown format - {content_type}",
+                    ),
+                )
                 return
             state.put(path, obj)
             self._send(200, state.objects[path])

@@ -109,8 +109,9 @@ class NodeAgent:
             self._retry_at = self._clock() + delay
             self._backoff = min(self._backoff * 2, self.max_backoff_s)
             hint = " (the agent's ServiceAccount needs RBAC to get and patch nodes)" if exc.status == 403 else ""
-            log.warning("publishing the inventory to node %s failed: %s%s; retrying in %.0fs", self.node, exc, hint,
-                        delay)
+            log.warning(
+                "publishing the inventory to node %s failed: %s%s; retrying in %.0fs", self.node, exc, hint, delay
+            )
             with self._lock:
                 self.kube_failure = exc
             return False
@@ -175,8 +176,9 @@ class AgentServer:
         self.agent = agent
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="agent-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="agent-http", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -22,16 +22,25 @@ class AgentMetrics:
         self.node = node
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.gpu_tpp = Gauge("gpuquota_node_gpu_tpp", "TPP of one device",
-                             ["node", "index", "uuid", "model", "class", "estimated"], registry=r)
-        self.gpu_memory = Gauge("gpuquota_node_gpu_memory_bytes", "Device memory", ["node", "index", "model"],
-                                registry=r)
-        self.mig_slices = Gauge("gpuquota_node_mig_slices", "MIG instances per profile",
-                                ["node", "index", "profile"], registry=r)
+        self.gpu_tpp = Gauge(
+            "gpuquota_node_gpu_tpp",
+            "TPP of one device",
+            ["node", "index", "uuid", "model", "class", "estimated"],
+            registry=r,
+        )
+        self.gpu_memory = Gauge(
+            "gpuquota_node_gpu_memory_bytes", "Device memory", ["node", "index", "model"], registry=r
+        )
+        self.mig_slices = Gauge(
+            "gpuquota_node_mig_slices", "MIG instances per profile", ["node", "index", "profile"], registry=r
+        )
         self.tpp_total = Gauge("gpuquota_node_tpp_total", "TPP of the whole node", ["node"], registry=r)
-        self.last_publish = Gauge("gpuquota_agent_last_publish_timestamp_seconds",
-                                  "When the node's inventory was last written to its Node object", ["node"],
-                                  registry=r)
+        self.last_publish = Gauge(
+            "gpuquota_agent_last_publish_timestamp_seconds",
+            "When the node's inventory was last written to its Node object",
+            ["node"],
+            registry=r,
+        )
         self.errors = Counter("gpuquota_agent_errors", "Discovery and publishing errors", ["type"], registry=r)
         for error_type in ERROR_TYPES:
             self.errors.labels(error_type)  # exported at 0 so rate() and increase() work from the start
@@ -43,8 +52,9 @@ class AgentMetrics:
         for device in inventory.devices:
             model = device.catalog_key or UNKNOWN_MODEL
             index = str(device.index)
-            self.gpu_tpp.labels(node, index, device.uuid or "", model, device.gpu_class.value,
-                                "true" if device.estimated else "false").set(device.tpp)
+            self.gpu_tpp.labels(
+                node, index, device.uuid or "", model, device.gpu_class.value, "true" if device.estimated else "false"
+            ).set(device.tpp)
             if device.memory_bytes is not None:
                 self.gpu_memory.labels(node, index, model).set(device.memory_bytes)
             for profile, count in device.mig_profiles.items():

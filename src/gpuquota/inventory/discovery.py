@@ -160,9 +160,7 @@ def read_device(nvml: Any, index: int) -> RawDevice:
         max_sm_clock_mhz=reader.read(
             "nvmlDeviceGetMaxClockInfo", nvml.nvmlDeviceGetMaxClockInfo, handle, nvml.NVML_CLOCK_SM
         ),
-        power_limit_mw=reader.read(
-            "nvmlDeviceGetPowerManagementLimit", nvml.nvmlDeviceGetPowerManagementLimit, handle
-        ),
+        power_limit_mw=reader.read("nvmlDeviceGetPowerManagementLimit", nvml.nvmlDeviceGetPowerManagementLimit, handle),
         cuda_cores=reader.read("nvmlDeviceGetNumGpuCores", nvml.nvmlDeviceGetNumGpuCores, handle),
         mig_mode=mig_enabled,
         migs=_read_migs(nvml, handle) if mig_enabled else (),

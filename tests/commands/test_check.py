@@ -163,6 +163,22 @@ spec:
 """
 
 
+def test_unknown_gpu_product_is_counted_as_the_strongest_with_a_warning() -> None:
+    pod = _no_selector_pod().replace(
+        "spec:\n", "spec:\n  nodeSelector: {nvidia.com/gpu.product: NVIDIA-Mystery-9000}\n"
+    )
+    result = run("-j", "US", "-o", "json", "-", stdin=pod)
+    assert result.exit_code == 0, result.stderr
+    (row,) = rows(result)
+    assert row["decision"] == "warned"
+    assert row["model"] == "GB200"
+    assert row["tpp"] == 40_000
+    assert any("Mystery-9000" in w for w in row["warnings"])
+    table = run("-j", "US", "-", stdin=pod)
+    assert "warning Pod any-gpu:" in table.stdout
+    assert "Mystery-9000" in table.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "expected"),
     [

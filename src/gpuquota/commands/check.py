@@ -254,6 +254,14 @@ def _brief(o: RuleOutcome) -> str:
     return f"{o.rule_id}: {figures}{fits}"
 
 
+def _full_warnings(row: Row) -> tuple[str, ...]:
+    """The decision's warnings, with the demand's own (which decide() clips to kubectl's 120 characters) in full."""
+    if row.decision is None or row.demand is None:
+        return ()
+    own = row.demand.warnings
+    return own + row.decision.warnings[len(own) :]
+
+
 def render_table(rows: list[Row], policy: Policy, console: Console) -> None:
     table = Table(title=f"gpuquota check — profile {policy.name} {policy.version}", expand=False, show_lines=True)
     for column, justify in (
@@ -287,7 +295,7 @@ def render_table(rows: list[Row], policy: Policy, console: Console) -> None:
     for row in rows:
         if row.status is Status.DENIED:
             console.print(f"[bold red]denied[/]: {row.message}", highlight=False, soft_wrap=True)
-        for warning in row.decision.warnings if row.decision else ():
+        for warning in _full_warnings(row):
             console.print(f"[yellow]warning[/] {row.kind} {row.name}: {warning}", highlight=False, soft_wrap=True)
 
 

@@ -1,19 +1,17 @@
 """``decide()``: the pure verdict on one demand. No I/O, no clock — ``now`` and ``usage`` come in as arguments.
 
-What the tenant side of a decision needs (tier, the rules that match the tenant, their ledger keys and the caps
-after exemptions) depends only on the tenant and the day, so it is compiled once into a ``_Plan`` and memoised
-on the policy; per demand only the workload-side match and the arithmetic remain. That keeps a full decision in
-the tens of microseconds (bench/bench_decide.py).
+The tenant side (tier, matching rules, ledger keys, caps after exemptions) comes precompiled from ``plan.py``;
+per demand only the workload-side match and the arithmetic remain, in one pass, so that a full decision stays
+near 16 µs (bench/bench_decide.py). The sentences tenants read are built in ``messages.py``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from gpuquota.domain import (
-    CONCURRENT_WINDOW,
     Action,
     Charge,
     Decision,
@@ -24,136 +22,19 @@ from gpuquota.domain import (
     Tenant,
     Usage,
     UsageKey,
-    calendar_year_window,
 )
 from gpuquota.policy import format as fmt
+from gpuquota.policy.messages import SCOPE_NOUN, denial, short
 from gpuquota.policy.model import Policy, Rule
+from gpuquota.policy.plan import UNKNOWN_SUBJECT, WORKLOAD_WINDOW, PlannedRule, TenantPlan, plan_for
 
-WORKLOAD_WINDOW = "workload"
-"""Window of the key a per-workload operations outcome carries. It names no ledger counter and is never charged."""
-UNKNOWN_SUBJECT = "unknown"
-"""Subject of a jurisdiction- or tier-scoped rule key when the tenant has no known jurisdiction."""
 UNKNOWN_JURISDICTION_RULE = "unknown-jurisdiction"
 MALFORMED_RULE = "malformed-workload"
 MESSAGE_LIMIT = 400
 WARNING_LIMIT = 120
-_SCOPE_NOUN = {Scope.TENANT: "tenant", Scope.JURISDICTION: "country", Scope.TIER: "tier", Scope.CLUSTER: "cluster"}
 _INF = math.inf
 
-
-@dataclass(frozen=True, slots=True)
-class _PlannedRule:
-    rule: Rule
-    key: UsageKey
-    cap: float  # after exemptions (inf when lifted)
-    exempted_by: str | None
-    slot: int  # index of ``key`` among the plan's base keys, -1 when it is not one of them
-    # flags precomputed from the rule, so the per-demand loop reads plain attributes
-    counts_tpp: bool
-    per_workload: bool
-    denies: bool
-    charged_cap: float | None  # what the ledger re-checks: the cap of a deny rule that is not lifted
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    tier: str | None
-    rules: tuple[_PlannedRule, ...]
-    base_keys: tuple[UsageKey, ...]  # concurrent-TPP keys, then the calendar-year operations keys, per scope
-    concurrent: int  # how many of base_keys are concurrent-TPP keys
-    who: str  # "tenant globex (BR, tier-2)" for messages
-    profile: str  # "ai-diffusion-2025@2025.1" for the audit annotations
-    tier_label: str
-
-    @property
-    def concurrent_keys(self) -> tuple[UsageKey, ...]:
-        return self.base_keys[: self.concurrent]
-
-    @property
-    def operations_keys(self) -> tuple[UsageKey, ...]:
-        return self.base_keys[self.concurrent :]
-
-
-def _subject(scope: Scope, tenant: Tenant, tier: str | None) -> str:
-    if scope is Scope.TENANT:
-        return tenant.name
-    if scope is Scope.CLUSTER:
-        return "cluster"
-    if tier is None:
-        return UNKNOWN_SUBJECT
-    if scope is Scope.JURISDICTION:
-        return tenant.jurisdiction or UNKNOWN_SUBJECT
-    return tier
-
-
-def _exempt(rule: Rule, tenant: Tenant, day: date) -> tuple[float, str | None]:
-    """The rule's cap after the tenant's active exemptions: lifted (inf) by one without an amount, raised by
-    the sum of licence amounts. Exemptions only ever raise a cap."""
-    if not rule.exemptions or not tenant.exemptions:
-        return rule.cap, None
-    cap = rule.cap
-    by: list[str] = []
-    for ex in tenant.exemptions:
-        if ex.kind not in rule.exemptions or (ex.rules and rule.id not in ex.rules) or not ex.active_on(day):
-            continue
-        label = ex.id or ex.kind
-        if ex.amount is None:
-            return _INF, label
-        if ex.amount > 0:
-            cap += ex.amount
-            by.append(label)
-    return cap, (",".join(by) or None)
-
-
-def _plan(policy: Policy, tenant: Tenant, day: date) -> _Plan:
-    cache = policy.memo
-    cache_key = (tenant, day)
-    plan = cache.get(cache_key)
-    if isinstance(plan, _Plan):
-        return plan
-    tier = policy.tier_of(tenant.jurisdiction)
-    subjects = [(Scope.TENANT, tenant.name)]
-    if tier is not None and tenant.jurisdiction is not None:
-        subjects += [(Scope.JURISDICTION, tenant.jurisdiction), (Scope.TIER, tier)]
-    subjects.append((Scope.CLUSTER, "cluster"))
-    year = calendar_year_window(day)
-    base_keys = tuple(UsageKey(s, n, Metric.CONCURRENT_TPP, CONCURRENT_WINDOW) for s, n in subjects) + tuple(
-        UsageKey(s, n, Metric.OPERATIONS, year) for s, n in subjects
-    )
-    planned = []
-    for rule in policy.rules_for(tenant, tier):
-        window = WORKLOAD_WINDOW if rule.per_workload else rule.window_key(day)
-        key = UsageKey(rule.scope, _subject(rule.scope, tenant, tier), rule.metric, window)
-        slot = base_keys.index(key) if key in base_keys else -1
-        key = base_keys[slot] if slot >= 0 else key
-        cap, by = _exempt(rule, tenant, day)
-        denies = rule.action is Action.DENY
-        planned.append(
-            _PlannedRule(
-                rule,
-                key,
-                cap,
-                by,
-                slot,
-                counts_tpp=rule.metric is Metric.CONCURRENT_TPP,
-                per_workload=rule.per_workload,
-                denies=denies,
-                charged_cap=cap if denies and cap < _INF else None,
-            )
-        )
-    plan = _Plan(
-        tier=tier,
-        rules=tuple(planned),
-        base_keys=base_keys,
-        concurrent=len(subjects),
-        who=f"tenant {tenant.name} ({tenant.jurisdiction or 'no jurisdiction'}, {tier or 'no tier'})",
-        profile=f"{policy.name}@{policy.version}",
-        tier_label=tier or "none",
-    )
-    if len(cache) > 65536:
-        cache.clear()
-    cache[cache_key] = plan
-    return plan
+__all__ = ["MALFORMED_RULE", "UNKNOWN_JURISDICTION_RULE", "UNKNOWN_SUBJECT", "WORKLOAD_WINDOW", "decide", "usage_keys"]
 
 
 def _operations(demand: Demand, tpp: float, policy: Policy) -> float | None:
@@ -164,61 +45,12 @@ def _operations(demand: Demand, tpp: float, policy: Policy) -> float | None:
 def usage_keys(policy: Policy, demand: Demand, tenant: Tenant, now: datetime) -> frozenset[UsageKey]:
     """Every ledger counter ``decide()`` reads or charges for this demand: the matching rules' keys (per-workload
     rules have none) and the base metering keys (concurrent TPP, and calendar-year operations when bounded)."""
-    plan = _plan(policy, tenant, now.date())
+    plan = plan_for(policy, tenant, now.date())
     keys = {p.key for p in plan.rules if not p.rule.per_workload and p.rule.matches_demand(demand)}
     keys.update(plan.concurrent_keys)
     if _operations(demand, 1.0, policy) is not None:
         keys.update(plan.operations_keys)
     return frozenset(keys)
-
-
-def _requested_phrase(demand: Demand, v: _Verdict, metric: Metric) -> str:
-    text = f"requested {fmt.count(v.gpus)} × {v.model} = {fmt.tpp(v.tpp)} TPP"
-    if metric is Metric.OPERATIONS:
-        if v.operations is None:
-            text += " with no runtime bound"
-        else:
-            text += f" for {_runtime(demand)} = {fmt.operations(v.operations)} operations"
-    return text
-
-
-def _runtime(demand: Demand) -> str:
-    seconds = demand.max_runtime_s
-    if seconds is None:
-        return "the assumed runtime"
-    if seconds >= 86400 and seconds % 86400 == 0:
-        return f"{seconds / 86400:.0f}d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.4g}h"
-    return f"{seconds:.0f}s"
-
-
-def _cap_phrase(o: RuleOutcome, rule: Rule) -> str:
-    noun = _SCOPE_NOUN[rule.scope]
-    if rule.metric is Metric.CONCURRENT_TPP:
-        return f"against a {fmt.tpp(o.cap)} TPP {noun} cap ({fmt.tpp(o.used)} TPP already held by {o.key.subject})"
-    if rule.per_workload:
-        return f"against a per-workload cap of {fmt.operations(o.cap)} operations"
-    return (
-        f"against a {fmt.operations(o.cap)}-operation {noun} cap per {rule.window_name} "
-        f"({fmt.operations(o.used)} already spent)"
-    )
-
-
-def _denial(demand: Demand, v: _Verdict, o: RuleOutcome, rule: Rule, policy: Policy) -> str:
-    head = f"{demand.kind} {demand.namespace}/{demand.name} denied for {v.plan.who} by rule {rule.id}"
-    if rule.description and rule.description != rule.id:
-        head += f" ({rule.description})"
-    requested = _requested_phrase(demand, v, rule.metric)
-    body = f"{requested} {_cap_phrase(o, rule)}"
-    unbounded = rule.metric is Metric.OPERATIONS and v.operations is None
-    if unbounded:
-        body += f": {policy.unbounded_hint}"
-    elif o.fits_gpus is not None:
-        body += f"; up to {fmt.count(o.fits_gpus)} × {v.model} fit" if o.fits_gpus >= 1 else f"; no {v.model} fits"
-    if rule.hint and not unbounded:
-        body += f"; {rule.hint}"
-    return f"{head}: {body}"
 
 
 def _fits(cap: float, used: float, per_gpu: float | None) -> float | None:
@@ -249,7 +81,7 @@ class _Verdict:
     parallel lists indexed like the plan's base keys (rule keys that are not base keys are appended), so no key
     is hashed per decision."""
 
-    plan: _Plan
+    plan: TenantPlan
     tpp: float
     gpus: float
     model: str
@@ -266,7 +98,7 @@ class _Verdict:
     caps: list[float | None]
     cap_rules: list[str | None]
 
-    def charge(self, planned: _PlannedRule, amount: float, cap: float | None) -> None:
+    def charge(self, planned: PlannedRule, amount: float, cap: float | None) -> None:
         slot = planned.slot
         if slot < 0 or slot >= len(self.keys):
             try:
@@ -313,7 +145,7 @@ def _unknown_jurisdiction(tenant: Tenant, usage: Usage, policy: Policy, v: _Verd
         v.notes.append(UNKNOWN_JURISDICTION_RULE)
 
 
-def _judge(planned: _PlannedRule, usage: Usage, v: _Verdict) -> None:
+def _judge(planned: PlannedRule, usage: Usage, v: _Verdict) -> None:
     """Evaluate one matching rule: its outcome, a warning or denial, and its charge."""
     rule, key, cap = planned.rule, planned.key, planned.cap
     if planned.counts_tpp:
@@ -345,8 +177,8 @@ def _judge(planned: _PlannedRule, usage: Usage, v: _Verdict) -> None:
             amount = fmt.tpp(requested) if rule.metric is Metric.CONCURRENT_TPP else fmt.operations(requested)
             v.warnings.append(
                 fmt.clip(
-                    f"{rule.id}: {amount} requested exceeds the {_SCOPE_NOUN[rule.scope]} cap "
-                    f"({_short(used, cap, rule)})",
+                    f"{rule.id}: {amount} requested exceeds the {SCOPE_NOUN[rule.scope]} cap "
+                    f"({short(used, cap, rule)})",
                     WARNING_LIMIT,
                 )
             )
@@ -355,8 +187,8 @@ def _judge(planned: _PlannedRule, usage: Usage, v: _Verdict) -> None:
     elif rule.warn_at is not None and 0 < cap < _INF and (used + requested) / cap >= rule.warn_at:
         v.warnings.append(
             fmt.clip(
-                f"{rule.id}: {_SCOPE_NOUN[rule.scope]} {key.subject} would be at "
-                f"{fmt.percent((used + requested) / cap)} of its cap ({_short(used + requested, cap, rule)})",
+                f"{rule.id}: {SCOPE_NOUN[rule.scope]} {key.subject} would be at "
+                f"{fmt.percent((used + requested) / cap)} of its cap ({short(used + requested, cap, rule)})",
                 WARNING_LIMIT,
             )
         )
@@ -373,7 +205,7 @@ def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now:
     ``outcomes``; ``charges`` holds the base metering counters and the matching rules' counters, with the cap of
     deny rules for the ledger to re-check inside its transaction.
     """
-    plan = _plan(policy, tenant, now.date())
+    plan = plan_for(policy, tenant, now.date())
     tpp = gpus = 0.0
     top = -1.0
     model = "GPU"
@@ -442,7 +274,17 @@ def _finish(demand: Demand, policy: Policy, v: _Verdict) -> Decision:
         if rule is None:
             message = f"{demand.kind} {demand.namespace}/{demand.name} denied for {v.plan.who}: {first.message}"
         else:
-            message = _denial(demand, v, first, rule, policy)
+            message = denial(
+                demand,
+                first,
+                rule,
+                who=v.plan.who,
+                tpp=v.tpp,
+                gpus=v.gpus,
+                model=v.model,
+                operations=v.operations,
+                unbounded_hint=policy.unbounded_hint,
+            )
         if len(v.denials) > 1:
             message += f" (also exceeds: {', '.join(o.rule_id for o, _ in v.denials[1:])})"
         message = fmt.clip(message, MESSAGE_LIMIT)
@@ -472,7 +314,7 @@ def _finish(demand: Demand, policy: Policy, v: _Verdict) -> Decision:
     )
 
 
-def _malformed_decision(demand: Demand, tenant: Tenant, policy: Policy, plan: _Plan, problem: str) -> Decision:
+def _malformed_decision(demand: Demand, tenant: Tenant, policy: Policy, plan: TenantPlan, problem: str) -> Decision:
     key = UsageKey(Scope.TENANT, tenant.name, Metric.CONCURRENT_TPP)
     message = fmt.clip(f"{demand.kind} {demand.namespace}/{demand.name} denied: {problem}", MESSAGE_LIMIT)
     outcome = RuleOutcome(MALFORMED_RULE, "malformed workload", Action.DENY, key, 0.0, 0.0, 0.0, True, message=message)
@@ -504,9 +346,3 @@ def _with_message(o: RuleOutcome, message: str) -> RuleOutcome:
         o.exempted_by,
         message,
     )
-
-
-def _short(used: float, cap: float, rule: Rule) -> str:
-    if rule.metric is Metric.CONCURRENT_TPP:
-        return f"{fmt.tpp(used)} of {fmt.tpp(cap)} TPP"
-    return f"{fmt.operations(used)} of {fmt.operations(cap)} operations"

@@ -1,0 +1,80 @@
+"""The sentences tenants read: a denial names the workload, the tenant with its jurisdiction and tier, the rule,
+what was requested, what is already used, the cap and what would fit — on one line."""
+
+from __future__ import annotations
+
+from gpuquota.domain import Demand, Metric, RuleOutcome, Scope
+from gpuquota.policy import format as fmt
+from gpuquota.policy.model import Rule
+
+SCOPE_NOUN = {Scope.TENANT: "tenant", Scope.JURISDICTION: "country", Scope.TIER: "tier", Scope.CLUSTER: "cluster"}
+
+
+def requested_phrase(
+    demand: Demand, *, tpp: float, gpus: float, model: str, operations: float | None, metric: Metric
+) -> str:
+    text = f"requested {fmt.count(gpus)} × {model} = {fmt.tpp(tpp)} TPP"
+    if metric is Metric.OPERATIONS:
+        if operations is None:
+            text += " with no runtime bound"
+        else:
+            text += f" for {runtime(demand)} = {fmt.operations(operations)} operations"
+    return text
+
+
+def runtime(demand: Demand) -> str:
+    seconds = demand.max_runtime_s
+    if seconds is None:
+        return "the assumed runtime"
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{seconds / 86400:.0f}d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.4g}h"
+    return f"{seconds:.0f}s"
+
+
+def cap_phrase(o: RuleOutcome, rule: Rule) -> str:
+    noun = SCOPE_NOUN[rule.scope]
+    if rule.metric is Metric.CONCURRENT_TPP:
+        return f"against a {fmt.tpp(o.cap)} TPP {noun} cap ({fmt.tpp(o.used)} TPP already held by {o.key.subject})"
+    if rule.per_workload:
+        return f"against a per-workload cap of {fmt.operations(o.cap)} operations"
+    return (
+        f"against a {fmt.operations(o.cap)}-operation {noun} cap per {rule.window_name} "
+        f"({fmt.operations(o.used)} already spent)"
+    )
+
+
+def denial(
+    demand: Demand,
+    o: RuleOutcome,
+    rule: Rule,
+    *,
+    who: str,
+    tpp: float,
+    gpus: float,
+    model: str,
+    operations: float | None,
+    unbounded_hint: str,
+) -> str:
+    """``PyTorchJob ns/name denied for tenant globex (BR, tier-2) by rule …: requested … against …; up to … fit``."""
+    head = f"{demand.kind} {demand.namespace}/{demand.name} denied for {who} by rule {rule.id}"
+    if rule.description and rule.description != rule.id:
+        head += f" ({rule.description})"
+    requested = requested_phrase(demand, tpp=tpp, gpus=gpus, model=model, operations=operations, metric=rule.metric)
+    body = f"{requested} {cap_phrase(o, rule)}"
+    unbounded = rule.metric is Metric.OPERATIONS and operations is None
+    if unbounded:
+        body += f": {unbounded_hint}"
+    elif o.fits_gpus is not None:
+        body += f"; up to {fmt.count(o.fits_gpus)} × {model} fit" if o.fits_gpus >= 1 else f"; no {model} fits"
+    if rule.hint and not unbounded:
+        body += f"; {rule.hint}"
+    return f"{head}: {body}"
+
+
+def short(used: float, cap: float, rule: Rule) -> str:
+    """``23M of 26.9M TPP`` / ``3e25 of 1e26 operations``: the figures of a warning."""
+    if rule.metric is Metric.CONCURRENT_TPP:
+        return f"{fmt.tpp(used)} of {fmt.tpp(cap)} TPP"
+    return f"{fmt.operations(used)} of {fmt.operations(cap)} operations"

@@ -29,6 +29,7 @@ from gpuquota.policy import Policy, decide, load_policy
 from gpuquota.policy import format as fmt
 from gpuquota.policy.usage_file import load_usage
 from gpuquota.tenancy import TenantDirectory, load_tenants, validate_country
+from gpuquota.tenancy.validation import one_line
 from gpuquota.workloads import ExtractContext, UnsupportedKind, extract, requests_gpu
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -70,7 +71,7 @@ def _documents(text: str, origin: str) -> Iterator[Mapping[str, Any]]:
     try:
         documents = list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
-        raise UserError(f"{origin}: not valid YAML or JSON: {' '.join(str(exc).split())}") from None
+        raise UserError(f"{origin}: not valid YAML or JSON: {one_line(exc)}") from None
     for index, doc in enumerate(documents):
         yield from _objects(doc, f"{origin}: document {index + 1}")
 

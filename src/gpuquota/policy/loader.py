@@ -15,23 +15,9 @@ from gpuquota.policy.errors import PolicyError
 from gpuquota.policy.model import Policy, Rule, Tier
 from gpuquota.policy.schema import ProfileSpec, RuleSpec
 from gpuquota.tenancy.countries import country_codes
+from gpuquota.tenancy.validation import describe, one_line
 
 _PACKAGE = "gpuquota.policy.profiles"
-_SHOW_INPUT = frozenset(
-    {
-        "greater_than_equal",
-        "greater_than",
-        "less_than_equal",
-        "enum",
-        "literal_error",
-        "float_parsing",
-        "int_parsing",
-        "string_pattern_mismatch",
-        "date_from_datetime_parsing",
-        "date_parsing",
-        "finite_number",
-    }
-)
 
 
 def bundled_profiles() -> list[str]:
@@ -60,39 +46,8 @@ def parse_policy_text(text: str, origin: str) -> Policy:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PolicyError(f"{origin}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise PolicyError(f"{origin}: not valid YAML: {one_line(exc)}") from None
     return parse_policy(document, origin)
-
-
-def _path(loc: tuple[int | str, ...], document: Any) -> str:
-    """``('rules', 2, 'cap', 'amount')`` → ``rules[2] (tier2-cap).cap.amount``: the rule id helps find the line."""
-    out = ""
-    node = document
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            try:
-                node = node[part]
-            except (IndexError, KeyError, TypeError):
-                node = None
-            if isinstance(node, dict) and isinstance(node.get("id") or node.get("name"), str):
-                out += f" ({node.get('id') or node.get('name')})"
-        else:
-            out += f".{part}" if out else str(part)
-            node = node.get(part) if isinstance(node, dict) else None
-    return out
-
-
-def _explain(err: Any) -> str:
-    msg = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        return "unknown field (check its spelling against docs/policy.md)"
-    if err["type"] == "missing":
-        return "required field is missing"
-    msg = msg.removeprefix("Value error, ")
-    if "input" in err and err["type"] in _SHOW_INPUT:
-        msg += f" (got {err['input']!r})"
-    return msg
 
 
 def parse_policy(document: Any, origin: str) -> Policy:
@@ -102,11 +57,7 @@ def parse_policy(document: Any, origin: str) -> Policy:
     try:
         spec = ProfileSpec.model_validate(document)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = _path(tuple(err["loc"]), document)
-            problems.append(f"{where}: {_explain(err)}" if where else _explain(err))
-        raise PolicyError(f"{origin}: " + "; ".join(problems)) from None
+        raise PolicyError(describe(exc, document, origin, " (check its spelling against docs/policy.md)")) from None
     return compile_policy(spec, origin)
 
 

@@ -38,6 +38,7 @@ from gpuquota.domain import (
 )
 from gpuquota.errors import UserError
 from gpuquota.policy.schema import Number
+from gpuquota.tenancy.validation import describe, one_line
 
 _ROLLING = re.compile(r"^rolling-(\d+)d$")
 
@@ -80,11 +81,7 @@ def parse_usage(document: Any, origin: str, day: date) -> dict[UsageKey, float]:
             entry = _Entry.model_validate(row)
             key = UsageKey(entry.scope, entry.subject, entry.metric, _window(entry.metric, entry.window, day))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(entry)'}: {str(err['msg']).removeprefix('Value error, ')}"
-                for err in exc.errors()
-            )
-            raise UserError(f"{origin}: usage[{index}]: {problems}") from None
+            raise UserError(describe(exc, row, f"{origin}: usage[{index}]")) from None
         except ValueError as exc:
             raise UserError(f"{origin}: usage[{index}].window: {exc}") from None
         usage[key] = usage.get(key, 0.0) + entry.amount
@@ -98,5 +95,5 @@ def load_usage(path: str | Path, day: date) -> dict[UsageKey, float]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read the usage file: {exc.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise UserError(f"{path}: not valid YAML: {one_line(exc)}") from None
     return parse_usage(document, str(path), day)

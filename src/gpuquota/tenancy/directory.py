@@ -17,21 +17,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gpuquota.domain import Exemption, Tenant
 from gpuquota.errors import UserError
 from gpuquota.tenancy.countries import validate_country, yaml_country
+from gpuquota.tenancy.validation import describe, one_line
 
 TENANT_LABEL = "gpuquota.io/tenant"
 JURISDICTION_LABEL = "gpuquota.io/jurisdiction"
-_SHOW_INPUT = frozenset(
-    {
-        "greater_than_equal",
-        "string_pattern_mismatch",
-        "float_parsing",
-        "date_from_datetime_parsing",
-        "date_parsing",
-        "finite_number",
-        "string_too_short",
-        "string_too_long",
-    }
-)
 
 
 class TenancyError(UserError):
@@ -150,21 +139,6 @@ class TenantDirectory:
         return self.resolve(namespace, namespace_labels) or Tenant(namespace, None, namespaces=(namespace,))
 
 
-def _where(loc: tuple[Any, ...], document: Any) -> str:
-    out = ""
-    node = document
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("name"), str):
-                out += f" ({node['name']})"
-        else:
-            out += f".{part}" if out else str(part)
-            node = node.get(part) if isinstance(node, dict) else None
-    return out
-
-
 def parse_tenants(document: Any, origin: str) -> TenantDirectory:
     if not isinstance(document, dict) or "tenants" not in document:
         raise TenancyError(f"{origin}: expected a mapping with a 'tenants' list")
@@ -173,18 +147,7 @@ def parse_tenants(document: Any, origin: str) -> TenantDirectory:
     try:
         spec = TenantsFile.model_validate(document)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            elif err["type"] == "missing":
-                msg = "required field is missing"
-            elif err["type"] in _SHOW_INPUT:
-                msg += f" (got {err.get('input')!r})"
-            where = _where(tuple(err["loc"]), document)
-            problems.append(f"{where}: {msg}" if where else msg)
-        raise TenancyError(f"{origin}: " + "; ".join(problems)) from None
+        raise TenancyError(describe(exc, document, origin)) from None
     return TenantDirectory([_tenant(t) for t in spec.tenants])
 
 
@@ -199,5 +162,5 @@ def load_tenants(path: str | Path) -> TenantDirectory:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise TenancyError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise TenancyError(f"{path}: not valid YAML: {one_line(exc)}") from None
     return parse_tenants(document, str(path))

@@ -105,6 +105,15 @@ def test_stdin_and_json_input() -> None:
     assert (row["kind"], row["name"], row["gpus"]) == ("Job", "sweep", 1000)
 
 
+def test_kind_list_is_unpacked() -> None:
+    items = [json.loads(Path(SWEEP).read_text()), json.loads(Path(SWEEP).read_text())]
+    items[1]["metadata"]["name"] = "sweep-2"
+    listing = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    result = run("-j", "US", "-o", "json", "-", stdin=listing)
+    assert result.exit_code == 0, result.stderr
+    assert [r["name"] for r in rows(result)] == ["sweep", "sweep-2"]
+
+
 def test_admitted_workloads_accumulate() -> None:
     # 1,000 H100 fit under the 26.9M TPP tenant cap; a second 1,000 does not
     result = run("-j", "BR", "-o", "json", SWEEP, SWEEP)

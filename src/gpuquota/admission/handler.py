@@ -37,7 +37,7 @@ from gpuquota.ledger import (
     ReserveStatus,
     WorkloadRef,
 )
-from gpuquota.policy import decide, usage_keys
+from gpuquota.policy import Policy, decide, usage_keys
 from gpuquota.workloads import SUPPORTED_KINDS, ExtractContext, WorkloadError, extract, requests_gpu, scale_delta
 
 log = logging.getLogger("gpuquota.admission")
@@ -120,8 +120,8 @@ class Admission:
         self.owners = owners or OwnerCache()
         self._inventory_models = inventory_models or (lambda: ())
         self._clock = clock
-        self._ctx_key: tuple[int, tuple[str, ...]] | None = None
         self._ctx: ExtractContext | None = None
+        self._ctx_policy: Policy | None = None  # the policy ``_ctx`` was built for (a reload rebuilds it)
 
     # --- the part without I/O -------------------------------------------------------------------------------------
 
@@ -160,6 +160,14 @@ class Admission:
             raise ReviewError(f"{request.operation} of {kind} carries no object", request.uid)
         if not requests_gpu(obj):
             return self._skip(request, started)
+        # Controller-made objects of an admitted workload: decided by the owner, so before any counting.
+        unchecked: list[OwnerRef] = []
+        for ref in candidate_owners(obj):
+            cached = self.owners.get(request.namespace, ref)
+            if cached:
+                return self._owned(request, ref, started)
+            if cached is None:
+                unchecked.append(ref)
         snap = self.live.current
         ctx = self._context(snap)
         demand = extract(obj, ctx)
@@ -170,26 +178,17 @@ class Admission:
                 demand = scale_delta(before, demand)  # only growth needs new room
         if demand is None or not demand.groups:
             return self._skip(request, started)
-        owners = candidate_owners(obj)
-        unchecked: list[OwnerRef] = []
-        for ref in owners:
-            cached = self.owners.get(request.namespace, ref)
-            if cached:
-                return self._owned(request, ref, started)
-            if cached is None:
-                unchecked.append(ref)
         job = _Job(request, snap, demand, self._tenant(snap, request.namespace), self._workload(request, obj),
                    tuple(unchecked), started)
         return Pending(lambda: self._guarded(job))
 
     def _context(self, snap: Snapshot) -> ExtractContext:
         models = self._inventory_models()
-        key = (id(snap.policy), models)
-        if self._ctx is None or self._ctx_key != key:
-            self._ctx = ExtractContext(snap.catalog, models, snap.policy.default_model,
-                                       snap.policy.shared_gpu_fraction)
-            self._ctx_key = key
-        return self._ctx
+        ctx = self._ctx
+        if ctx is None or self._ctx_policy is not snap.policy or ctx.inventory_models != models:
+            ctx = ExtractContext(snap.catalog, models, snap.policy.default_model, snap.policy.shared_gpu_fraction)
+            self._ctx, self._ctx_policy = ctx, snap.policy
+        return ctx
 
     def _tenant(self, snap: Snapshot, namespace: str) -> Tenant:
         """From the namespace's labels (cluster view) or the tenants file — never from the workload's labels."""
@@ -223,11 +222,9 @@ class Admission:
 
     def _decide(self, job: _Job) -> Reply:
         request = job.request
-        for ref in job.owners:
-            active = self.ledger.find_active(WorkloadRef(request.namespace, ref.kind, ref.name, ref.group)) is not None
-            self.owners.put(request.namespace, ref, active)
-            if active:
-                return self._owned(request, ref, job.started)
+        owner = self._verified_owner(job)
+        if owner is not None:
+            return self._owned(request, owner, job.started)
         policy = job.snap.policy
         now = self._clock()
         usage: Usage = self.ledger.usage(usage_keys(policy, job.demand, job.tenant, now), now)
@@ -241,6 +238,11 @@ class Admission:
         if not decision.allowed or not decision.charges:
             self.ledger.record_decision(self._audit(job, decision))
             return self._answer(job, decision, usage, reserved=False, status=None)
+        return self._reserve(job, decision, usage, now)
+
+    def _reserve(self, job: _Job, decision: Decision, usage: Usage, now: datetime) -> Reply:
+        """Reserve; if the ledger's in-transaction re-check refuses, decide again on fresh usage (a race lost)."""
+        policy = job.snap.policy
         for _attempt in range(MAX_RESERVE_ATTEMPTS):
             result = self.ledger.reserve(self._reservation(job, decision), now)
             if result.status is not ReserveStatus.CAP_EXCEEDED:
@@ -253,6 +255,16 @@ class Admission:
                 self.ledger.record_decision(self._audit(job, decision))
                 return self._answer(job, decision, usage, reserved=False, status=ReserveStatus.CAP_EXCEEDED)
         return self._raced_out(job, decision, result)
+
+    def _verified_owner(self, job: _Job) -> OwnerRef | None:
+        """The first claimed owner the ledger holds an active reservation for (answers cached either way)."""
+        namespace = job.request.namespace
+        for ref in job.owners:
+            active = self.ledger.find_active(WorkloadRef(namespace, ref.kind, ref.name, ref.group)) is not None
+            self.owners.put(namespace, ref, active)
+            if active:
+                return ref
+        return None
 
     def _already_admitted(self, job: _Job) -> bool:
         """A CREATE of a workload that already holds an active reservation is the API server retrying a request we

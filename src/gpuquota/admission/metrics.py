@@ -79,6 +79,7 @@ class WebhookMetrics:
         for error_type in ("bad_request", "ledger_unavailable", "reload_failed", "internal"):
             self.errors.labels(error_type)  # exported at 0 so rate() works before the first error
         self._policy_labels: tuple[str, str] | None = None
+        self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
 
     def watch_capacity(self, read: CapacityReader) -> None:
         self.registry.register(_CapacityCollector(read))
@@ -95,8 +96,13 @@ class WebhookMetrics:
         self.policy_info.labels(profile, version).set(1)
 
     def observe_request(self, operation: str, kind: str, decision: str, rule: str, seconds: float) -> None:
-        self.requests.labels(operation, kind, decision, rule).inc()
-        self.duration.labels(kind).observe(seconds)
+        key = (operation, kind, decision, rule)
+        children = self._request_children.get(key)
+        if children is None:  # labels() validates and locks on every call: resolve each combination once
+            children = (self.requests.labels(*key), self.duration.labels(kind))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_usage(self, usage: Usage, decision: Decision | None, admitted: bool) -> None:
         """Set the usage and cap gauges from what a decision read (and, when admitted, what it added)."""

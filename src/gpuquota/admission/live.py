@@ -73,11 +73,13 @@ class LiveConfig:
         tenants_path: Path | None,
         on_reload_failed: Callable[[str, str], None] | None = None,
         on_policy: Callable[[Policy], None] | None = None,
+        on_tenants: Callable[[], None] | None = None,
     ) -> None:
         self._policy_ref = policy_ref
         self._tenants_path = tenants_path
         self._on_reload_failed = on_reload_failed or (lambda _what, _msg: None)
         self._on_policy = on_policy or (lambda _p: None)
+        self._on_tenants = on_tenants or (lambda: None)
         policy_path = Path(policy_ref)
         self._policy_watch = FileWatch(policy_path) if policy_path.is_file() else None
         self._tenants_watch = FileWatch(tenants_path) if tenants_path is not None else None
@@ -108,6 +110,8 @@ class LiveConfig:
             else:
                 snap = replace(snap, tenants=tenants, known_tenants=_known(tenants))
                 reloaded.append("tenants")
+                self.current = snap
+                self._on_tenants()
                 log.warning("tenants reloaded from %s", self._tenants_path)
         self.current = snap
         return reloaded

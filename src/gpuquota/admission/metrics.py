@@ -80,6 +80,8 @@ class WebhookMetrics:
             self.errors.labels(error_type)  # exported at 0 so rate() works before the first error
         self._policy_labels: tuple[str, str] | None = None
         self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        self._usage_children: dict[UsageKey, Gauge | None] = {}
+        self._cap_children: dict[tuple[str, UsageKey], tuple[Gauge, Gauge] | None] = {}
 
     def watch_capacity(self, read: CapacityReader) -> None:
         self.registry.register(_CapacityCollector(read))
@@ -110,22 +112,57 @@ class WebhookMetrics:
         if admitted and decision is not None:
             for charge in decision.charges:
                 added[charge.key] = added.get(charge.key, 0.0) + charge.amount
-        for key in set(usage) | set(added):
-            value = usage.get(key, 0.0) + added.get(key, 0.0)
-            subject = self.subject(key)
-            if subject == OTHER_TENANT:
-                continue  # an aggregate over unknown tenants cannot be read from one of them
-            if key.metric is Metric.CONCURRENT_TPP:
-                self.reserved_tpp.labels(key.scope.value, subject).set(value)
-            else:
-                self.used_operations.labels(key.scope.value, subject, window_label(key.window)).set(value)
+        for key in usage.keys() | added.keys():
+            gauge = self._usage_gauge(key)
+            if gauge is not None:
+                gauge.set(usage.get(key, 0.0) + added.get(key, 0.0))
         if decision is None:
             return
         for outcome in decision.outcomes:
-            subject = self.subject(outcome.key)
-            if subject == OTHER_TENANT:
+            gauges = self._cap_gauges(outcome.rule_id, outcome.key)
+            if gauges is None:
                 continue
-            labels = (outcome.rule_id, outcome.key.scope.value, subject, outcome.key.metric.value)
             used = outcome.used + (outcome.requested if admitted else 0.0)
-            self.cap.labels(*labels).set(outcome.cap)
-            self.cap_utilisation.labels(*labels).set(used / outcome.cap if outcome.cap > 0 else 0.0)
+            gauges[0].set(outcome.cap)
+            gauges[1].set(used / outcome.cap if outcome.cap > 0 else 0.0)
+
+    def _usage_gauge(self, key: UsageKey) -> Gauge | None:
+        """The gauge child of a ledger key (``None`` for unknown tenants: an aggregate over them cannot be read
+        from one of them). Resolved once per key: ``labels()`` validates and locks on every call."""
+        try:
+            return self._usage_children[key]
+        except KeyError:
+            pass
+        subject = self.subject(key)
+        child: Gauge | None
+        if subject == OTHER_TENANT:
+            child = None
+        elif key.metric is Metric.CONCURRENT_TPP:
+            child = self.reserved_tpp.labels(key.scope.value, subject)
+        else:
+            child = self.used_operations.labels(key.scope.value, subject, window_label(key.window))
+        if len(self._usage_children) > 100_000:  # windows roll daily: never grow without bound
+            self._usage_children.clear()
+        self._usage_children[key] = child
+        return child
+
+    def _cap_gauges(self, rule_id: str, key: UsageKey) -> tuple[Gauge, Gauge] | None:
+        cache_key = (rule_id, key)
+        try:
+            return self._cap_children[cache_key]
+        except KeyError:
+            pass
+        subject = self.subject(key)
+        children: tuple[Gauge, Gauge] | None = None
+        if subject != OTHER_TENANT:
+            labels = (rule_id, key.scope.value, subject, key.metric.value)
+            children = (self.cap.labels(*labels), self.cap_utilisation.labels(*labels))
+        if len(self._cap_children) > 100_000:
+            self._cap_children.clear()
+        self._cap_children[cache_key] = children
+        return children
+
+    def tenants_changed(self) -> None:
+        """Known tenants changed (tenants file reloaded): label resolution must be redone."""
+        self._usage_children.clear()
+        self._cap_children.clear()

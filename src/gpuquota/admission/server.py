@@ -94,7 +94,7 @@ class Webhook:
         self.metrics = WebhookMetrics(lambda: self._live_holder[0].current.known_tenants if self._live_holder
                                       else frozenset())
         self.live = LiveConfig(settings.policy, settings.tenants, on_reload_failed=self._reload_failed,
-                               on_policy=self._policy_loaded)
+                               on_policy=self._policy_loaded, on_tenants=self.metrics.tenants_changed)
         self._live_holder.append(self.live)
         self.readiness.policy_loaded = True
         url = settings.resolved_ledger_url()

@@ -52,6 +52,7 @@ def test_approaching_a_cap_warns_but_allows(webhook: Server) -> None:
     assert answer["warnings"], answer
     assert any("tenant-cap" in w for w in answer["warnings"])
     assert all(len(w) <= 120 for w in answer["warnings"])
+    assert 'decision="warned",kind="Pod",operation="CREATE",rule="tenant-cap"' in webhook.metrics()
 
 
 def test_warn_mode_rule_allows_over_the_cap_with_a_warning(webhook: Server) -> None:

@@ -329,6 +329,11 @@ class Admission:
                 return outcome.rule_id
         if not decision.allowed and tenant.jurisdiction is None:
             return "unknown-jurisdiction"
+        if decision.warnings:  # approaching a cap: name the rule whose warning line was crossed
+            for outcome in decision.outcomes:
+                threshold = outcome.warn_threshold
+                if threshold is not None and outcome.utilisation_after >= threshold:
+                    return outcome.rule_id
         return "none"
 
     def _audit(self, job: _Job, decision: Decision) -> AuditRecord:

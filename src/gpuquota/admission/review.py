@@ -151,6 +151,8 @@ class _ReviewOut(msgspec.Struct, rename="camel"):
 
 
 _encoder: Final = msgspec.json.Encoder()
+# metav1.StatusReason per code: kubectl prints it as "Error from server (<reason>)".
+_REASONS: Final = {400: "BadRequest", 403: "Forbidden", 500: "InternalError", 503: "ServiceUnavailable"}
 
 
 def build_response(
@@ -163,7 +165,7 @@ def build_response(
     code: int = 403,
 ) -> bytes:
     """The AdmissionReview the API server expects back: uid echoed; on denial ``status.code`` and message."""
-    status = None if allowed else _Status(code=code, message=message, reason="Forbidden" if code == 403 else "")
+    status = None if allowed else _Status(code=code, message=message, reason=_REASONS.get(code, ""))
     clipped = [clip_warning(w) for w in warnings] or None
     response = _Response(uid, allowed, status, clipped, dict(audit_annotations) if audit_annotations else None)
     return _encoder.encode(_ReviewOut(response))

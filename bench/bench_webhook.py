@@ -194,12 +194,13 @@ def wrk(url: str, script: Path, args: list[str], connections: int, seconds: int)
     return result
 
 
-def start(workdir: Path, port: int, tls: tuple[Path, Path], api: tuple[str, Path], profile: Path | None
-          ) -> subprocess.Popen[bytes]:
+def start(workdir: Path, port: int, tls: tuple[Path, Path], api: tuple[str, Path], profile: Path | None,  # noqa: PLR0917
+          extra: list[str]) -> subprocess.Popen[bytes]:
     args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--ledger", f"sqlite:///{workdir / 'ledger.db'}",
             "--tenants", str(ROOT / "examples" / "tenants.yaml"), "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]),
             "--audit-log", str(workdir / "audit.jsonl"), "--state-dir", str(workdir / "state"),
-            "--log-level", "warning", "--kube", "in-cluster", "--api-server", api[0], "--token-file", str(api[1])]
+            "--log-level", "warning", "--kube", "in-cluster", "--api-server", api[0], "--token-file", str(api[1]),
+            *extra]
     if profile is None:
         cmd = [str(Path(sys.executable).parent / "gpuquota"), *args]
     else:
@@ -238,6 +239,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: set up, run, report
     parser.add_argument("--namespaces", type=int, default=5_000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    parser.add_argument("--serve-args", default="", help="extra `gpuquota serve` arguments (quoted)")
     opts = parser.parse_args()
     ensure_wrk()
     RESULTS.mkdir(exist_ok=True)
@@ -256,10 +258,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script: set up, run, report
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_before": os.getloadavg(),
-        "seconds": opts.seconds, "nodes": opts.nodes, "namespaces": opts.namespaces,
+        "seconds": opts.seconds, "nodes": opts.nodes, "namespaces": opts.namespaces, "serve_args": opts.serve_args,
     }
     with api_server(state) as api_url:
-        proc = start(workdir, port, tls, (api_url, token), profile)
+        proc = start(workdir, port, tls, (api_url, token), profile, opts.serve_args.split())
         try:
             report["sync_s"] = round(wait_ready(base, ca.ca_file, opts.nodes * 8, proc), 2)
             report["rss_after_sync_kib"] = rss_kib(proc.pid)

@@ -160,9 +160,12 @@ class Admission:
             raise ReviewError(f"{request.operation} of {kind} carries no object", request.uid)
         if not requests_gpu(obj):
             return self._skip(request, started)
-        # Controller-made objects of an admitted workload: decided by the owner, so before any counting.
+        # Controller-made objects of an admitted workload: decided by the owner, so before any counting. Only
+        # owners of kinds gpuquota reserves for can hold a reservation (a ReplicaSet never does).
         unchecked: list[OwnerRef] = []
         for ref in candidate_owners(obj):
+            if (ref.group, ref.kind) not in SUPPORTED_KINDS:
+                continue
             cached = self.owners.get(request.namespace, ref)
             if cached:
                 return self._owned(request, ref, started)

@@ -65,6 +65,7 @@ class ServeSettings:
     ping_interval_s: float = 5.0
     log_level: str = "info"
     ledger_pool: int = 8
+    ledger_threads: int | None = None  # None: inline for SQLite, ``ledger_pool`` threads for PostgreSQL
     max_body_bytes: int = MAX_BODY_BYTES
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
     api_server: str | None = None  # reach an API server from outside a cluster (development, tests)
@@ -124,8 +125,11 @@ class Webhook:
                                    inventory_models=inventory.models if inventory is not None else None)
         self.executor: ThreadPoolExecutor | None = None
         runner: LedgerRunner = run_inline
-        if not self.is_sqlite:
-            self.executor = ThreadPoolExecutor(max_workers=settings.ledger_pool, thread_name_prefix="ledger")
+        threads = settings.ledger_threads
+        if threads is None:
+            threads = 0 if self.is_sqlite else settings.ledger_pool
+        if threads > 0:
+            self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ledger")
             runner = thread_pool_runner(self.executor)
         self.app = create_app(self.admission, self.readiness, runner, settings.max_body_bytes)
         self.cert: CertPair | None = None
@@ -186,6 +190,7 @@ class Webhook:
         cert_watches = [FileWatch(p) for p in (self.cert.cert, self.cert.key)] if self.cert is not None else []
         while True:
             await asyncio.sleep(self.settings.reload_interval_s)
+            self.audit.flush()
             await asyncio.to_thread(self.live.check)
             if context is not None and self.cert is not None:
                 changed = [w.changed() for w in cert_watches]  # look at both, so both stamps move on

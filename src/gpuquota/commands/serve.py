@@ -42,6 +42,10 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     ping_interval: Annotated[
         float, typer.Option(help="Seconds between ledger health checks (behind /readyz and gpuquota_ledger_up).")
     ] = 5.0,
+    ledger_threads: Annotated[
+        int | None,
+        typer.Option(help="Threads for ledger calls (0: on the event loop). Default: 0 for SQLite, 8 for PostgreSQL."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the validating admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
@@ -57,6 +61,8 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError(f"--port must be between 1 and 65535, not {port}")
     if reload_interval <= 0 or ping_interval <= 0:
         raise UserError("--reload-interval and --ping-interval must be positive")
+    if ledger_threads is not None and not 0 <= ledger_threads <= 64:
+        raise UserError("--ledger-threads must be between 0 and 64")
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UserError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     settings = ServeSettings(
@@ -75,6 +81,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         token_file=token_file,
         reload_interval_s=reload_interval,
         ping_interval_s=ping_interval,
+        ledger_threads=ledger_threads,
         log_level=log_level.lower(),
     )
     run(settings)

@@ -201,3 +201,19 @@ def test_dashboard_configmap_carries_the_sidecar_label_and_the_json() -> None:
     cm = find(render("defaults"), "ConfigMap", "-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert (CHART / "dashboards" / "gpuquota.json").read_text().strip() == cm["data"]["gpuquota.json"].strip()
+
+
+def test_a_tenant_change_does_not_restart_the_webhook(tmp_path: Path) -> None:
+    """The webhook reloads its mounted policy and tenants; a pod-template change would roll it (and, on SQLite's
+    Recreate strategy, leave GPU workloads without a webhook for a moment) every time a tenant is added."""
+    templates = []
+    for i, tenants in enumerate(([], [{"name": "acme", "jurisdiction": "JP", "namespaces": ["acme"]}])):
+        args = template_args({"tenants": tenants, "webhook": {"podAnnotations": {"team": "platform"}}},
+                             tmp_path / f"v{i}.yaml", OLDEST_KUBE)
+        result = helm(*args, "--show-only", "templates/webhook-deployment.yaml")
+        assert result.returncode == 0, result.output
+        deployment = yaml.safe_load(result.stdout)
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["team"] == "platform"
+        templates.append({k: v for k, v in annotations.items() if k != "checksum/tls"})
+    assert templates[0] == templates[1]

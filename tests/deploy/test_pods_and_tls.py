@@ -204,7 +204,8 @@ def test_cert_manager_issues_the_certificate_and_injects_the_ca(name: str) -> No
     pod = find(docs, "Deployment", "-webhook")["spec"]["template"]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == certificate["spec"]["secretName"]
-    assert "checksum/tls" not in pod["metadata"].get("annotations", {})  # the webhook reloads renewed certificates itself
+    # The webhook reloads renewed certificates itself: no restart on renewal.
+    assert "checksum/tls" not in pod["metadata"].get("annotations", {})
     issuer_ref = case(name).values["tls"]["certManager"].get("issuerRef")
     if issuer_ref:
         assert certificate["spec"]["issuerRef"] == issuer_ref

@@ -235,13 +235,17 @@ def _uvicorn_config(webhook: Webhook) -> uvicorn.Config:
 
 async def _serve(webhook: Webhook) -> None:
     config = _uvicorn_config(webhook)
-    config.load()
+    try:
+        config.load()
+    except (ssl.SSLError, OSError) as exc:
+        pair = f"{webhook.cert.cert}, {webhook.cert.key}" if webhook.cert is not None else "?"
+        raise UserError(f"cannot load the TLS certificate/key ({pair}): {exc}") from None
     server = uvicorn.Server(config)
     webhook.start_threads()
     webhook.check_ledger()
     tasks = [asyncio.create_task(webhook.watch_ledger()), asyncio.create_task(webhook.watch_files(config.ssl))]
     scheme = "http" if webhook.cert is None else "https"
-    log.warning("gpuquota webhook on %s://%s:%d (policy %s %s, ledger %s)", scheme, webhook.settings.host,
+    log.warning("starting gpuquota webhook on %s://%s:%d (policy %s %s, ledger %s)", scheme, webhook.settings.host,
                 webhook.settings.port, webhook.live.current.policy.name, webhook.live.current.policy.version,
                 "sqlite" if webhook.is_sqlite else "postgresql")
     try:

@@ -67,7 +67,7 @@ rules:
 
 TENANTS = ["acme:JP"] + [f"{name}:BR" for name in (
     "allow", "deny", "warn", "dry", "retry", "scale", "delete", "owner", "forged", "kinds", "reload", "bad", "race",
-    "crash", "metrics", "audit", "ledgerdown", "tls",
+    "crash", "metrics", "audit", "ledgerdown", "tls", "cron",
 )]
 
 

@@ -83,6 +83,9 @@ def test_candidate_owners_from_references_and_controller_labels() -> None:
     ray = {"metadata": {"labels": {"ray.io/cluster": "rc-1", "ray.io/originated-from-crd": "RayJob",
                                    "ray.io/originated-from-cr-name": "batch"}}}
     assert candidate_owners(ray) == (OwnerRef("ray.io", "RayCluster", "rc-1"), OwnerRef("ray.io", "RayJob", "batch"))
+    cron_pod = {"metadata": {"labels": {"batch.kubernetes.io/job-name": "nightly-eval-29412345"}}}
+    assert candidate_owners(cron_pod) == (OwnerRef("batch", "Job", "nightly-eval-29412345"),
+                                          OwnerRef("batch", "CronJob", "nightly-eval"))
     assert candidate_owners({"metadata": {"labels": {"app": "web"}}}) == ()
     assert candidate_owners({"metadata": {"ownerReferences": "garbage", "labels": ["x"]}}) == ()
 

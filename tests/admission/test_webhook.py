@@ -12,10 +12,11 @@ import json
 import uuid
 
 import orjson
+import yaml
 
 from gpuquota.ledger import open_ledger
 from tests.admission.conftest import active_in
-from tests.admission.reviews import H100_TPP, cpu_pod, gpu_pod, pytorch_job, review
+from tests.admission.reviews import H100_TPP, MANIFESTS, cpu_pod, gpu_pod, pytorch_job, review
 from tests.admission.serverproc import Server, wait_for
 
 
@@ -254,3 +255,28 @@ def test_response_is_compact_json_with_only_the_fields_kubernetes_reads(webhook:
     answer = orjson.loads(raw)
     assert set(answer) == {"apiVersion", "kind", "response"}
     assert set(answer["response"]) <= {"uid", "allowed", "status", "warnings", "auditAnnotations"}
+
+
+def test_a_cronjobs_runs_and_their_pods_ride_on_the_cronjobs_reservation(webhook: Server) -> None:
+    cron = yaml.safe_load((MANIFESTS / "cronjob-nightly-eval.yaml").read_text())
+    cron["metadata"]["namespace"] = "cron"
+    cron["metadata"]["uid"] = str(uuid.uuid4())
+    assert webhook.review(review(cron))["allowed"] is True
+    template = cron["spec"]["jobTemplate"]
+    job_name = "nightly-eval-29412345"
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": job_name, "namespace": "cron", "uid": str(uuid.uuid4()),
+                        "annotations": template["metadata"]["annotations"],
+                        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly-eval",
+                                             "uid": cron["metadata"]["uid"], "controller": True}]},
+           "spec": copy.deepcopy(template["spec"])}
+    assert webhook.review(review(job))["allowed"] is True
+    pod = copy.deepcopy(template["spec"]["template"])
+    pod.update(apiVersion="v1", kind="Pod")
+    pod["metadata"] = {"name": f"{job_name}-abcde", "namespace": "cron",
+                       "labels": {"batch.kubernetes.io/job-name": job_name, "job-name": job_name},
+                       "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
+                                            "uid": job["metadata"]["uid"], "controller": True}]}
+    assert webhook.review(review(pod))["allowed"] is True
+    mine = [r for r in active_in(webhook.ledger_url, "cron") if r.workload.kind in ("CronJob", "Job", "Pod")]
+    assert [(r.workload.kind, r.workload.name) for r in mine] == [("CronJob", "nightly-eval")]

@@ -8,6 +8,7 @@ an active reservation for it (checked by the caller), otherwise the object is ju
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -46,6 +47,11 @@ _KUBEFLOW_OPERATORS: Final = {
 }
 
 
+# The CronJob controller names each Job "<cronjob>-<scheduled time in minutes since the epoch>", so the pods of a
+# scheduled run can be traced to the CronJob that was admitted (their Job was passed without a reservation of its own).
+_CRONJOB_JOB_NAME: Final = re.compile(r"^(.+)-(\d{8,10})$")
+
+
 def _group(api_version: str) -> str:
     return api_version.rpartition("/")[0] if "/" in api_version else ""
 
@@ -66,6 +72,8 @@ def candidate_owners(obj: Mapping[str, Any]) -> tuple[OwnerRef, ...]:
                 found.append(OwnerRef(group, kind, value))
                 if kind == "JobSet":  # a TrainJob runs as a JobSet of the same name
                     found.append(OwnerRef("trainer.kubeflow.org", "TrainJob", value))
+                if kind == "Job" and (cron := _CRONJOB_JOB_NAME.match(value)):
+                    found.append(OwnerRef("batch", "CronJob", cron.group(1)))
         kubeflow_kind = _KUBEFLOW_OPERATORS.get(str(labels.get("training.kubeflow.org/operator-name", "")))
         job_name = labels.get("training.kubeflow.org/job-name")
         if kubeflow_kind and isinstance(job_name, str) and job_name:

@@ -6,11 +6,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from gpuquota.domain import Charge, Metric, Scope, UsageKey
-from gpuquota.ledger import LedgerError, ReservationState, ReserveStatus, WorkloadRef
+from gpuquota.ledger import LedgerError, ReservationState, ReserveStatus, WorkloadRef, reserving
+from gpuquota.ledger.reserving import ReservePlan
 from gpuquota.ledger.store import SqlLedger
 from tests.ledger.builders import H100_TPP, NOW, audit, concurrent, reservation, rolling, yearly
 
@@ -277,15 +279,19 @@ def test_a_failure_inside_the_transaction_rolls_everything_back(
     ledger: SqlLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger.reserve(reservation("before"), NOW)
-    original = SqlLedger._upsert
 
-    def upsert_then_fail(self: SqlLedger, tx: object, rows: object) -> object:
-        original(self, tx, rows)  # type: ignore[arg-type]
-        raise RuntimeError("connection dropped after the counters were written")
+    real = reserving.plan_reservation
 
-    monkeypatch.setattr(SqlLedger, "_upsert", upsert_then_fail)
-    with pytest.raises(RuntimeError):
-        ledger.reserve(reservation("during"), NOW)
+    def breaking_the_last_counter(*args: Any) -> ReservePlan:
+        # The database refuses the last counter row (NULL amount), after the reservation, its audit record, its
+        # increments and the other counter rows were written in the same transaction.
+        plan = real(*args)
+        *rows, last = plan.counters
+        return replace(plan, counters=(*rows, (*last[:4], None)))  # type: ignore[arg-type]
+
+    monkeypatch.setattr("gpuquota.ledger.store.plan_reservation", breaking_the_last_counter)
+    with pytest.raises(LedgerError, match=r"(?i)null"):
+        ledger.reserve(reservation("during", tenant_cap=1e12), NOW)
     monkeypatch.undo()
     assert table_counts(ledger) == (1, 5, 1)
     assert ledger.usage([ACME], NOW)[ACME] == pytest.approx(8 * H100_TPP)

@@ -11,9 +11,23 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from gpuquota.ledger.reserving import ReservePlan
 from gpuquota.ledger.types import LedgerError
 
 Row = tuple[Any, ...]
+
+
+class DuplicateRequest(LedgerError):  # noqa: N818 - names what happened
+    """A reservation with this request uid exists: the batch was rolled back."""
+
+
+class CapCheckFailed(LedgerError):  # noqa: N818 - names what happened
+    """Check ``index`` of the plan failed (usage before the request: ``used``): everything was rolled back."""
+
+    def __init__(self, index: int, used: float) -> None:
+        super().__init__(f"cap of charge {index} exceeded (used {used})")
+        self.index = index
+        self.used = used
 
 
 class TransientConflict(LedgerError):  # noqa: N818 - names what happened, like LedgerUnavailable
@@ -29,9 +43,20 @@ class Tx(Protocol):
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None: ...
 
+    def batch(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
+        """Run statements in order and return each one's rows. PostgreSQL sends them in one round trip
+        (pipeline mode); each still runs with its own snapshot, after the previous one finished."""
+        ...
+
 
 class Database(Protocol):
     name: str  # "sqlite" or "postgresql"
+
+    def reserve(self, plan: ReservePlan) -> int:
+        """Execute a reservation plan as one write transaction and return the reservation id. Rolls back with
+        ``DuplicateRequest`` when the request uid was reserved before, with ``CapCheckFailed`` when a capped
+        window no longer fits (checked after the counter rows are locked)."""
+        ...
 
     def transaction(self, write: bool) -> AbstractContextManager[Tx]:
         """A transaction; ``write`` ones serialise where the backend needs it (SQLite's BEGIN IMMEDIATE)."""

@@ -18,7 +18,8 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 
-from gpuquota.ledger.database import Row, TransientConflict
+from gpuquota.ledger.database import CapCheckFailed, DuplicateRequest, Row, TransientConflict
+from gpuquota.ledger.reserving import ReservePlan
 from gpuquota.ledger.timeutil import utc
 from gpuquota.ledger.types import LedgerError, LedgerUnavailable
 
@@ -30,6 +31,19 @@ CONNECT_TIMEOUT_S = 3
 POOL_TIMEOUT_S = 3.0
 
 _translated: dict[str, str] = {}
+
+# One autocommit statement: the function's inserts, counter locks and cap checks commit (or roll back) together.
+_RESERVE_CALL = (
+    "SELECT gpuquota_reserve("
+    + ", ".join(["%s::text"] * 9 + ["%s::float8"] * 5 + ["%s::text"] * 4 + ["%s::timestamptz"])
+    + ", "
+    + "%s::timestamptz, %s::text[], %s::boolean[], %s::float8[]"
+    + ", "
+    + ", ".join(["%s::text[]"] * 3 + ["%s::float8[]"] + ["%s::text[]"] * 4 + ["%s::float8[]"])
+    + ", "
+    + ", ".join(["%s::text[]"] * 5 + ["%s::float8[]"] * 3)
+    + ")"
+)
 
 
 def _sql(sql: str) -> str:
@@ -48,18 +62,44 @@ def _translate(exc: Exception) -> LedgerError:
     return LedgerError(f"PostgreSQL ledger error: {str(exc).strip()}")
 
 
-class _PgTx:
-    __slots__ = ("_cur",)
+def audit_arrays(values: Sequence[object]) -> tuple[object, list[object], list[object], list[object]]:
+    """``reserving.DECISION_COLUMNS`` values packed by type, as ``gpuquota_reserve`` takes them (fewer parameters
+    keep psycopg's statement cache, which skips statements of more than 50)."""
+    v = list(values)
+    texts = [*v[1:10], v[12], v[13], v[14], v[16], v[19], v[20]]
+    return v[0], texts, [v[10], v[11]], [v[15], v[17], v[18]]
 
-    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+
+def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
+    """Rows → one list per column (the function takes arrays)."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+class _PgTx:
+    __slots__ = ("_conn", "_cur", "_pipeline")
+
+    def __init__(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._conn = conn
         self._cur = cur
+        self._pipeline = pipeline
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         cur = self._cur.execute(_sql(sql), params)
+        self._pipeline.sync()  # in pipeline mode a statement's result is known only after a sync
         return cur.fetchall() if cur.description is not None else []
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         self._cur.executemany(_sql(sql), rows)
+
+    def batch(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
+        cursors = [self._conn.cursor() for _ in statements]
+        for cur, (sql, params) in zip(cursors, statements, strict=True):
+            cur.execute(_sql(sql), params)
+        self._pipeline.sync()
+        out = [cur.fetchall() if cur.description is not None else [] for cur in cursors]
+        for cur in cursors:
+            cur.close()
+        return out
 
 
 class PostgresDatabase:
@@ -76,8 +116,9 @@ class PostgresDatabase:
             max_size=max(1, pool_size),
             timeout=pool_timeout_s,
             open=False,
-            check=psycopg_pool.ConnectionPool.check_connection,  # a connection broken by a restart is replaced
-            kwargs={"autocommit": False, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "gpuquota"},
+            # Autocommit: transactions say BEGIN themselves (``conn.transaction()``, or inside a batch), so no
+            # statement waits for a separate BEGIN round trip.
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "gpuquota"},
             name="gpuquota-ledger",
         )
         try:
@@ -89,10 +130,42 @@ class PostgresDatabase:
     @contextmanager
     def transaction(self, write: bool) -> Iterator[_PgTx]:
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                yield _PgTx(cur)
+            # Pipeline mode: BEGIN, a batch of statements and COMMIT travel together instead of a round trip each.
+            with (
+                self._pool.connection() as conn,
+                conn.pipeline() as pipeline,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                yield _PgTx(conn, cur, pipeline)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise _translate(exc) from exc
+
+    def reserve(self, plan: ReservePlan) -> int:
+        params = [
+            *plan.reservation,
+            *audit_arrays(plan.audit),
+            *_columns(plan.increments, 4),
+            *_columns(plan.counters, 5),
+            *_columns(plan.checks, 8),
+        ]
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(_RESERVE_CALL, params, prepare=True).fetchone()
+        except pg_errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == "reservations_request_uid_key":
+                raise DuplicateRequest(str(exc)) from exc
+            raise _translate(exc) from exc
+        except pg_errors.RaiseException as exc:
+            if exc.diag.message_primary == "gpuquota cap exceeded" and exc.diag.message_detail:
+                index, used = exc.diag.message_detail.split()
+                raise CapCheckFailed(int(index), float(used)) from exc
+            raise _translate(exc) from exc
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise _translate(exc) from exc
+        if row is None:
+            raise LedgerError("gpuquota_reserve returned nothing")
+        return int(row[0])
 
     @contextmanager
     def migration_lock(self) -> Iterator[_PgTx]:

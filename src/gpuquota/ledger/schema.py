@@ -11,7 +11,9 @@ from gpuquota.ledger.database import Database, Tx
 from gpuquota.ledger.types import LedgerError
 
 # Templates: {id} an auto-increment primary key, {real} a double, {ts} a timestamp, {bool} a boolean.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+# A statement given as (backend, sql) runs on that backend only.
+Statement = str | tuple[str, str]
+MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
     # 1: reservations, their counter increments, the aggregate counters, the decision audit.
     (
         """CREATE TABLE reservations (
@@ -90,6 +92,80 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX decisions_time ON decisions (time)",
         "CREATE INDEX reservations_ended_at ON reservations (ended_at)",
     ),
+    # 3: the cap check runs inside the reserving statement batch, so PostgreSQL commits or refuses in one round
+    # trip (SQLite registers the same function on each connection, from ``counters.fits``).
+    (
+        (
+            "postgresql",
+            """CREATE OR REPLACE FUNCTION gpuquota_check_cap(
+                idx integer, value double precision, deduct double precision, increment double precision,
+                cap double precision
+            ) RETURNS double precision LANGUAGE plpgsql AS $$
+            DECLARE
+                used double precision := value - deduct;
+                total double precision := value - deduct + increment;
+            BEGIN
+                -- counters.fits: used + amount <= cap, with a tolerance of a few ulps
+                IF total <= cap OR abs(total - cap) <= greatest(1e-12 * greatest(abs(total), abs(cap)), 1e-9) THEN
+                    RETURN used;
+                END IF;
+                RAISE EXCEPTION 'gpuquota cap exceeded' USING DETAIL = idx::text || ' ' || used::text;
+            END
+            $$""",
+        ),
+        (
+            "postgresql",
+            """CREATE OR REPLACE FUNCTION gpuquota_reserve(
+                r_uid text, r_namespace text, r_kind text, r_group text, r_name text, r_tenant text,
+                r_jurisdiction text, r_tier text, r_model text, r_gpus double precision, r_tpp double precision,
+                r_operations double precision, r_rate double precision, r_max_runtime double precision,
+                r_profile text, r_profile_version text, r_state text, r_day text, r_at timestamptz,
+                a_time timestamptz, a_text text[], a_flags boolean[], a_num double precision[],
+                i_scope text[], i_subject text[], i_metric text[], i_amount double precision[],
+                c_scope text[], c_subject text[], c_metric text[], c_bucket text[], c_amount double precision[],
+                k_scope text[], k_subject text[], k_metric text[], k_low text[], k_high text[],
+                k_deduct double precision[], k_increment double precision[], k_cap double precision[]
+            ) RETURNS bigint LANGUAGE plpgsql AS $$
+            -- The statement batch of reserving.batch_statements, run inside the server: one round trip. The audit
+            -- record comes packed by type (a_text, a_flags, a_num: see postgres.audit_arrays).
+            DECLARE
+                rid bigint;
+                value double precision;
+            BEGIN
+                INSERT INTO reservations (request_uid, namespace, kind, api_group, name, tenant, jurisdiction, tier,
+                    model, gpus, tpp, operations, operations_per_second, max_runtime_s, profile, profile_version,
+                    state, charge_day, reserved_at)
+                VALUES (r_uid, r_namespace, r_kind, r_group, r_name, r_tenant, r_jurisdiction, r_tier, r_model,
+                    r_gpus, r_tpp, r_operations, r_rate, r_max_runtime, r_profile, r_profile_version, r_state, r_day,
+                    r_at)
+                RETURNING id INTO rid;
+                INSERT INTO decisions (time, request_uid, operation, user_name, namespace, kind, name, tenant,
+                    jurisdiction, tier, allowed, dry_run, message, rules, warnings, gpus, model, tpp, operations,
+                    profile, profile_version, reservation_id)
+                VALUES (a_time, a_text[1], a_text[2], a_text[3], a_text[4], a_text[5], a_text[6], a_text[7],
+                    a_text[8], a_text[9], a_flags[1], a_flags[2], a_text[10], a_text[11], a_text[12], a_num[1],
+                    a_text[13], a_num[2], a_num[3], a_text[14], a_text[15], rid);
+                INSERT INTO reservation_counters (reservation_id, scope, subject, metric, amount)
+                SELECT rid, u.s, u.t, u.m, u.a FROM unnest(i_scope, i_subject, i_metric, i_amount) AS u(s, t, m, a);
+                -- Rows are added to (and so locked) in the order given: the one global order.
+                INSERT INTO counters (scope, subject, metric, bucket, amount)
+                SELECT u.s, u.t, u.m, u.b, u.a
+                FROM unnest(c_scope, c_subject, c_metric, c_bucket, c_amount) WITH ORDINALITY AS u(s, t, m, b, a, n)
+                ORDER BY u.n
+                ON CONFLICT (scope, subject, metric, bucket) DO UPDATE SET amount = counters.amount + excluded.amount;
+                -- Each statement of a volatile function takes a fresh snapshot: these sums see every reservation
+                -- committed before the locks above were granted.
+                FOR i IN 1 .. coalesce(array_length(k_cap, 1), 0) LOOP
+                    SELECT coalesce(sum(amount), 0) INTO value FROM counters
+                    WHERE scope = k_scope[i] AND subject = k_subject[i] AND metric = k_metric[i]
+                      AND bucket BETWEEN k_low[i] AND k_high[i];
+                    PERFORM gpuquota_check_cap(i - 1, value, k_deduct[i], k_increment[i], k_cap[i]);
+                END LOOP;
+                RETURN rid;
+            END
+            $$""",
+        ),
+    ),
 )
 
 LATEST = len(MIGRATIONS)
@@ -113,6 +189,11 @@ def migrate(db: Database, target: int = LATEST) -> int:
             )
         for version in range(found + 1, target + 1):
             for statement in MIGRATIONS[version - 1]:
-                tx.execute(statement.format(**types))
+                if isinstance(statement, tuple):
+                    backend, sql = statement
+                    if backend == db.name:
+                        tx.execute(sql)  # verbatim: a function body has braces of its own
+                else:
+                    tx.execute(statement.format(**types))
             tx.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, CURRENT_TIMESTAMP)", (version,))
         return found

@@ -16,7 +16,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
-from gpuquota.ledger.database import Row
+from gpuquota.ledger.counters import fits
+from gpuquota.ledger.database import CapCheckFailed, DuplicateRequest, Row
+from gpuquota.ledger.reserving import ReservePlan, batch_statements
 from gpuquota.ledger.timeutil import iso, utc
 from gpuquota.ledger.types import LedgerError, LedgerUnavailable
 
@@ -33,6 +35,23 @@ def _translate(exc: sqlite3.Error) -> LedgerError:
     return LedgerError(f"SQLite ledger error: {text}")
 
 
+class _CapCheck:
+    """``gpuquota_check_cap`` for one connection. SQLite reports any exception of a user function as a bare
+    OperationalError, so the refusal's figures are kept here for ``commit_batch`` to pick up."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed: tuple[int, float] | None = None
+
+    def __call__(self, index: int, value: float, deduct: float, increment: float, cap: float) -> float:
+        used = float(value) - float(deduct)
+        if fits(used, float(increment), float(cap)):
+            return used
+        self.failed = (int(index), used)
+        raise ValueError("gpuquota cap exceeded")
+
+
 class _SqliteTx:
     __slots__ = ("_conn",)
 
@@ -44,6 +63,9 @@ class _SqliteTx:
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         self._conn.executemany(sql, rows)
+
+    def batch(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
+        return [self._conn.execute(sql, params).fetchall() for sql, params in statements]
 
 
 class SqliteDatabase:
@@ -58,6 +80,7 @@ class SqliteDatabase:
         self._size = 1 if self._memory else max(1, pool_size)
         self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all: list[sqlite3.Connection] = []
+        self._checks: dict[int, _CapCheck] = {}  # id(connection) → its cap check
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self._size)
         self._closed = False
@@ -74,6 +97,9 @@ class SqliteDatabase:
                 self._set_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            check = _CapCheck()
+            conn.create_function("gpuquota_check_cap", 5, check)
+            self._checks[id(conn)] = check
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         return conn
@@ -134,6 +160,28 @@ class SqliteDatabase:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise _translate(exc) from exc
+
+    def reserve(self, plan: ReservePlan) -> int:
+        with self._connection() as conn:
+            check = self._checks[id(conn)]
+            check.failed = None
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                results = [conn.execute(sql, params).fetchall() for sql, params in batch_statements(plan)]
+                conn.execute("COMMIT")
+                return int(results[0][0][0])
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if check.failed is not None:
+                    raise CapCheckFailed(*check.failed) from exc
+                if isinstance(exc, sqlite3.IntegrityError) and "reservations.request_uid" in str(exc):
+                    raise DuplicateRequest(str(exc)) from exc
+                raise _translate(exc) from exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def migration_lock(self) -> Iterator[_SqliteTx]:

@@ -14,23 +14,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar
 
-from gpuquota.domain import Charge, Metric, UsageKey
+from gpuquota.domain import Metric, UsageKey
 from gpuquota.ledger.counters import (
     TOTAL_BUCKET,
     CounterId,
     CounterRow,
     bucket_range,
-    check_charge,
-    counter_rows,
     day_bucket,
-    increments,
     year_bucket,
 )
-from gpuquota.ledger.database import Database, Row, TransientConflict, Tx
+from gpuquota.ledger.database import CapCheckFailed, Database, DuplicateRequest, Row, TransientConflict, Tx
+from gpuquota.ledger.reserving import DECISION_COLUMNS, UPSERT_COUNTERS, audit_values, plan_reservation
 from gpuquota.ledger.schema import migrate
 from gpuquota.ledger.timeutil import utc, utc_day
 from gpuquota.ledger.types import (
@@ -66,23 +63,15 @@ _UPSERT_COUNTER = (
 )
 
 
-@dataclass(slots=True)
-class _CapExceeded(Exception):  # noqa: N818 - control flow inside a transaction, never leaves this module
-    charge: Charge
-    used: float
-
-
-def _finite(name: str, value: float | None, *, optional: bool = False) -> None:
+def _finite(value: float | None, *, optional: bool = False) -> bool:
     if value is None:
-        if not optional:
-            raise LedgerError(f"{name} is required")
-        return
-    if not isinstance(value, int | float) or math.isnan(value) or math.isinf(value) or value < 0:
-        raise LedgerError(f"{name} must be a finite number ≥ 0, got {value!r}")
+        return optional
+    return isinstance(value, int | float) and not math.isnan(value) and not math.isinf(value) and value >= 0
 
 
 def validate(reservation: Reservation) -> None:
-    """Reject a reservation that would store nonsense, before any row is touched."""
+    """Reject a reservation that would store nonsense, before any row is touched. (Cheap on the happy path:
+    messages are built only for a failure.)"""
     r = reservation
     if not r.request_uid:
         raise LedgerError("reservation without a request uid")
@@ -90,13 +79,20 @@ def validate(reservation: Reservation) -> None:
         raise LedgerError(f"reservation {r.request_uid}: incomplete workload reference {r.workload!r}")
     if not r.tenant:
         raise LedgerError(f"reservation {r.request_uid}: no tenant")
-    for name in ("gpus", "tpp", "operations_per_second"):
-        _finite(f"reservation {r.request_uid}: {name}", getattr(r, name))
-    _finite(f"reservation {r.request_uid}: operations", r.operations, optional=True)
-    _finite(f"reservation {r.request_uid}: max_runtime_s", r.max_runtime_s, optional=True)
+    for name, value, optional in (
+        ("gpus", r.gpus, False),
+        ("tpp", r.tpp, False),
+        ("operations_per_second", r.operations_per_second, False),
+        ("operations", r.operations, True),
+        ("max_runtime_s", r.max_runtime_s, True),
+    ):
+        if not _finite(value, optional=optional):
+            raise LedgerError(f"reservation {r.request_uid}: {name} must be a finite number ≥ 0, got {value!r}")
     for charge in r.charges:
-        _finite(f"reservation {r.request_uid}: charge on {charge.key}", charge.amount)
-        _finite(f"reservation {r.request_uid}: cap on {charge.key}", charge.cap, optional=True)
+        if not _finite(charge.amount):
+            raise LedgerError(f"reservation {r.request_uid}: charge on {charge.key} must be finite and ≥ 0")
+        if not _finite(charge.cap, optional=True):
+            raise LedgerError(f"reservation {r.request_uid}: cap on {charge.key} must be finite and ≥ 0")
         try:
             bucket_range(charge.key)
         except ValueError as exc:
@@ -157,33 +153,25 @@ class SqlLedger:
                     raise
         raise AssertionError("unreachable")
 
-    def _upsert(self, tx: Tx, rows: list[CounterRow]) -> dict[tuple[str, str, str, str], float]:
-        if not rows:
-            return {}
-        params = [v for row in rows for v in row]
-        result = tx.execute(_UPSERT_COUNTER.format(values=_placeholders(len(rows), 5)), params)
-        return {(r[0], r[1], r[2], r[3]): float(r[4]) for r in result}
+    def _upsert(self, tx: Tx, rows: list[CounterRow]) -> None:
+        """Add to counter rows in the order given (callers sort them: the one global lock order)."""
+        if rows:
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(rows))
+            tx.execute(UPSERT_COUNTERS.format(values=values), [v for row in rows for v in row])
 
-    def _window_value(self, tx: Tx, key: UsageKey) -> float:
-        rng = bucket_range(key)
-        rows = tx.execute(
-            "SELECT sum(amount) FROM counters "
-            "WHERE scope = ? AND subject = ? AND metric = ? AND bucket BETWEEN ? AND ?",
-            (str(key.scope), key.subject, str(key.metric), rng.low, rng.high),
-        )
-        return float(rows[0][0] or 0.0) if rows else 0.0
-
-    def _insert_decision(self, tx: Tx, audit: AuditRecord, reservation_id: int | None) -> None:
-        a = audit
-        tx.execute(
-            f"INSERT INTO decisions ({_DECISION_COLUMNS}, reservation_id) VALUES {_placeholders(1, 22)}",
-            (
-                self.db.ts(a.time), a.request_uid, a.operation, a.user, a.namespace, a.kind, a.name, a.tenant,
-                a.jurisdiction, a.tier, a.allowed, a.dry_run, a.message, json.dumps(list(a.rules)),
-                json.dumps(list(a.warnings)), float(a.gpus), a.model, float(a.tpp), a.operations, a.profile,
-                a.profile_version, reservation_id,
-            ),
-        )  # fmt: skip
+    @staticmethod
+    def _sums_statement(keys: Sequence[UsageKey]) -> tuple[str, list[object]]:
+        """One statement summing each key's window: (index, sum) rows."""
+        parts: list[str] = []
+        params: list[object] = []
+        for i, key in enumerate(keys):
+            rng = bucket_range(key)
+            parts.append(
+                f"SELECT {i}, sum(amount) FROM counters "
+                "WHERE scope = ? AND subject = ? AND metric = ? AND bucket BETWEEN ? AND ?"
+            )
+            params += [str(key.scope), key.subject, str(key.metric), rng.low, rng.high]
+        return " UNION ALL ".join(parts), params
 
     # -- the webhook's interface ------------------------------------------------------------------------------
 
@@ -191,20 +179,12 @@ class SqlLedger:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        parts: list[str] = []
-        params: list[object] = []
-        for i, key in enumerate(wanted):
-            try:
-                rng = bucket_range(key)
-            except ValueError as exc:
-                raise LedgerError(str(exc)) from exc
-            parts.append(
-                f"SELECT {i}, sum(amount) FROM counters "
-                "WHERE scope = ? AND subject = ? AND metric = ? AND bucket BETWEEN ? AND ?"
-            )
-            params += [str(key.scope), key.subject, str(key.metric), rng.low, rng.high]
+        try:
+            sql, params = self._sums_statement(wanted)
+        except ValueError as exc:
+            raise LedgerError(str(exc)) from exc
         with self.db.transaction(write=False) as tx:
-            rows = tx.execute(" UNION ALL ".join(parts), params)
+            rows = tx.execute(sql, params)
         values = {int(r[0]): float(r[1] or 0.0) for r in rows}
         return {key: values.get(i, 0.0) for i, key in enumerate(wanted)}
 
@@ -213,52 +193,30 @@ class SqlLedger:
         return self._retry(lambda: self._reserve_once(reservation, now))
 
     def _reserve_once(self, r: Reservation, now: datetime) -> ReserveResult:
-        day = utc_day(now)
-        incs = increments(r.charges)
+        """One transaction (one round trip on PostgreSQL): the reservation, its audit record, its counter
+        increments — which lock the counter rows, in one global order — and the cap checks, which sum each capped
+        window after those locks are held and roll everything back when a cap no longer fits."""
+        plan = plan_reservation(r, utc_day(now), self.db.ts(now), self.db.ts(r.audit.time))
         try:
-            with self.db.transaction(write=True) as tx:
-                inserted = tx.execute(
-                    "INSERT INTO reservations (request_uid, namespace, kind, api_group, name, tenant, jurisdiction, "
-                    "tier, model, gpus, tpp, operations, operations_per_second, max_runtime_s, profile, "
-                    f"profile_version, state, charge_day, reserved_at) VALUES {_placeholders(1, 19)} "
-                    "ON CONFLICT (request_uid) DO NOTHING RETURNING id",
-                    (
-                        r.request_uid, r.workload.namespace, r.workload.kind, r.workload.group, r.workload.name,
-                        r.tenant, r.jurisdiction, r.tier, r.model, float(r.gpus), float(r.tpp), r.operations,
-                        float(r.operations_per_second), r.max_runtime_s, r.profile, r.profile_version,
-                        str(ReservationState.RESERVED), day.isoformat(), self.db.ts(now),
-                    ),
-                )  # fmt: skip
-                if not inserted:
-                    first = tx.execute("SELECT id FROM reservations WHERE request_uid = ?", (r.request_uid,))
-                    return ReserveResult(ReserveStatus.DUPLICATE, int(first[0][0]) if first else None)
-                rid = int(inserted[0][0])
-                if incs:
-                    tx.executemany(
-                        "INSERT INTO reservation_counters (reservation_id, scope, subject, metric, amount) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        [(rid, *cid, amount) for cid, amount in incs.items()],
-                    )
-                self._insert_decision(tx, r.audit, rid)
-                # From here on the counter rows are locked until commit: keep this part short.
-                after = self._upsert(tx, counter_rows(incs, day))
-                for charge in r.charges:
-                    if charge.cap is None:
-                        continue
-                    cid = (str(charge.key.scope), charge.key.subject, str(charge.key.metric))
-                    rng = bucket_range(charge.key)
-                    single = after.get((*cid, rng.low)) if rng.low == rng.high else None
-                    value = single if single is not None else self._window_value(tx, charge.key)
-                    ok, used = check_charge(value, incs[cid], charge, day)
-                    if not ok:
-                        raise _CapExceeded(charge, used)
-        except _CapExceeded as exc:
-            return ReserveResult(ReserveStatus.CAP_EXCEEDED, None, exc.charge, exc.used)
+            rid = self.db.reserve(plan)
+        except DuplicateRequest:
+            return ReserveResult(ReserveStatus.DUPLICATE, self._reservation_id(r.request_uid))
+        except CapCheckFailed as refused:
+            capped = [c for c in r.charges if c.cap is not None]
+            return ReserveResult(ReserveStatus.CAP_EXCEEDED, None, capped[refused.index], refused.used)
         return ReserveResult(ReserveStatus.RESERVED, rid)
+
+    def _reservation_id(self, request_uid: str) -> int | None:
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute("SELECT id FROM reservations WHERE request_uid = ?", (request_uid,))
+        return int(rows[0][0]) if rows else None
 
     def record_decision(self, audit: AuditRecord) -> None:
         with self.db.transaction(write=True) as tx:
-            self._insert_decision(tx, audit, None)
+            tx.execute(
+                f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                audit_values(audit, self.db.ts(audit.time)),
+            )
 
     def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
         view = self.find_active(workload)

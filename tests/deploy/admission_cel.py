@@ -41,13 +41,13 @@ class ConditionError(AssertionError):
 
 
 @cache
-def _program(expression: str) -> Any:
+def program(expression: str) -> Any:
     env = celpy.Environment()
     return env.program(env.compile(expression))
 
 
 def compiles(expression: str) -> bool:
-    _program(expression)
+    program(expression)
     return True
 
 
@@ -68,7 +68,7 @@ def sent(hook: dict[str, Any], activation: dict[str, Any]) -> bool:
         if guard and (guard["group"], guard["kind"]) != (kind["group"], kind["kind"]):
             continue  # `true || …` is true in CEL whatever the rest gives (errors included): skip the slow part
         try:
-            result = _program(condition["expression"]).evaluate(cel_activation)
+            result = program(condition["expression"]).evaluate(cel_activation)
         except CELEvalError as exc:
             raise ConditionError(f"{condition['name']} failed: {exc}") from exc
         if isinstance(result, CELEvalError):

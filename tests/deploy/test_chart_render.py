@@ -58,7 +58,8 @@ def test_the_newest_schema_is_newer_than_the_oldest() -> None:
 
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_every_object_is_labelled_and_namespaced(name: str) -> None:
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration",
+                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     for doc in render(name):
         labels = doc["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/instance") == "gq", doc["metadata"]["name"]
@@ -74,7 +75,8 @@ def test_defaults_render_the_single_replica_sqlite_install() -> None:
     assert kinds(docs) == sorted([
         "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "ClusterRoleBinding",
         "ConfigMap", "ConfigMap", "DaemonSet", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding",
-        "Secret", "Service", "ServiceAccount", "ServiceAccount", "ValidatingWebhookConfiguration",
+        "Secret", "Service", "ServiceAccount", "ServiceAccount", "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
     ])
     webhook = find(docs, "Deployment", "-webhook")
     assert webhook["spec"]["replicas"] == 1

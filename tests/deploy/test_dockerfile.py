@@ -12,6 +12,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,7 @@ def test_wheel_carries_the_package_data_and_the_entry_point(wheel: Path) -> None
     assert re.search(r"^gpuquota = gpuquota\.cli:main$", entry_points, flags=re.MULTILINE)
 
 
+@cache
 def _help(command: str) -> str:
     result = run([tool("gpuquota"), command, "--help"], timeout=60)
     assert result.returncode == 0, f"gpuquota {command} --help failed: {result.output}"

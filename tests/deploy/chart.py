@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -74,6 +76,7 @@ CASE_NAMES = tuple(case.name for case in CASES)
 _BY_NAME = {case.name: case for case in CASES}
 
 _WORK = Path(tempfile.mkdtemp(prefix="gpuquota-chart-"))
+atexit.register(shutil.rmtree, _WORK, ignore_errors=True)
 
 
 def case(name: str) -> Case:

@@ -96,9 +96,9 @@ def pod(name: str, namespace: str, gpus: int, *, owner: dict[str, Any] | None = 
             "restartPolicy": "OnFailure", "serviceAccountName": "default", "schedulerName": "default-scheduler",
             "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst", "priority": 0,
             "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"} if gpus else {},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-                            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
-                             "tolerationSeconds": 300}],
+            "tolerations": ([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}] if gpus else [])
+            + [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": 300}],
             "containers": [{
                 "name": "train", "image": "nvcr.io/nvidia/pytorch:24.05-py3", "imagePullPolicy": "IfNotPresent",
                 "command": ["torchrun", "--nnodes=2", "--nproc-per-node=8", "train.py", "--config=/etc/train/cfg.yaml"],

@@ -26,7 +26,13 @@ from gpuquota.admission.live import LiveConfig, Snapshot
 from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.owners import OwnerCache, OwnerRef, candidate_owners
-from gpuquota.admission.review import AdmissionRequest, ReviewError, build_response, decode_object, parse_review
+from gpuquota.admission.review import (
+    AdmissionRequest,
+    ReviewError,
+    build_response,
+    decode_object,
+    parse_review,
+)
 from gpuquota.domain import Action, Decision, Demand, Tenant, Usage
 from gpuquota.ledger import (
     AuditRecord,
@@ -147,7 +153,7 @@ class Admission:
             log.exception("internal error on admission request %s", request.uid)
             return self._internal(request, started)
 
-    def _begin(self, request: AdmissionRequest, started: float) -> Reply | Pending:  # noqa: PLR0911 - one exit per fast path
+    def _begin(self, request: AdmissionRequest, started: float) -> Reply | Pending:
         kind = request.kind.kind
         if (request.kind.group, kind) not in SUPPORTED_KINDS or request.operation == "CONNECT":
             return self._skip(request, started)
@@ -155,13 +161,17 @@ class Admission:
             if request.dry_run:
                 return self._skip(request, started)
             return Pending(lambda: self._release(request, started))
+        return self._begin_object(request, started)
+
+    def _begin_object(self, request: AdmissionRequest, started: float) -> Reply | Pending:
+        """CREATE/UPDATE of a supported kind: the no-GPU and owned fast paths, then demand and tenant."""
+        kind = request.kind.kind
         obj = decode_object(request.object, "object", request.uid)
         if obj is None:
             raise ReviewError(f"{request.operation} of {kind} carries no object", request.uid)
-        if not requests_gpu(obj):
-            return self._skip(request, started)
-        # Controller-made objects of an admitted workload: decided by the owner, so before any counting. Only
-        # owners of kinds gpuquota reserves for can hold a reservation (a ReplicaSet never does).
+        # Controller-made objects of an admitted workload: decided by the owner, so before any counting (a burst of
+        # a big job's pods is the hottest path there is). Only owners of kinds gpuquota reserves for can hold a
+        # reservation (a ReplicaSet never does).
         unchecked: list[OwnerRef] = []
         for ref in candidate_owners(obj):
             if (ref.group, ref.kind) not in SUPPORTED_KINDS:
@@ -171,6 +181,8 @@ class Admission:
                 return self._owned(request, ref, started)
             if cached is None:
                 unchecked.append(ref)
+        if not requests_gpu(obj):
+            return self._skip(request, started)
         snap = self.live.current
         ctx = self._context(snap)
         demand = extract(obj, ctx)

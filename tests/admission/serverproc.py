@@ -187,7 +187,11 @@ def start_server(
     server = Server(proc, f"{'https' if secure else 'http'}://127.0.0.1:{port}", ca_file if secure else None,
                     ledger_url, log_path, audit_path)
     if wait_ready:
-        wait_healthy(server)
+        try:
+            wait_healthy(server)
+        except BaseException:
+            server.stop()  # never leave a server behind a failed start
+            raise
     return server
 
 

@@ -251,24 +251,29 @@ class Admission:
             # sideEffects: NoneOnDryRun — judged on the real figures, but nothing is written (the JSON line is kept).
             return self._answer(job, decision, usage, reserved=False, status=None)
         if not decision.allowed or not decision.charges:
-            self.ledger.record_decision(self._audit(job, decision))
-            return self._answer(job, decision, usage, reserved=False, status=None)
+            record = self._audit(job, decision)
+            self.ledger.record_decision(record)
+            return self._answer(job, decision, usage, reserved=False, status=None, record=record)
         return self._reserve(job, decision, usage, now)
 
     def _reserve(self, job: _Job, decision: Decision, usage: Usage, now: datetime) -> Reply:
         """Reserve; if the ledger's in-transaction re-check refuses, decide again on fresh usage (a race lost)."""
         policy = job.snap.policy
         for _attempt in range(MAX_RESERVE_ATTEMPTS):
-            result = self.ledger.reserve(self._reservation(job, decision), now)
+            reservation = self._reservation(job, decision)
+            result = self.ledger.reserve(reservation, now)
             if result.status is not ReserveStatus.CAP_EXCEEDED:
-                return self._answer(job, decision, usage, reserved=True, status=result.status)
+                return self._answer(job, decision, usage, reserved=True, status=result.status,
+                                    record=reservation.audit)
             # Another admission took the room between our read and our reserve: judge again on fresh figures.
             now = self._clock()
             usage = self.ledger.usage(usage_keys(policy, job.demand, job.tenant, now), now)
             decision = decide(job.demand, job.tenant, usage, policy, now=now)
             if not decision.allowed:
-                self.ledger.record_decision(self._audit(job, decision))
-                return self._answer(job, decision, usage, reserved=False, status=ReserveStatus.CAP_EXCEEDED)
+                record = self._audit(job, decision)
+                self.ledger.record_decision(record)
+                return self._answer(job, decision, usage, reserved=False, status=ReserveStatus.CAP_EXCEEDED,
+                                    record=record)
         return self._raced_out(job, decision, result)
 
     def _verified_owner(self, job: _Job) -> OwnerRef | None:
@@ -299,8 +304,9 @@ class Admission:
         denial = Decision(False, f"{job.workload} was denied: the cap filled up while it was being admitted{figures}; "
                                  "retry in a moment.", decision.tier, decision.profile, decision.profile_version,
                           outcomes=decision.outcomes)
-        self.ledger.record_decision(self._audit(job, denial))
-        return self._answer(job, denial, {}, reserved=False, status=ReserveStatus.CAP_EXCEEDED)
+        record = self._audit(job, denial)
+        self.ledger.record_decision(record)
+        return self._answer(job, denial, {}, reserved=False, status=ReserveStatus.CAP_EXCEEDED, record=record)
 
     def _release(self, request: AdmissionRequest, started: float) -> Reply:
         ref = WorkloadRef(request.namespace, request.kind.kind, request.name, request.kind.group)
@@ -321,18 +327,19 @@ class Admission:
     # --- answers --------------------------------------------------------------------------------------------------
 
     def _answer(self, job: _Job, decision: Decision, usage: Usage, *, reserved: bool,
-                status: ReserveStatus | None) -> Reply:
+                status: ReserveStatus | None, record: AuditRecord | None = None) -> Reply:
+        """The review answer, with its metrics and JSON audit line (``record``: the one the ledger got, if any)."""
         request = job.request
         label = "denied" if not decision.allowed else ("warned" if decision.warnings else "allowed")
         self._count(request.operation, request.kind.kind, label, self._rule_label(decision, job.tenant), job.started)
         admitted = reserved and status is ReserveStatus.RESERVED
         self.metrics.observe_usage(usage, decision, admitted)
         if self.audit.enabled:
-            record = self._audit(job, decision).to_json()
-            record["decision"] = label
-            record["reservation"] = status.value if status is not None else None
-            record["demand"] = _demand_json(job.demand)
-            self.audit.write(record)
+            line = (record or self._audit(job, decision)).to_json()
+            line["decision"] = label
+            line["reservation"] = status.value if status is not None else None
+            line["demand"] = _demand_json(job.demand)
+            self.audit.write(line)
         annotations = {_annotation_key(k): v for k, v in decision.annotations.items()}
         return Reply(200, build_response(request.uid, decision.allowed, decision.message, decision.warnings,
                                          annotations))

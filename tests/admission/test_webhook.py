@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import subprocess
 import uuid
 
 import orjson
+import pytest
 import yaml
 
 from gpuquota.ledger import open_ledger
@@ -280,3 +283,13 @@ def test_a_cronjobs_runs_and_their_pods_ride_on_the_cronjobs_reservation(webhook
     assert webhook.review(review(pod))["allowed"] is True
     mine = [r for r in active_in(webhook.ledger_url, "cron") if r.workload.kind in ("CronJob", "Job", "Pod")]
     assert [(r.workload.kind, r.workload.name) for r in mine] == [("CronJob", "nightly-eval")]
+
+
+def test_metrics_exposition_passes_promtool(webhook: Server) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (scripts/bootstrap --tools installs it)")
+    webhook.review(review(gpu_pod("lint", "metrics", 1)))
+    result = subprocess.run([promtool, "check", "metrics"], input=webhook.metrics(), capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -13,7 +13,33 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+
+-- Optional pacing ("pace=<ms>" among the arguments): each connection waits <ms> after every response before its
+-- next request, turning wrk's closed loop into an (approximately) fixed offered rate; bench_webhook.py calibrates
+-- <ms> until the achieved rate matches the target. wrk's delay() takes whole milliseconds, so the fractional part
+-- is carried over from request to request.
+local pace_ms = nil
+local carry = 0.0
+
+local function take_pace(args)
+  local rest = {}
+  for _, a in ipairs(args) do
+    local v = a:match("^pace=(.+)$")
+    if v then pace_ms = tonumber(v) else rest[#rest + 1] = a end
+  end
+  return rest
+end
+
+function delay()
+  if not pace_ms then return 0 end
+  carry = carry + pace_ms
+  local whole = math.floor(carry)
+  carry = carry - whole
+  return whole
+end
+
 function init(args)
+  args = take_pace(args)
   local f = assert(io.open(args[1], "rb"))
   local template = f:read("*a")
   f:close()

@@ -80,7 +80,8 @@ class Load:
 
 
 def worker(load: Load, process: int, barrier: Any) -> dict[str, Any]:
-    label, seconds, threads, tenants = f"{load.label}-p{process}", load.seconds, load.threads, load.tenants
+    label = f"{load.label}-{load.processes}x{load.threads}-p{process}"
+    seconds, threads, tenants = load.seconds, load.threads, load.tenants
     ledger = open_ledger(load.url, pool_size=threads)
     latencies: list[float] = []
     counts: dict[str, int] = defaultdict(int)
@@ -194,9 +195,15 @@ def load_history_postgres(url: str, rows: list[tuple[Any, ...]], counters: list[
                     (row[18], row[0], "CREATE", "ci", row[1], "Job", row[4], row[5], row[6], row[7], True, False,
                      "admitted", "[]", 8.0, row[8], row[10], 3.6e18, row[14], row[15], first + i)
                 )  # fmt: skip
-        with cur.copy("COPY counters (scope, subject, metric, bucket, amount) FROM STDIN") as copy:
+        # The counters already hold today's load: add the history to them.
+        cur.execute("CREATE TEMP TABLE bulk_counters (LIKE counters)")
+        with cur.copy("COPY bulk_counters (scope, subject, metric, bucket, amount) FROM STDIN") as copy:
             for c in counters:
                 copy.write_row(c)
+        cur.execute(
+            "INSERT INTO counters SELECT * FROM bulk_counters ON CONFLICT (scope, subject, metric, bucket) "
+            "DO UPDATE SET amount = counters.amount + excluded.amount"
+        )
         conn.commit()
         conn.autocommit = True
         cur.execute("VACUUM ANALYZE")

@@ -14,13 +14,13 @@ from gpuquota.domain import Charge, Metric, Scope, UsageKey, calendar_year_windo
 from gpuquota.ledger import ReservationState, ReserveStatus, WorkloadRef, open_ledger
 from gpuquota.ledger.counters import (
     bucket_range,
-    check_charge,
     counter_rows,
     day_bucket,
     fits,
     increments,
     year_bucket,
 )
+from gpuquota.ledger.reserving import plan_reservation
 from gpuquota.ledger.store import SqlLedger, actual_operations
 from tests.ledger.builders import concurrent, reservation
 
@@ -93,15 +93,39 @@ def test_counter_rows_are_in_one_global_order(charges: list[Charge], day: date) 
 
 
 @given(st.floats(0, 1e9), st.floats(0, 1e9), st.floats(0, 1e9))
-def test_check_charge_is_used_plus_amount_within_cap(used: float, amount: float, cap: float) -> None:
-    charge = Charge(concurrent(Scope.TENANT, "acme"), amount, cap)
-    ok, seen = check_charge(used + amount, amount, charge, DAY)
-    assert seen == pytest.approx(used, abs=1e-6)
-    assert ok == fits(seen, amount, cap)
-    if used + amount < cap * (1 - 1e-9):
+def test_fits_is_used_plus_amount_within_cap(used: float, amount: float, cap: float) -> None:
+    ok = fits(used, amount, cap)
+    if used + amount <= cap:
         assert ok
     if used + amount > cap * (1 + 1e-9) + 1e-6:
         assert not ok
+
+
+def test_fits_admits_float_sums_of_exact_fits() -> None:
+    assert fits(0.1 + 0.2, 0.7, 1.0)  # 1.0000000000000002 is a fit, not an overrun
+    assert not fits(0.3, 0.7000001, 1.0)
+
+
+def test_the_plan_checks_each_capped_window_once_with_what_this_request_adds() -> None:
+    today = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    r = reservation(
+        "plan",
+        charges=(
+            Charge(concurrent(Scope.TENANT, "acme"), 4.0, 10.0),
+            Charge(ops_key(rolling_window(30, DAY)), 5.0, 50.0),
+            Charge(ops_key(calendar_year_window(date(2025, 6, 1))), 2.0, 20.0),  # a window without today
+            Charge(concurrent(Scope.CLUSTER, "cluster"), 4.0),  # metered only
+        ),
+    )
+    plan = plan_reservation(r, DAY, "ts", "ts")
+    assert plan.checks == (
+        ("tenant", "acme", "concurrent-tpp", "now", "now", 4.0, 4.0, 10.0),
+        ("tenant", "acme", "operations", "d:2026-10-28", "d:2026-11-26", 5.0, 5.0, 50.0),
+        ("tenant", "acme", "operations", "y:2025", "y:2025", 0.0, 5.0, 20.0),  # nothing of ours to deduct
+    )
+    assert plan.counters == tuple(sorted(plan.counters, key=lambda row: row[:4]))
+    assert ("tenant", "acme", "operations", 5.0) in plan.increments
+    assert today.date() == DAY
 
 
 def test_actual_operations() -> None:

@@ -96,13 +96,3 @@ def fits(used: float, amount: float, cap: float) -> bool:
     """``used + amount <= cap`` with a tolerance of a few ulps, so that float sums of exact fits are admitted."""
     total = used + amount
     return total <= cap or math.isclose(total, cap, rel_tol=1e-12, abs_tol=1e-9)
-
-
-def check_charge(value: float, increment: float, charge: Charge, charge_day: date) -> tuple[bool, float]:
-    """Given a window's value after this reservation's increment, whether the capped charge still fits and the
-    usage before it."""
-    rng = bucket_range(charge.key)
-    used = value - increment if rng.covers(charge_day) else value
-    if charge.cap is None:
-        return True, used
-    return fits(used, increment, charge.cap), used

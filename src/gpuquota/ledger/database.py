@@ -43,11 +43,6 @@ class Tx(Protocol):
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None: ...
 
-    def batch(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
-        """Run statements in order and return each one's rows. PostgreSQL sends them in one round trip
-        (pipeline mode); each still runs with its own snapshot, after the previous one finished."""
-        ...
-
 
 class Database(Protocol):
     name: str  # "sqlite" or "postgresql"

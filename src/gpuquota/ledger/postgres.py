@@ -91,16 +91,6 @@ class _PgTx:
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         self._cur.executemany(_sql(sql), rows)
 
-    def batch(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
-        cursors = [self._conn.cursor() for _ in statements]
-        for cur, (sql, params) in zip(cursors, statements, strict=True):
-            cur.execute(_sql(sql), params)
-        self._pipeline.sync()
-        out = [cur.fetchall() if cur.description is not None else [] for cur in cursors]
-        for cur in cursors:
-            cur.close()
-        return out
-
 
 class PostgresDatabase:
     name = "postgresql"

@@ -64,9 +64,6 @@ class _SqliteTx:
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         self._conn.executemany(sql, rows)
 
-    def batch(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
-        return [self._conn.execute(sql, params).fetchall() for sql, params in statements]
-
 
 class SqliteDatabase:
     """A small pool of connections to one file (one shared connection for ``:memory:``)."""

@@ -1,0 +1,167 @@
+"""The decision path in-process, with a scripted ledger: the outcomes a real database produces only under races
+or failures (a reservation refused by the in-transaction re-check, a database that goes away, a bug)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuquota.admission.audit import AuditLog
+from gpuquota.admission.handler import Admission, Pending, Reply
+from gpuquota.admission.live import LiveConfig
+from gpuquota.admission.metrics import WebhookMetrics
+from gpuquota.domain import Charge, Metric, Scope, UsageKey
+from gpuquota.ledger import (
+    AuditRecord,
+    LedgerUnavailable,
+    Reservation,
+    ReservationView,
+    ReserveResult,
+    ReserveStatus,
+    WorkloadRef,
+)
+from tests.admission.reviews import H100_TPP, gpu_pod, review
+from tests.admission.serverproc import TEST_POLICY, tenants_yaml
+
+TENANT_KEY = UsageKey(Scope.TENANT, "race", Metric.CONCURRENT_TPP)
+CAP = 16 * H100_TPP
+
+
+@dataclass
+class ScriptedLedger:
+    """Answers ``usage`` from a list (one entry per call, the last repeats) and ``reserve`` likewise."""
+
+    usages: list[dict[UsageKey, float]]
+    reserves: list[ReserveStatus] = field(default_factory=lambda: [ReserveStatus.RESERVED])
+    fail_with: Exception | None = None
+    reserved: list[Reservation] = field(default_factory=list)
+    recorded: list[AuditRecord] = field(default_factory=list)
+    usage_calls: int = 0
+
+    def usage(self, keys: Iterable[UsageKey], now: datetime) -> dict[UsageKey, float]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        answer = self.usages[min(self.usage_calls, len(self.usages) - 1)]
+        self.usage_calls += 1
+        return {k: v for k, v in answer.items() if k in set(keys)}
+
+    def reserve(self, reservation: Reservation, now: datetime) -> ReserveResult:
+        status = self.reserves.pop(0) if len(self.reserves) > 1 else self.reserves[0]
+        if status is ReserveStatus.CAP_EXCEEDED:
+            return ReserveResult(status, None, Charge(TENANT_KEY, reservation.tpp, CAP, "tenant-cap"), CAP - 1000)
+        self.reserved.append(reservation)
+        return ReserveResult(status, len(self.reserved))
+
+    def record_decision(self, audit: AuditRecord) -> None:
+        self.recorded.append(audit)
+
+    def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        return 0
+
+    def find_active(self, workload: WorkloadRef) -> ReservationView | None:
+        return None
+
+    def ping(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> LiveConfig:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(TEST_POLICY)
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(tenants_yaml())
+    return LiveConfig(str(policy), tenants)
+
+
+def _run(admission: Admission, body: dict[str, Any]) -> dict[str, Any]:
+    result = admission.begin(json.dumps(body).encode())
+    reply: Reply = result.run() if isinstance(result, Pending) else result
+    assert reply.status == 200
+    answer: dict[str, Any] = json.loads(reply.body)["response"]
+    return answer
+
+
+def _admission(live: LiveConfig, ledger: ScriptedLedger) -> tuple[Admission, WebhookMetrics]:
+    metrics = WebhookMetrics(lambda: live.current.known_tenants)
+    return Admission(live, ledger, metrics, AuditLog(None)), metrics
+
+
+def _sample(metrics: WebhookMetrics, name: str, labels: dict[str, str]) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_a_lost_race_is_judged_again_on_fresh_usage(live: LiveConfig) -> None:
+    # first read: room for 4 GPUs; by the time of the reserve another admission took it; fresh read: 14 used
+    ledger = ScriptedLedger(usages=[{TENANT_KEY: 0.0}, {TENANT_KEY: 14 * H100_TPP}],
+                            reserves=[ReserveStatus.CAP_EXCEEDED, ReserveStatus.RESERVED])
+    admission, metrics = _admission(live, ledger)
+    answer = _run(admission, review(gpu_pod("late", "race", 4)))
+    assert answer["allowed"] is False
+    assert "tenant-cap" in answer["status"]["message"]
+    assert "221.6k TPP already held" in answer["status"]["message"]  # the fresh figure: 14 GPUs, not 0
+    assert ledger.reserved == []
+    assert [r.allowed for r in ledger.recorded] == [False]
+    assert _sample(metrics, "gpuquota_admission_requests_total",
+                   {"operation": "CREATE", "kind": "Pod", "decision": "denied", "rule": "tenant-cap"}) == 1
+
+
+def test_a_lost_race_that_still_fits_is_reserved_on_the_retry(live: LiveConfig) -> None:
+    ledger = ScriptedLedger(usages=[{TENANT_KEY: 0.0}], reserves=[ReserveStatus.CAP_EXCEEDED, ReserveStatus.RESERVED])
+    admission, _ = _admission(live, ledger)
+    assert _run(admission, review(gpu_pod("retry", "race", 1)))["allowed"] is True
+    assert len(ledger.reserved) == 1
+
+
+def test_a_ledger_that_keeps_refusing_ends_in_a_denial_with_its_figures(live: LiveConfig) -> None:
+    ledger = ScriptedLedger(usages=[{TENANT_KEY: 0.0}], reserves=[ReserveStatus.CAP_EXCEEDED])
+    admission, _ = _admission(live, ledger)
+    answer = _run(admission, review(gpu_pod("contended", "race", 2)))
+    assert answer["allowed"] is False
+    assert "filled up while it was being admitted" in answer["status"]["message"]
+    assert "cap 253,312" in answer["status"]["message"]
+    assert ledger.usage_calls == 4  # the first read and one per refused attempt
+    assert [r.allowed for r in ledger.recorded] == [False]
+
+
+def test_ledger_unavailable_fails_closed_with_503_and_counts_it(live: LiveConfig) -> None:
+    ledger = ScriptedLedger(usages=[{}], fail_with=LedgerUnavailable("connection refused"))
+    admission, metrics = _admission(live, ledger)
+    answer = _run(admission, review(gpu_pod("down", "race", 1)))
+    assert answer["allowed"] is False
+    assert answer["status"]["code"] == 503
+    assert "connection refused" in answer["status"]["message"]
+    assert _sample(metrics, "gpuquota_errors_total", {"type": "ledger_unavailable"}) == 1
+    assert _sample(metrics, "gpuquota_ledger_up", {}) == 0
+
+
+def test_a_bug_is_an_internal_error_that_denies_and_is_counted(live: LiveConfig) -> None:
+    ledger = ScriptedLedger(usages=[{}], fail_with=ZeroDivisionError("a bug"))
+    admission, metrics = _admission(live, ledger)
+    answer = _run(admission, review(gpu_pod("bug", "race", 1)))
+    assert answer["allowed"] is False
+    assert answer["status"]["code"] == 500
+    assert "internal error" in answer["status"]["message"]
+    assert _sample(metrics, "gpuquota_errors_total", {"type": "internal"}) == 1
+
+
+def test_unsupported_kinds_and_connect_pass_untouched(live: LiveConfig) -> None:
+    ledger = ScriptedLedger(usages=[{}], fail_with=AssertionError("the ledger must not be asked"))
+    admission, _ = _admission(live, ledger)
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "race"},
+                  "spec": {"template": gpu_pod("x", "race", 8)}}
+    answer = _run(admission, review(deployment))
+    assert answer["allowed"] is True
+    assert "status" not in answer
+    connect = review(gpu_pod("exec", "race", 8), operation="CONNECT")
+    assert _run(admission, connect)["allowed"] is True

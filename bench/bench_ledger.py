@@ -207,6 +207,7 @@ def load_history_postgres(url: str, rows: list[tuple[Any, ...]], counters: list[
         conn.commit()
         conn.autocommit = True
         cur.execute("VACUUM ANALYZE")
+        cur.execute("CHECKPOINT")  # write the load out now, not during the measurement
 
 
 def load_history_sqlite(path: str, rows: list[tuple[Any, ...]], counters: list[tuple[Any, ...]]) -> None:
@@ -238,6 +239,7 @@ def load_history_sqlite(path: str, rows: list[tuple[Any, ...]], counters: list[t
     )
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # write the load out now, not during the measurement
     conn.close()
 
 

@@ -71,8 +71,10 @@ def test_locked_sqlite_is_unavailable_and_nothing_is_written(tmp_path: Path) -> 
 
 @pytest.mark.postgres
 def test_postgresql_going_away_and_coming_back() -> None:
+    from gpuquota.ledger.postgres import PostgresDatabase  # noqa: PLC0415 - psycopg only where it is tested
+
     with running_postgres() as server:
-        ledger = open_ledger(server.url, pool_size=2)
+        ledger = SqlLedger(PostgresDatabase(server.url, pool_size=2, pool_timeout_s=1.0))
         try:
             assert ledger.reserve(reservation("a"), NOW).status is ReserveStatus.RESERVED
             server.stop()

@@ -1,12 +1,15 @@
-"""The webhook's in-memory views: namespaces followed through list+watch, owners of controller-made objects."""
+"""The webhook's in-memory helpers: namespaces followed through list+watch, owners of controller-made objects, and
+the transport that writes each response once."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.owners import OwnerCache, OwnerRef, candidate_owners
+from gpuquota.admission.transport import CoalescingTransport
 from gpuquota.kube import FakeKube, KubeError
 
 
@@ -106,3 +109,61 @@ def test_owner_cache_expires_and_forgets() -> None:
     cache.put("ns", ref, True)
     time.sleep(0.21)
     assert cache.get("ns", ref) is None
+
+
+class _RecordingTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+def test_writes_of_one_loop_step_leave_as_one_write() -> None:
+    async def scenario() -> tuple[list[bytes], list[bytes], bool, list[bytes]]:
+        loop = asyncio.get_running_loop()
+        raw = _RecordingTransport()
+        transport = CoalescingTransport(raw, loop)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b'{"response": {}}')
+        before = list(raw.writes)
+        await asyncio.sleep(0)
+        after_step = list(raw.writes)
+        transport.write(b"last")
+        transport.close()  # a close right after a write still sends it
+        assert transport.get_extra_info("peername") == "info:peername"  # everything else is delegated
+        return before, after_step, raw.closed, raw.writes
+
+    before, after_step, closed, final = asyncio.run(scenario())
+    assert before == []
+    assert after_step == [b'HTTP/1.1 200 OK\r\n\r\n{"response": {}}']
+    assert closed
+    assert final[-1] == b"last"
+
+
+def test_abort_drops_what_was_not_written() -> None:
+    async def scenario() -> _RecordingTransport:
+        raw = _RecordingTransport()
+        transport = CoalescingTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"never")
+        transport.abort()
+        await asyncio.sleep(0)
+        return raw
+
+    raw = asyncio.run(scenario())
+    assert raw.aborted
+    assert raw.writes == []

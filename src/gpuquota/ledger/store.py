@@ -1,9 +1,10 @@
 """The ledger over any ``Database``: reserving, usage, settlement and the audit, written once for both backends.
 
-Every write is one transaction. Reserving inserts the reservation first (its unique ``request_uid`` makes
-retries idempotent and makes a concurrent duplicate wait for the first), then adds to the counter rows in one
-global order — which takes their locks — then re-reads the capped windows and rolls everything back if a cap
-no longer fits. Nothing half-written survives an error, a cap refusal or a crash.
+Every write is one transaction. Reserving (planned in ``reserving.py``, executed by the backend) inserts the
+reservation first — its unique ``request_uid`` makes retries idempotent and makes a concurrent duplicate wait for
+the first — then adds to the counter rows in one global order, which takes their locks, then re-reads the capped
+windows and rolls everything back if a cap no longer fits. Settlement takes the same locks in the same order.
+Nothing half-written survives an error, a cap refusal or a crash.
 """
 
 # SQL here is assembled from constants and ``?`` placeholder lists only; every value goes in as a parameter.
@@ -20,7 +21,6 @@ from typing import TypeVar
 from gpuquota.domain import Metric, UsageKey
 from gpuquota.ledger.counters import (
     TOTAL_BUCKET,
-    CounterId,
     CounterRow,
     bucket_range,
     day_bucket,
@@ -31,7 +31,6 @@ from gpuquota.ledger.reserving import DECISION_COLUMNS, UPSERT_COUNTERS, audit_v
 from gpuquota.ledger.schema import migrate
 from gpuquota.ledger.timeutil import utc, utc_day
 from gpuquota.ledger.types import (
-    ACTIVE_STATES,
     AuditRecord,
     LedgerError,
     Reservation,
@@ -51,16 +50,7 @@ _RESERVATION_COLUMNS = (
     "operations_per_second, max_runtime_s, profile, profile_version, state, reserved_at, started_at, ended_at, "
     "actual_operations, reason"
 )
-_DECISION_COLUMNS = (
-    "time, request_uid, operation, user_name, namespace, kind, name, tenant, jurisdiction, tier, allowed, dry_run, "
-    "message, rules, warnings, gpus, model, tpp, operations, profile, profile_version"
-)
 _ACTIVE_SQL = "('reserved', 'running')"
-_UPSERT_COUNTER = (
-    "INSERT INTO counters (scope, subject, metric, bucket, amount) VALUES {values} "
-    "ON CONFLICT (scope, subject, metric, bucket) DO UPDATE SET amount = counters.amount + excluded.amount "
-    "RETURNING scope, subject, metric, bucket, amount"
-)
 
 
 def _finite(value: float | None, *, optional: bool = False) -> bool:
@@ -97,11 +87,6 @@ def validate(reservation: Reservation) -> None:
             bucket_range(charge.key)
         except ValueError as exc:
             raise LedgerError(f"reservation {r.request_uid}: {exc}") from exc
-
-
-def _placeholders(count: int, width: int) -> str:
-    row = "(" + ", ".join("?" * width) + ")"
-    return ", ".join([row] * count)
 
 
 def _in(values: Sequence[object]) -> str:
@@ -358,7 +343,7 @@ class SqlLedger:
         if end is not None:
             where.append("time < ?")
             params.append(self.db.ts(end))
-        sql = f"SELECT {_DECISION_COLUMNS} FROM decisions"
+        sql = f"SELECT {DECISION_COLUMNS} FROM decisions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         with self.db.transaction(write=False) as tx:
@@ -411,4 +396,4 @@ class SqlLedger:
         )
 
 
-__all__ = ["ACTIVE_STATES", "CounterId", "SqlLedger", "actual_operations", "validate"]
+__all__ = ["SqlLedger", "actual_operations", "validate"]

@@ -37,11 +37,11 @@ _RESERVE_CALL = (
     "SELECT gpuquota_reserve("
     + ", ".join(["%s::text"] * 9 + ["%s::float8"] * 5 + ["%s::text"] * 4 + ["%s::timestamptz"])
     + ", "
-    + "%s::timestamptz, %s::text[], %s::boolean[], %s::float8[]"
+    + "%s::timestamptz, %b::text[], %b::boolean[], %b::float8[]"
     + ", "
-    + ", ".join(["%s::text[]"] * 3 + ["%s::float8[]"] + ["%s::text[]"] * 4 + ["%s::float8[]"])
+    + ", ".join(["%b::text[]"] * 3 + ["%b::float8[]"] + ["%b::text[]"] * 4 + ["%b::float8[]"])
     + ", "
-    + ", ".join(["%s::text[]"] * 5 + ["%s::float8[]"] * 3)
+    + ", ".join(["%b::text[]"] * 5 + ["%b::float8[]"] * 3)
     + ")"
 )
 

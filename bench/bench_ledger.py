@@ -9,6 +9,7 @@ reservations over ``--tenants`` tenants (a year of work) and the same load runs 
 
     .venv/bin/python bench/bench_ledger.py --backend postgresql --processes 4 --seconds 10 --history 1000000
     .venv/bin/python bench/bench_ledger.py --backend sqlite --processes 4 --seconds 10 --history 1000000
+    .venv/bin/python bench/bench_ledger.py --cpu 2800     # CPU per reservation, client and server (PostgreSQL)
 
 PostgreSQL is a throwaway server started for the run (tests/pgserver.py) with its default durability settings.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import random
 import sqlite3
@@ -280,6 +282,44 @@ def bench(url: str, backend: str, args: argparse.Namespace, sqlite_path: str | N
     return results
 
 
+def server_cpu_s() -> float:
+    """CPU seconds (user + system) of every postgres process on this machine."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("postgres"):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_cost(url: str, count: int) -> dict[str, float]:
+    """One client, one thread: CPU per reservation in this process and in the server processes."""
+    ledger = open_ledger(url, pool_size=1)
+    try:
+        batch = [make(f"cpu-{i}", i % 10_000, NOW) for i in range(count + 200)]
+        for r in batch[:200]:  # warm up: statement prepared, caches filled
+            ledger.reserve(r, NOW)
+        server0, client0, wall0 = server_cpu_s(), time.process_time(), time.perf_counter()
+        for r in batch[200:]:
+            ledger.reserve(r, NOW)
+        per = 1000 / count
+        return {
+            "client_cpu_ms": (time.process_time() - client0) * per,
+            "server_cpu_ms": (server_cpu_s() - server0) * per,
+            "wall_ms": (time.perf_counter() - wall0) * per,
+        }
+    finally:
+        ledger.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["postgresql", "sqlite", "both"], default="both")
@@ -288,7 +328,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument("--history", type=int, default=0, help="settled reservations to bulk-load, then rerun")
+    parser.add_argument("--cpu", type=int, default=0, metavar="N",
+                        help="PostgreSQL: only measure the CPU cost of N single-threaded reservations")  # fmt: skip
     args = parser.parse_args()
+    if args.cpu:
+        from tests.pgserver import fresh_database, postgres_server  # noqa: PLC0415
+
+        with postgres_server() as server:
+            url = fresh_database(server, "bench")
+            open_ledger(url).close()
+            print(json.dumps(cpu_cost(url, args.cpu)))
+        return
     print(f"# {platform.node()} {platform.machine()} {platform.processor() or ''} cores={multiprocessing.cpu_count()} "
           f"python {platform.python_version()} sqlite {sqlite3.sqlite_version}")  # fmt: skip
     results: list[dict[str, Any]] = []

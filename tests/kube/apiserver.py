@@ -1,6 +1,7 @@
 """A tiny Kubernetes API server on 127.0.0.1 for testing the real HTTP client: it speaks the wire format of
-get, paginated list, watch streams (including the in-stream 410 ERROR event), merge and JSON patches, bearer
-tokens and ``Status`` error bodies. Objects are keyed by path, as in ``FakeKube``."""
+get, paginated list, watch streams (including the in-stream 410 ERROR event), merge and JSON patches, create
+(POST, 409 AlreadyExists) and replace (PUT, 409 Conflict on a stale resourceVersion), bearer tokens and ``Status``
+error bodies. Objects are keyed by path, as in ``FakeKube``."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class ApiState:
     fail: dict[str, tuple[int, str]] = field(default_factory=dict)  # path → (status, raw body) to return
     requests: list[Recorded] = field(default_factory=list)
     version: int = 100
+    lock: threading.Lock = field(default_factory=threading.Lock)  # create/replace check-and-write atomically
 
     def put(self, path: str, obj: dict[str, Any]) -> None:
         self.version += 1
@@ -185,6 +187,42 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                 return
             state.put(path, obj)
             self._send(200, state.objects[path])
+
+        def do_POST(self) -> None:
+            begun = self._begin("POST")
+            if begun is None:
+                return
+            path, _, body = begun
+            name = (body or {}).get("metadata", {}).get("name")
+            if not name:
+                self._send(422, _status(422, "Invalid", "metadata.name: Required value"))
+                return
+            target = f"{path.rstrip('/')}/{name}"
+            with state.lock:
+                if target in state.objects:
+                    self._send(409, _status(409, "AlreadyExists", f'"{name}" already exists'))
+                    return
+                body["metadata"].pop("resourceVersion", None)
+                state.put(target, body)
+                self._send(201, state.objects[target])
+
+        def do_PUT(self) -> None:
+            begun = self._begin("PUT")
+            if begun is None:
+                return
+            path, _, body = begun
+            with state.lock:
+                current = state.objects.get(path)
+                if current is None:
+                    self._send(404, _status(404, "NotFound", f"{path} not found"))
+                    return
+                expected = (body or {}).get("metadata", {}).get("resourceVersion")
+                if expected and expected != current["metadata"]["resourceVersion"]:
+                    message = "the object has been modified; please apply your changes to the latest version"
+                    self._send(409, _status(409, "Conflict", f'Operation cannot be fulfilled on "{path}": {message}'))
+                    return
+                state.put(path, body)
+                self._send(200, state.objects[path])
 
     return Handler
 

@@ -1,4 +1,4 @@
-"""The slice of the Kubernetes API gpuquota uses: get, list, watch and patch by REST path.
+"""The slice of the Kubernetes API gpuquota uses: get, list, watch, patch, create and replace by REST path.
 
 Paths are the API server's own (``/api/v1/nodes``, ``/apis/batch/v1/namespaces/ns/jobs``), so the interface
 needs no per-kind code and a recorded object can be replayed as it came from a real cluster.
@@ -53,4 +53,14 @@ class KubeApi(Protocol):
 
     def patch(self, path: str, body: JsonObject, patch_type: str = "merge") -> JsonObject:
         """Apply a ``merge`` (RFC 7386) or ``json`` (RFC 6902, ``body`` = {"ops": [...]}) patch."""
+        ...
+
+    def create(self, path: str, body: JsonObject) -> JsonObject:
+        """POST ``body`` to the collection ``path``; the created object as stored (with its resourceVersion).
+        ``KubeError(409, …)`` when an object of that name already exists."""
+        ...
+
+    def replace(self, path: str, body: JsonObject) -> JsonObject:
+        """PUT ``body`` at the object ``path``. With ``metadata.resourceVersion`` set this is an optimistic-concurrency
+        update: ``KubeError(409, …)`` when the object changed since that version; 404 when it is gone."""
         ...

@@ -1,6 +1,6 @@
 """The real Kubernetes client behind ``KubeApi``: plain HTTPS calls to the API server with httpx.
 
-No kubernetes SDK: gpuquota needs four verbs by REST path, and a small client keeps the image lean and the
+No kubernetes SDK: gpuquota needs six verbs by REST path, and a small client keeps the image lean and the
 error mapping in one place. Credentials come from the pod's service account (in a cluster) or, for
 development, from ``--api-server URL --token-file F`` (no kubeconfig parsing). The token file is re-read when
 it changes, because projected service-account tokens rotate (about hourly) under a long-running process.
@@ -268,3 +268,13 @@ class KubeClient:
         response = self._request("PATCH", path, body=payload, content_type=content_type)
         self._raise_for(response, f"PATCH {path}")
         return self._json(response, f"PATCH {path}")
+
+    def create(self, path: str, body: JsonObject) -> JsonObject:
+        response = self._request("POST", path, body=body, content_type="application/json")
+        self._raise_for(response, f"POST {path}")
+        return self._json(response, f"POST {path}")
+
+    def replace(self, path: str, body: JsonObject) -> JsonObject:
+        response = self._request("PUT", path, body=body, content_type="application/json")
+        self._raise_for(response, f"PUT {path}")
+        return self._json(response, f"PUT {path}")

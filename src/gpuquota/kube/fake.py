@@ -46,7 +46,9 @@ class FakeKube:
     """Objects keyed by their full path (``/api/v1/nodes/n1``); a collection path lists its children.
 
     Every change bumps a global resource version and is kept in an event log that ``watch`` replays, so
-    watch-with-resync logic meets the same ordering a real server gives. ``fail_next`` injects API errors.
+    watch-with-resync logic meets the same ordering a real server gives. ``create`` and ``replace`` check names and
+    resource versions as the API server does (409 on a duplicate or a stale version), so optimistic-concurrency
+    code such as leader election meets real conflicts. ``fail_next`` injects API errors.
     """
 
     def __init__(self) -> None:
@@ -130,3 +132,33 @@ class FakeKube:
             _merge(obj, body)
             self._bump(path, "MODIFIED", obj)
             return copy.deepcopy(obj)
+
+    def create(self, path: str, body: JsonObject) -> JsonObject:
+        name = (body.get("metadata") or {}).get("name")
+        if not name:
+            raise KubeError(422, f"POST {path}: metadata.name is required")
+        with self._lock:
+            self._maybe_fail()
+            target = f"{path.rstrip('/')}/{name}"
+            if target in self._objects:
+                raise KubeError(409, f"{target} already exists")
+            stored = copy.deepcopy(body)
+            stored["metadata"].pop("resourceVersion", None)
+            self._objects[target] = stored
+            self._bump(target, "ADDED", stored)
+            return copy.deepcopy(stored)
+
+    def replace(self, path: str, body: JsonObject) -> JsonObject:
+        with self._lock:
+            self._maybe_fail()
+            current = self._objects.get(path)
+            if current is None:
+                raise KubeError(404, f"{path} not found")
+            expected = (body.get("metadata") or {}).get("resourceVersion")
+            if expected and expected != current["metadata"]["resourceVersion"]:
+                raise KubeError(409, f"{path}: the object has been modified; please apply your changes to the latest "
+                                     "version and try again")  # fmt: skip
+            stored = copy.deepcopy(body)
+            self._objects[path] = stored
+            self._bump(path, "MODIFIED", stored)
+            return copy.deepcopy(stored)

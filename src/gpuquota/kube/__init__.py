@@ -4,5 +4,16 @@ tested with recorded API objects (``FakeKube``) and run in a cluster with the re
 from gpuquota.kube.api import KubeApi, KubeError, ObjectList, WatchEvent
 from gpuquota.kube.client import KubeClient, KubeConfigError
 from gpuquota.kube.fake import FakeKube
+from gpuquota.kube.leader import ElectionTiming, LeaderElector
 
-__all__ = ["FakeKube", "KubeApi", "KubeClient", "KubeConfigError", "KubeError", "ObjectList", "WatchEvent"]
+__all__ = [
+    "ElectionTiming",
+    "FakeKube",
+    "KubeApi",
+    "KubeClient",
+    "KubeConfigError",
+    "KubeError",
+    "LeaderElector",
+    "ObjectList",
+    "WatchEvent",
+]

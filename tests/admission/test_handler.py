@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from gpuquota.admission.audit import AuditLog
 from gpuquota.admission.handler import Admission, Pending, Reply
+from gpuquota.admission.ledger_access import DeferredLedger
 from gpuquota.admission.live import LiveConfig
 from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.domain import Charge, Metric, Scope, UsageKey
@@ -165,3 +167,23 @@ def test_unsupported_kinds_and_connect_pass_untouched(live: LiveConfig) -> None:
     assert "status" not in answer
     connect = review(gpu_pod("exec", "race", 8), operation="CONNECT")
     assert _run(admission, connect)["allowed"] is True
+
+
+@dataclass
+class _CountingLedger(ScriptedLedger):
+    def count_active(self) -> int:
+        return 42
+
+
+def test_active_reservations_are_exported_only_when_the_ledger_can_count_them() -> None:
+    metrics = WebhookMetrics(frozenset)
+    text = generate_latest(metrics.registry).decode()
+    assert "# TYPE gpuquota_reservations_active gauge" in text
+    assert "\ngpuquota_reservations_active " not in text  # unknown: no made-up zero
+    plain = DeferredLedger(lambda: ScriptedLedger(usages=[{}]))
+    assert plain.open()
+    assert plain.active_count() is None  # (no count query: a listing is never used for this)
+    counting = DeferredLedger(lambda: _CountingLedger(usages=[{}]))
+    assert counting.open()
+    metrics.active_reservations = counting.active_count()
+    assert "\ngpuquota_reservations_active 42.0" in generate_latest(metrics.registry).decode()

@@ -82,19 +82,12 @@ class DeferredLedger:
     def ping(self) -> None:
         self._get().ping()
 
-    @property
-    def can_count_cheaply(self) -> bool:
-        return callable(getattr(self._ledger, "count_active", None))
-
     def active_count(self) -> int | None:
-        """Active reservations (for ``gpuquota_reservations_active``): ``count_active()`` when the backend has it,
-        else the length of the reconciler's listing — which builds every active record, so callers ask rarely."""
-        ledger = self._ledger
-        counter = getattr(ledger, "count_active", None)
-        if callable(counter):
-            return int(counter())
-        lister = getattr(ledger, "active_reservations", None)
-        return None if lister is None else len(lister())
+        """Active reservations (for ``gpuquota_reservations_active``) when the backend can count them with one
+        query (``count_active()``); ``None`` otherwise. Listing them instead would build every active record on
+        each health check — tens of MB with tens of thousands of reservations — so it is never done here."""
+        counter = getattr(self._ledger, "count_active", None)
+        return int(counter()) if callable(counter) else None
 
     def close(self) -> None:
         with self._lock:

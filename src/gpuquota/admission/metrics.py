@@ -49,6 +49,23 @@ class _CapacityCollector(Collector):
         return iter(())
 
 
+class _ActiveReservationsCollector(Collector):
+    """``gpuquota_reservations_active`` with a sample only when the count is known: a made-up 0 would read as
+    "nothing admitted" on a dashboard."""
+
+    def __init__(self, metrics: WebhookMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("gpuquota_reservations_active", "Reservations in state reserved or running")
+        if self._metrics.active_reservations is not None:
+            family.add_metric([], self._metrics.active_reservations)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
 class WebhookMetrics:
     """One registry per server, so tests can run several apps in one process without colliding."""
 
@@ -74,8 +91,8 @@ class WebhookMetrics:
                                  registry=r)
         self.errors = Counter("gpuquota_errors", "Errors by type", ["type"], registry=r)
         self.ledger_up = Gauge("gpuquota_ledger_up", "1 when the last ledger call succeeded, else 0", registry=r)
-        self.reservations_active = Gauge("gpuquota_reservations_active",
-                                         "Reservations in state reserved or running", registry=r)
+        self.active_reservations: int | None = None  # unknown until the ledger can count them
+        r.register(_ActiveReservationsCollector(self))
         for error_type in ("bad_request", "ledger_unavailable", "reload_failed", "internal"):
             self.errors.labels(error_type)  # exported at 0 so rate() works before the first error
         self._policy_labels: tuple[str, str] | None = None

@@ -12,7 +12,6 @@ import gc
 import logging
 import ssl
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +47,6 @@ log = logging.getLogger("gpuquota.admission.server")
 DEFAULT_POLICY: Final = "ai-diffusion-2025"
 DEFAULT_PORT: Final = 8443
 KubeMode = Literal["auto", "in-cluster", "none"]
-# With tens of thousands of active reservations a listing costs tens of MB for a moment; a count query costs nothing.
-LISTING_COUNT_INTERVAL_S: Final = 60.0
 SERVICE_ACCOUNT_TOKEN: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
@@ -114,7 +111,6 @@ class Webhook:
         self.is_sqlite = url.startswith("sqlite:///")
         self.audit = AuditLog(settings.audit_log)
         self.stop = threading.Event()
-        self._counted_at = -LISTING_COUNT_INTERVAL_S
         self.kube = _kube(settings)
         self.namespaces: NamespaceCache | None = None
         self.inventory: ClusterInventory | None = None
@@ -180,16 +176,10 @@ class Webhook:
         self.readiness.ledger_ok = True
         self.readiness.ledger_error = ""
         self.metrics.ledger_up.set(1)
-        now = time.monotonic()
-        if not self.ledger.can_count_cheaply and now - self._counted_at < LISTING_COUNT_INTERVAL_S:
-            return  # counting by listing builds every active reservation: not every ping
-        self._counted_at = now
         try:
-            count = self.ledger.active_count()
+            self.metrics.active_reservations = self.ledger.active_count()
         except LedgerError:
-            count = None
-        if count is not None:
-            self.metrics.reservations_active.set(count)
+            self.metrics.active_reservations = None
 
     async def watch_ledger(self) -> None:
         while True:

@@ -11,11 +11,19 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from gpuquota.commands.kubeopts import (
+    ApiServerOption,
+    CaFileOption,
+    InsecureOption,
+    KubeOptions,
+    LogLevelOption,
+    TokenFileOption,
+    setup_logging,
+)
 from gpuquota.errors import UserError
 
 ONCE_ATTEMPTS = 5
@@ -30,20 +38,15 @@ def agent(  # noqa: PLR0917 - typer maps each parameter to an option
     port: Annotated[int, typer.Option(help="Port of /metrics and /healthz (0: any free port).")] = 9402,
     host: Annotated[str, typer.Option(help="Address of /metrics and /healthz.")] = "0.0.0.0",  # noqa: S104 - pod
     once: Annotated[bool, typer.Option("--once", help="Discover and publish once, then exit.")] = False,
-    api_server: Annotated[
-        str | None, typer.Option(help="API server URL, for running outside a pod (default: in-cluster).")
-    ] = None,
-    token_file: Annotated[Path | None, typer.Option(help="Bearer token file, with --api-server.")] = None,
-    ca_file: Annotated[Path | None, typer.Option(help="CA bundle of the API server, with --api-server.")] = None,
-    insecure_skip_tls_verify: Annotated[
-        bool, typer.Option("--insecure-skip-tls-verify", help="Do not verify the API server's certificate (dev only).")
-    ] = False,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    api_server: ApiServerOption = None,
+    token_file: TokenFileOption = None,
+    ca_file: CaFileOption = None,
+    insecure_skip_tls_verify: InsecureOption = False,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Publish this node's GPU inventory to its Node (labels + annotation) and serve /metrics and /healthz."""
     from gpuquota.inventory.agent import AgentServer, NodeAgent  # noqa: PLC0415 - keep `gpuquota --help` fast
     from gpuquota.inventory.discovery import discover  # noqa: PLC0415
-    from gpuquota.kube.client import KubeClient  # noqa: PLC0415
 
     if not node_name:
         raise UserError("no node name: pass --node-name or set NODE_NAME (the DaemonSet sets it from spec.nodeName)")
@@ -51,12 +54,9 @@ def agent(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--interval and --poll must be positive")
     if not 0 <= port < 65536:
         raise UserError(f"--port must be between 0 and 65535, not {port}")
-    level = getattr(logging, log_level.upper(), None)
-    if log_level.lower() not in ("debug", "info", "warning", "error") or not isinstance(level, int):
-        raise UserError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(log_level)
 
-    kube = KubeClient.connect(api_server, token_file, ca_file, insecure_skip_tls_verify)
+    kube = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify).connect()
     node_agent = NodeAgent(kube, node_name, lambda: discover(node_name=node_name), interval_s=interval, poll_s=poll)
 
     published = node_agent.tick()

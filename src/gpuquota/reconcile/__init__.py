@@ -4,6 +4,7 @@
 workload kinds through ``KubeApi`` and applies them to the ledger. See docs/ledger.md, "Reconciler".
 """
 
+from gpuquota.reconcile.metrics import ReconcilerMetrics
 from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, plan, pod_starts
 from gpuquota.reconcile.reconciler import PassResult, Reconciler
 from gpuquota.reconcile.resources import RESOURCES, Resource
@@ -14,6 +15,7 @@ __all__ = [
     "ClusterView",
     "PassResult",
     "Reconciler",
+    "ReconcilerMetrics",
     "Resource",
     "Transition",
     "plan",

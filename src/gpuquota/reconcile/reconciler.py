@@ -21,6 +21,7 @@ from typing import Any
 
 from gpuquota.kube import KubeApi, KubeError
 from gpuquota.ledger import LedgerError, ReconcilerLedger, ReservationRecord, ReservationState, WorkloadRef
+from gpuquota.reconcile.metrics import ReconcilerMetrics
 from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, plan
 from gpuquota.reconcile.resources import RESOURCES, KindKey, Resource, kinds_to_follow
 
@@ -121,6 +122,7 @@ class Reconciler:
         workers: int = 8,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: ReconcilerMetrics | None = None,
     ) -> None:
         self.kube = kube
         self.ledger = ledger
@@ -130,6 +132,7 @@ class Reconciler:
         self.workers = max(1, workers)
         self.clock = clock
         self.monotonic = monotonic
+        self.metrics = metrics
         self.caches: dict[CacheKey, KindCache] = {}
 
     def _wanted(self, active: Iterable[ReservationRecord]) -> set[CacheKey]:
@@ -187,6 +190,8 @@ class Reconciler:
             applied[str(t.to)] += changed
             if changed:
                 log.info("%s → %s (%s): reservations %s", t.workload, t.to, t.reason, list(t.reservation_ids))
+        if self.metrics is not None:
+            self.metrics.record_pass(applied, time.time())
         return PassResult(tuple(transitions), applied, errors)
 
     def _apply(self, t: Transition) -> int:
@@ -195,7 +200,9 @@ class Reconciler:
         return self.ledger.finish(t.reservation_ids, t.to, t.at, t.reason, started=t.started)
 
     def run(self, stop: threading.Event, interval_s: float = 15.0) -> None:
-        """Pass after pass until ``stop`` is set; a failed pass (ledger or API down) is logged and retried."""
+        """Pass after pass until ``stop`` is set; a failed pass (ledger or API down) is logged and retried.
+        Caches start empty on every call: a replica that leads again after a pause lists afresh."""
+        self.caches.clear()
         while not stop.is_set():
             try:
                 result = self.reconcile_once()

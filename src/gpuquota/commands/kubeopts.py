@@ -1,0 +1,82 @@
+"""The command-line options every Kubernetes-facing command shares (API server access and log level), in one place.
+
+A command declares its parameters with these ``Annotated`` types, so the flags, their help and their defaults are
+the same in ``agent``, ``reconcile`` and whatever adopts them next; ``KubeOptions.connect`` builds the client and
+``setup_logging`` checks ``--log-level``. The pod's own namespace and name (for Leases, events) live here too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+
+from gpuquota.errors import UserError
+
+if TYPE_CHECKING:
+    from gpuquota.kube.client import KubeClient
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+ApiServerOption = Annotated[
+    str | None, typer.Option(help="API server URL, for running outside a pod (default: in-cluster).")
+]
+TokenFileOption = Annotated[Path | None, typer.Option(help="Bearer token file, with --api-server.")]
+CaFileOption = Annotated[Path | None, typer.Option(help="CA bundle of the API server, with --api-server.")]
+InsecureOption = Annotated[
+    bool, typer.Option("--insecure-skip-tls-verify", help="Do not verify the API server's certificate (dev only).")
+]
+LogLevelOption = Annotated[str, typer.Option(help="debug, info, warning or error.")]
+
+
+@dataclass(frozen=True, slots=True)
+class KubeOptions:
+    """Where the API server is and how to trust it: explicit flags, or the pod's service account when none."""
+
+    api_server: str | None = None
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    insecure: bool = False
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.api_server is None
+
+    def connect(self) -> KubeClient:
+        from gpuquota.kube.client import KubeClient  # noqa: PLC0415 - keep `gpuquota --help` fast
+
+        return KubeClient.connect(self.api_server, self.token_file, self.ca_file, self.insecure)
+
+
+def setup_logging(log_level: str) -> None:
+    """Log to stderr at ``log_level``; a level outside ``LOG_LEVELS`` is a ``UserError``."""
+    level = getattr(logging, log_level.upper(), None)
+    if log_level.lower() not in LOG_LEVELS or not isinstance(level, int):
+        raise UserError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def pod_namespace(environ: dict[str, str] | None = None, sa_file: Path = SERVICE_ACCOUNT_NAMESPACE) -> str | None:
+    """The namespace this pod runs in: ``$POD_NAMESPACE`` (downward API), else the service account's namespace
+    file, else ``None`` (not in a pod)."""
+    env = os.environ if environ is None else environ
+    if env.get("POD_NAMESPACE"):
+        return env["POD_NAMESPACE"]
+    try:
+        return sa_file.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def pod_identity(environ: dict[str, str] | None = None) -> str:
+    """A name unique among the candidates for a Lease: ``$POD_NAME`` (downward API), else the host name (which
+    is the pod name in Kubernetes unless the pod sets ``hostname``)."""
+    env = os.environ if environ is None else environ
+    return env.get("POD_NAME") or socket.gethostname()

@@ -1,0 +1,49 @@
+"""The reconciler's own metrics (docs/metrics.md, "Reconciler"): whether this replica leads, what it moved, and
+when it last completed a pass — enough to alert on a reconciler that stopped settling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from gpuquota.ledger import ReservationState
+
+# Label values of gpuquota_reconciler_transitions_total: the state a reservation was moved to.
+TRANSITIONS: Final = tuple(str(s) for s in ReservationState if s is not ReservationState.RESERVED)
+
+
+class ReconcilerMetrics:
+    """One registry per reconciler, so tests and several reconcilers in one process never share series."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.leader = Gauge(
+            "gpuquota_reconciler_leader",
+            "1 while this replica holds the reconciler Lease (or runs without leader election), else 0.",
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "gpuquota_reconciler_transitions",
+            "Reservations moved by the reconciler, by the state they were moved to.",
+            ["transition"],
+            registry=self.registry,
+        )
+        self.last_sync = Gauge(
+            "gpuquota_reconciler_last_sync_timestamp_seconds",
+            "Unix time at which the last reconcile pass completed (0 before the first).",
+            registry=self.registry,
+        )
+        for transition in TRANSITIONS:
+            self.transitions.labels(transition)  # every series exists from the start: rate() sees the first one
+
+    def set_leader(self, leader: bool) -> None:
+        self.leader.set(1 if leader else 0)
+
+    def record_pass(self, applied: Mapping[str, int], completed_at: float) -> None:
+        """Count the reservations a completed pass moved, by target state, and stamp its completion."""
+        for transition, count in applied.items():
+            if count:
+                self.transitions.labels(transition).inc(count)
+        self.last_sync.set(completed_at)

@@ -164,6 +164,8 @@ def test_install_notes_tell_the_admin_how_to_label_a_namespace_and_see_a_denial(
     ({"ledger": {"postgresql": {"url": "mysql://db/x"}}}, "/ledger/postgresql/url"),
     ({"runAsUser": 0}, "/runAsUser"),
     ({"webhook": {"podOperations": ["DELETE"]}}, "/webhook/podOperations/0"),
+    ({"reconciler": {"leaderElection": {"leaseDuration": 0}}}, "/reconciler/leaderElection/leaseDuration"),
+    ({"reconciler": {"leaderElection": {"renewDeadline": 20}}}, "retryPeriod < renewDeadline < leaseDuration"),
 ])
 def test_values_schema_rejects_bad_values(values: dict[str, Any], complaint: str, tmp_path: Path) -> None:
     code, output = _template(values, tmp_path)

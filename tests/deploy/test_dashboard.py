@@ -1,7 +1,7 @@
 """The Grafana dashboard and the alerts query only what gpuquota really exports. The dashboard is valid JSON of the
 expected shape, every PromQL expression in it parses (promtool checks it as a recording rule), and every metric
-name it (or an alert) uses is served by a running `gpuquota serve` or by the node agent's registry, and documented
-in docs/metrics.md."""
+name it (or an alert) uses is served by a running `gpuquota serve` or by the node agent's or the reconciler's
+registry, and documented in docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from gpuquota.inventory.agent_metrics import AgentMetrics
+from gpuquota.reconcile.metrics import ReconcilerMetrics
 from tests.deploy.chart import find, render
 from tests.deploy.promql import exposition_names, metric_names
 from tests.deploy.tools import CHART, REPO, run, tool
@@ -63,7 +64,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """Series names of a real `gpuquota serve --insecure` (a /metrics scrape) and of the node agent's registry."""
+    """Series names of a real `gpuquota serve --insecure` (a /metrics scrape) and of the node agent's and the
+    reconciler's registries (their /metrics endpoints are tested in tests/inventory and tests/reconcile)."""
     state = tmp_path_factory.mktemp("serve")
     port = _free_port()
     proc = subprocess.Popen(
@@ -94,9 +96,11 @@ def served_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             proc.kill()
             proc.wait()
     agent = exposition_names(generate_latest(AgentMetrics("gpu-node-1").registry).decode())
+    reconciler = exposition_names(generate_latest(ReconcilerMetrics().registry).decode())
     assert "gpuquota_admission_requests_total" in webhook
     assert "gpuquota_agent_last_publish_timestamp_seconds" in agent
-    return webhook | agent
+    assert "gpuquota_reconciler_leader" in reconciler
+    return webhook | agent | reconciler
 
 
 def _documented_names() -> set[str]:

@@ -135,8 +135,12 @@ def test_rbac_is_least_privilege() -> None:
         for verb in ("get", "list", "watch"):
             assert (group, kind.lower() + "s", verb) in reconciler
     assert {v for _, _, v in reconciler} == {"get", "list", "watch"}
-    election = _grants(_rules(docs, "-reconciler-leader-election"))
-    assert ("coordination.k8s.io", "leases", "update") in election
+    election_rules = _rules(docs, "-reconciler-leader-election")
+    election = _grants(election_rules)
+    assert election == {("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")}
+    by_name = [r for r in election_rules if r.get("resourceNames")]  # get/update only on its own Lease
+    assert by_name == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                        "resourceNames": ["gq-gpuquota-reconciler"], "verbs": ["get", "update"]}]  # fmt: skip
     everything = agent | webhook | reconciler | election
     assert not [g for g in everything if g[1] in ("secrets", "*") or g[2] in ("*", "escalate", "bind", "impersonate")]
     bindings = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")}

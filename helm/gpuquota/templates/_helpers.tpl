@@ -285,10 +285,32 @@ values (Secret, webhook caBundle, the pods' checksum), so the first call stores 
 {{- toYaml (get .Values "__generatedTLS") }}
 {{- end }}
 
+{{/* The reconciler's command line; POD_NAME (its identity on the Lease) and POD_NAMESPACE come from podEnv. */}}
 {{- define "gpuquota.reconcilerArgs" -}}
+{{- $election := .Values.reconciler.leaderElection -}}
 - reconcile
 - --ledger=$(GPUQUOTA_LEDGER)
+- --metrics-port={{ .Values.reconciler.metricsPort }}
+{{- if $election.enabled }}
+{{- if not (and (lt (float64 $election.retryPeriod) (float64 $election.renewDeadline)) (lt (float64 $election.renewDeadline) (float64 $election.leaseDuration))) }}
+{{- fail "reconciler.leaderElection needs retryPeriod < renewDeadline < leaseDuration: a leader must stop before anyone may take its Lease" }}
+{{- end }}
+- --leader-elect
+- --lease-name={{ include "gpuquota.fullname" . }}-reconciler
+- --lease-namespace=$(POD_NAMESPACE)
+- --lease-duration={{ $election.leaseDuration }}
+- --renew-deadline={{ $election.renewDeadline }}
+- --retry-period={{ $election.retryPeriod }}
+{{- else }}
+- --no-leader-elect
+{{- end }}
 {{- with .Values.reconciler.extraArgs }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{- define "gpuquota.reconcilerPorts" -}}
+- name: recon-metrics
+  containerPort: {{ .Values.reconciler.metricsPort }}
+  protocol: TCP
 {{- end }}

@@ -18,6 +18,7 @@ the load. ``--profile`` runs the server under pyinstrument for the owned-pod and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # tests.admission.pki, tests.kube.apiserver
 from tests.admission.pki import make_ca  # noqa: E402
 from tests.admission.serverproc import free_port, verifier  # noqa: E402
 from tests.kube.apiserver import ApiState, api_server  # noqa: E402
+from tests.pgserver import fresh_ledger_database, postgres_server  # noqa: E402
 
 from gpuquota.ledger import open_ledger  # noqa: E402
 
@@ -224,8 +226,8 @@ def wrk(url: str, script: Path, args: list[str], connections: int, seconds: int)
 
 
 def start(workdir: Path, port: int, tls: tuple[Path, Path], api: tuple[str, Path], profile: Path | None,  # noqa: PLR0917
-          extra: list[str]) -> subprocess.Popen[bytes]:
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--ledger", f"sqlite:///{workdir / 'ledger.db'}",
+          extra: list[str], ledger_url: str) -> subprocess.Popen[bytes]:
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--ledger", ledger_url,
             "--tenants", str(ROOT / "examples" / "tenants.yaml"), "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]),
             "--audit-log", str(workdir / "audit.jsonl"), "--state-dir", str(workdir / "state"),
             "--log-level", "warning", "--kube", "in-cluster", "--api-server", api[0], "--token-file", str(api[1]),
@@ -299,6 +301,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script: set up, run, report
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--only", nargs="*", help="run only these scenarios")
     parser.add_argument("--serve-args", default="", help="extra `gpuquota serve` arguments (quoted)")
+    parser.add_argument("--postgresql", action="store_true",
+                        help="ledger on a throwaway PostgreSQL server (tests/pgserver.py) instead of SQLite")
     opts = parser.parse_args()
     ensure_wrk()
     RESULTS.mkdir(exist_ok=True)
@@ -319,8 +323,14 @@ def main() -> None:  # noqa: PLR0915 - one linear script: set up, run, report
         "load_before": os.getloadavg(),
         "seconds": opts.seconds, "nodes": opts.nodes, "namespaces": opts.namespaces, "serve_args": opts.serve_args,
     }
-    with api_server(state) as api_url:
-        proc = start(workdir, port, tls, (api_url, token), profile, opts.serve_args.split())
+    with contextlib.ExitStack() as stack:
+        if opts.postgresql:
+            ledger_url = stack.enter_context(fresh_ledger_database(stack.enter_context(postgres_server())))
+        else:
+            ledger_url = f"sqlite:///{workdir / 'ledger.db'}"
+        report["ledger"] = "postgresql" if opts.postgresql else "sqlite"
+        api_url = stack.enter_context(api_server(state))
+        proc = start(workdir, port, tls, (api_url, token), profile, opts.serve_args.split(), ledger_url)
         try:
             report["sync_s"] = round(wait_ready(base, ca.ca_file, opts.nodes * 8, proc), 2)
             report["rss_after_sync_kib"] = rss_kib(proc.pid)
@@ -361,16 +371,17 @@ def main() -> None:  # noqa: PLR0915 - one linear script: set up, run, report
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(60)
-    if "reserving-pod/max" in report.get("scenarios", {}):
-        ledger = open_ledger(f"sqlite:///{workdir / 'ledger.db'}")
-        try:
-            reserved = sum(1 for r in ledger.reservations() if r.workload.name.startswith("job-run-max-"))
-        finally:
-            ledger.close()
-        report["reserving_reservations_written"] = reserved  # ≥ answered: requests in flight at the end count too
-        report["reserving_requests_answered"] = report["scenarios"]["reserving-pod/max"]["requests"]
+        if "reserving-pod/max" in report.get("scenarios", {}):
+            ledger = open_ledger(ledger_url)
+            try:
+                reserved = sum(1 for r in ledger.reservations() if r.workload.name.startswith("job-run-max-"))
+            finally:
+                ledger.close()
+            report["reserving_reservations_written"] = reserved  # ≥ answered: requests in flight at the end too
+            report["reserving_requests_answered"] = report["scenarios"]["reserving-pod/max"]["requests"]
     print(json.dumps(report, indent=2))
-    (RESULTS / ("webhook-profile.json" if opts.profile else "webhook.json")).write_text(json.dumps(report, indent=2))
+    name = "webhook-profile" if opts.profile else ("webhook-postgresql" if opts.postgresql else "webhook")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
     if profile is not None:
         print(f"profile: {profile}")
     shutil.rmtree(workdir, ignore_errors=True)

@@ -97,6 +97,10 @@ def test_retry_of_the_same_uid_reserves_once(webhook: Server) -> None:
     # the API server retries r1 once more, now that its own reservation fills the cap: still the same answer
     assert webhook.review(copy.deepcopy(body))["allowed"] is True
     assert sorted(r.workload.name for r in active_in(webhook.ledger_url, "retry")) == ["r1", "r2"]
+    # but a bigger object under r1's name (a re-create after a delete the webhook never saw) is judged on its own
+    bigger = webhook.review(review(gpu_pod("r1", "retry", 12)))
+    assert bigger["allowed"] is False
+    assert "tenant-cap" in bigger["status"]["message"]
 
 
 def test_scale_up_is_judged_on_the_delta_and_scale_down_passes(webhook: Server) -> None:

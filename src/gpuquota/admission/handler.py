@@ -287,12 +287,15 @@ class Admission:
         return None
 
     def _already_admitted(self, job: _Job) -> bool:
-        """A CREATE of a workload that already holds an active reservation is the API server retrying a request we
-        admitted (a create of an existing name cannot succeed otherwise): its own reservation now counts as usage,
-        so it must not be judged again — answer as before, reserve nothing."""
+        """A CREATE of a workload that already holds an active reservation covering it is the API server retrying a
+        request we admitted (a create of an existing name cannot succeed otherwise): its own reservation now counts
+        as usage, so it must not be judged again — answer as before, reserve nothing."""
         if job.request.operation != "CREATE" or job.request.dry_run:
             return False
-        return self.ledger.find_active(job.workload) is not None
+        view = self.ledger.find_active(job.workload)
+        # A retry asks for exactly what was reserved. A bigger object under the same name is a re-create after a
+        # delete the webhook never saw (the release hook is allowed to fail): it is judged like any other.
+        return view is not None and view.tpp >= job.demand.tpp * (1 - 1e-9)
 
     def _raced_out(self, job: _Job, decision: Decision, result: ReserveResult) -> Reply:
         """The ledger kept refusing although fresh usage said it fits (figures moving under heavy contention)."""

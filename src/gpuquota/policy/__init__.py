@@ -16,7 +16,7 @@ from gpuquota.policy.decide import (
 from gpuquota.policy.errors import PolicyError
 from gpuquota.policy.loader import bundled_profiles, compile_policy, load_policy, parse_policy, parse_policy_text
 from gpuquota.policy.model import Policy, Rule, Tier
-from gpuquota.policy.schema import ProfileSpec, parse_duration
+from gpuquota.policy.schema import ProfileSpec
 
 __all__ = [
     "MALFORMED_RULE",
@@ -32,7 +32,6 @@ __all__ = [
     "compile_policy",
     "decide",
     "load_policy",
-    "parse_duration",
     "parse_policy",
     "parse_policy_text",
     "usage_keys",

@@ -8,7 +8,6 @@ always be compiled. ``compile.py`` turns the validated spec into the fast object
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -17,12 +16,11 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from gpuquota.domain import Action, GpuClass, Metric, Purpose, Scope, Weights
+from gpuquota.durations import parse_duration
 from gpuquota.tenancy.countries import country_codes, yaml_country
 
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ROLLING = re.compile(r"^rolling-(\d+)d$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
-_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 BIT_LENGTHS = (4, 6, 8, 16, 32, 64)
 
 
@@ -41,17 +39,6 @@ def _text(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return value
-
-
-def parse_duration(text: str) -> float:
-    """``72h``/``30d``/``90m``/``3600s`` (or a bare number of seconds) in seconds; ``ValueError`` otherwise."""
-    match = _DURATION.match(text.strip())
-    if match:
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    seconds = float(text)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{text!r} is not a duration")
-    return seconds
 
 
 Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
@@ -178,12 +165,12 @@ class UnboundedRuntimeSpec(_Spec):
     @classmethod
     def _duration(cls, value: str) -> str:
         if value != "infinite":
-            parse_duration(value)
+            parse_duration(value, bare_seconds=True)
         return value
 
     @property
     def assume_seconds(self) -> float | None:
-        return None if self.assume == "infinite" else parse_duration(self.assume)
+        return None if self.assume == "infinite" else parse_duration(self.assume, bare_seconds=True)
 
 
 class OperationsSpec(_Spec):

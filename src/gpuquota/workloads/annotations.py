@@ -7,10 +7,10 @@ bound a deadline field already sets (the smaller of the two wins).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from gpuquota import durations
 from gpuquota.domain import Purpose, Weights
 from gpuquota.workloads.errors import WorkloadError
 from gpuquota.workloads.fields import MAX_DEADLINE_S, type_name
@@ -24,8 +24,6 @@ MAX_BASE_MODEL_LENGTH = 253
 
 _PURPOSES = {p.value: p for p in Purpose}
 _WEIGHTS = {w.value: w for w in Weights}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])", re.ASCII)
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def _path(key: str) -> str:
@@ -34,20 +32,10 @@ def _path(key: str) -> str:
 
 def parse_duration(text: str, path: str) -> float:
     """``72h``, ``90m``, ``3d``, ``3600s`` or sums such as ``1h30m`` → seconds (positive, at most ten years)."""
-    compact = text.strip()
-    if not compact:
-        raise WorkloadError("is empty; expected a duration such as 72h, 90m, 3d or 3600s", path=path)
-    position = 0
-    seconds = 0.0
-    for match in _DURATION.finditer(compact):
-        if match.start() != position:
-            break
-        seconds += float(match.group(1)) * _UNIT_S[match.group(2)]
-        position = match.end()
-    if position != len(compact):
-        raise WorkloadError(
-            f"{text!r} is not a duration; expected e.g. 72h, 90m, 3d or 3600s (units s, m, h, d)", path=path
-        )
+    try:
+        seconds = durations.parse_duration(text)
+    except durations.DurationError as error:
+        raise WorkloadError(str(error), path=path) from None
     if seconds <= 0:
         raise WorkloadError(f"{text!r} must be longer than zero", path=path)
     if seconds > MAX_DEADLINE_S:

@@ -73,6 +73,9 @@ class TimedLedger:
         result: ReservationView | None = self._timed("find_active", lambda: self.inner.find_active(workload))
         return result
 
+    def count_active(self) -> int:
+        return self.inner.count_active()
+
     def ping(self) -> None:
         self.inner.ping()
 

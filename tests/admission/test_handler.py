@@ -69,6 +69,9 @@ class ScriptedLedger:
     def find_active(self, workload: WorkloadRef) -> ReservationView | None:
         return None
 
+    def count_active(self) -> int:
+        return len(self.reserved)
+
     def ping(self) -> None:
         pass
 
@@ -169,21 +172,16 @@ def test_unsupported_kinds_and_connect_pass_untouched(live: LiveConfig) -> None:
     assert _run(admission, connect)["allowed"] is True
 
 
-@dataclass
-class _CountingLedger(ScriptedLedger):
-    def count_active(self) -> int:
-        return 42
-
-
-def test_active_reservations_are_exported_only_when_the_ledger_can_count_them() -> None:
+def test_active_reservations_are_exported_only_once_the_ledger_has_counted_them(live: LiveConfig) -> None:
     metrics = WebhookMetrics(frozenset)
     text = generate_latest(metrics.registry).decode()
     assert "# TYPE gpuquota_reservations_active gauge" in text
     assert "\ngpuquota_reservations_active " not in text  # unknown: no made-up zero
-    plain = DeferredLedger(lambda: ScriptedLedger(usages=[{}]))
-    assert plain.open()
-    assert plain.active_count() is None  # (no count query: a listing is never used for this)
-    counting = DeferredLedger(lambda: _CountingLedger(usages=[{}]))
-    assert counting.open()
-    metrics.active_reservations = counting.active_count()
-    assert "\ngpuquota_reservations_active 42.0" in generate_latest(metrics.registry).decode()
+    scripted = ScriptedLedger(usages=[{}])
+    ledger = DeferredLedger(lambda: scripted)
+    assert ledger.open()
+    admission = Admission(live, ledger, metrics, AuditLog(None))
+    for index in range(3):
+        assert _run(admission, review(gpu_pod(f"c{index}", "race", 1)))["allowed"] is True
+    metrics.active_reservations = ledger.count_active()
+    assert "\ngpuquota_reservations_active 3.0" in generate_latest(metrics.registry).decode()

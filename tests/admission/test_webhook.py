@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from gpuquota.ledger import open_ledger
-from tests.admission.conftest import active_in
+from tests.admission.conftest import active, active_in
 from tests.admission.reviews import H100_TPP, MANIFESTS, cpu_pod, gpu_pod, pytorch_job, review
 from tests.admission.serverproc import Server, wait_for
 
@@ -233,7 +233,7 @@ def test_every_decision_is_one_audit_line_and_one_ledger_record(webhook: Server)
 
 def test_metrics_follow_the_contract(webhook: Server) -> None:
     webhook.review(review(gpu_pod("m1", "metrics", 2)))
-    webhook.review(review(gpu_pod("m2", "metrics", 99)))
+    webhook.review(review(gpu_pod("m2", "metrics", 40)))  # over the cap (64 per container is the most)
     webhook.review(review(gpu_pod("m3", "not-a-known-tenant", 1)))
     text = webhook.metrics()
     for name in ("gpuquota_admission_requests_total", "gpuquota_admission_duration_seconds_bucket",
@@ -300,3 +300,20 @@ def test_metrics_exposition_passes_promtool(webhook: Server) -> None:
     result = subprocess.run([promtool, "check", "metrics"], input=webhook.metrics(), capture_output=True, text=True,
                             check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _active_gauge(webhook: Server) -> float | None:
+    for line in webhook.metrics().splitlines():
+        if line.startswith("gpuquota_reservations_active "):
+            return float(line.split()[1])
+    return None
+
+
+def test_reservations_active_gauge_follows_the_ledger(webhook: Server) -> None:
+    before = len(active(webhook.ledger_url))  # other tests of this module share the server and its ledger
+    assert wait_for(lambda: _active_gauge(webhook) == before), _active_gauge(webhook)
+    pods = [gpu_pod(f"g{index}", "metrics", 1) for index in range(3)]
+    for pod in pods:
+        assert webhook.review(review(pod))["allowed"] is True
+    assert webhook.review(review(None, operation="DELETE", old=pods[0]))["allowed"] is True
+    assert wait_for(lambda: _active_gauge(webhook) == before + 2), _active_gauge(webhook)  # N reserved, 1 released

@@ -6,12 +6,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gpuquota.domain import Charge, Metric, Scope, UsageKey
-from gpuquota.ledger import LedgerError, ReservationState, ReserveStatus, WorkloadRef, reserving
+from gpuquota.ledger import LedgerError, ReservationState, ReserveStatus, WorkloadRef, open_ledger, reserving
 from gpuquota.ledger.reserving import ReservePlan
 from gpuquota.ledger.store import SqlLedger
 from tests.ledger.builders import H100_TPP, NOW, audit, concurrent, reservation, rolling, yearly
@@ -319,3 +320,28 @@ def test_ping_and_close(ledger: SqlLedger) -> None:
     ledger.close()
     with pytest.raises(LedgerError):
         ledger.ping()
+
+
+def test_count_active_counts_reserved_and_running_only(ledger: SqlLedger) -> None:
+    assert ledger.count_active() == 0
+    for uid in ("a", "b", "c", "d"):
+        assert ledger.reserve(reservation(uid), NOW).status is ReserveStatus.RESERVED
+    assert ledger.reserve(reservation("a"), NOW).status is ReserveStatus.DUPLICATE  # a retry adds nothing
+    assert ledger.mark_running([ledger.reservations(request_uid="b")[0].id], NOW + timedelta(seconds=5)) == 1
+    assert ledger.count_active() == 4  # running still counts
+    ledger.release(WorkloadRef("acme-train", "Job", "a", "batch"), NOW + timedelta(minutes=1), "deleted")
+    ledger.finish([ledger.reservations(request_uid="c")[0].id], ReservationState.SETTLED, NOW + timedelta(hours=1),
+                  "Complete")
+    assert ledger.count_active() == 2
+    assert ledger.count_active() == len(ledger.active_reservations())
+
+
+def test_count_active_is_answered_from_the_active_index_on_sqlite(tmp_path: Path) -> None:
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        with ledger.db.transaction(write=False) as tx:
+            plan = tx.execute("EXPLAIN QUERY PLAN SELECT count(*) FROM reservations "
+                              "WHERE state IN ('reserved', 'running')")
+    finally:
+        ledger.close()
+    assert "reservations_active" in " ".join(str(row[-1]) for row in plan)

@@ -82,12 +82,8 @@ class DeferredLedger:
     def ping(self) -> None:
         self._get().ping()
 
-    def active_count(self) -> int | None:
-        """Active reservations (for ``gpuquota_reservations_active``) when the backend can count them with one
-        query (``count_active()``); ``None`` otherwise. Listing them instead would build every active record on
-        each health check — tens of MB with tens of thousands of reservations — so it is never done here."""
-        counter = getattr(self._ledger, "count_active", None)
-        return int(counter()) if callable(counter) else None
+    def count_active(self) -> int:
+        return self._get().count_active()
 
     def close(self) -> None:
         with self._lock:

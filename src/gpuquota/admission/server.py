@@ -176,10 +176,10 @@ class Webhook:
         self.readiness.ledger_ok = True
         self.readiness.ledger_error = ""
         self.metrics.ledger_up.set(1)
-        try:
-            self.metrics.active_reservations = self.ledger.active_count()
+        try:  # one COUNT on the partial index of active reservations, never a listing of them
+            self.metrics.active_reservations = self.ledger.count_active()
         except LedgerError:
-            self.metrics.active_reservations = None
+            self.metrics.active_reservations = None  # unknown: no sample rather than a stale or made-up one
 
     async def watch_ledger(self) -> None:
         while True:

@@ -218,6 +218,11 @@ class SqlLedger:
             )
         return self._view([self._record(r) for r in rows])
 
+    def count_active(self) -> int:
+        with self.db.transaction(write=False) as tx:  # the partial index reservations_active covers this WHERE
+            rows = tx.execute(f"SELECT count(*) FROM reservations WHERE state IN {_ACTIVE_SQL}")
+        return int(rows[0][0])
+
     def ping(self) -> None:
         self.db.ping()
 

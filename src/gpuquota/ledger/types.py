@@ -223,6 +223,10 @@ class Ledger(Protocol):
         """The workload's active reservations (its pods pass without reserving again), or ``None``."""
         ...
 
+    def count_active(self) -> int:
+        """How many reservations are reserved or running (``gpuquota_reservations_active``): one COUNT query."""
+        ...
+
     def ping(self) -> None:
         """Raise ``LedgerUnavailable`` when the database cannot be used."""
         ...

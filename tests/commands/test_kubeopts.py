@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuquota.commands.kubeopts import KubeOptions, pod_identity, pod_namespace, setup_logging
+from gpuquota.commands.kubeopts import KubeOptions, log_level_name, pod_identity, pod_namespace, setup_logging
 from gpuquota.errors import UserError
 from gpuquota.kube import KubeConfigError
 
@@ -47,6 +47,12 @@ def test_log_levels() -> None:
         setup_logging("verbose")
     with pytest.raises(UserError, match="--log-level must be"):
         setup_logging("critical")  # a logging level, but not one the commands offer
+
+
+def test_log_level_name_is_lower_case_and_checked() -> None:
+    assert log_level_name("Debug") == "debug"
+    with pytest.raises(UserError, match="not 'trace'"):
+        log_level_name("trace")
 
 
 def test_pod_namespace_prefers_the_downward_api_then_the_service_account_file(tmp_path: Path) -> None:

@@ -55,11 +55,17 @@ class KubeOptions:
         return KubeClient.connect(self.api_server, self.token_file, self.ca_file, self.insecure)
 
 
+def log_level_name(log_level: str) -> str:
+    """``--log-level`` in lower case; a level outside ``LOG_LEVELS`` is a ``UserError``."""
+    name = log_level.lower()
+    if name not in LOG_LEVELS:
+        raise UserError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    return name
+
+
 def setup_logging(log_level: str) -> None:
     """Log to stderr at ``log_level``; a level outside ``LOG_LEVELS`` is a ``UserError``."""
-    level = getattr(logging, log_level.upper(), None)
-    if log_level.lower() not in LOG_LEVELS or not isinstance(level, int):
-        raise UserError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    level = getattr(logging, log_level_name(log_level).upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gpuquota.commands.kubeopts import ApiServerOption, LogLevelOption, TokenFileOption, log_level_name
 from gpuquota.errors import UserError
 
 _KUBE_MODES = ("auto", "in-cluster", "none")
@@ -31,10 +32,8 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     kube: Annotated[
         str, typer.Option(help="Namespace labels from the cluster: in-cluster, none, or auto (in a pod: in-cluster).")
     ] = "auto",
-    api_server: Annotated[
-        str | None, typer.Option(help="API server URL, to watch a cluster from outside it (development).")
-    ] = None,
-    token_file: Annotated[Path | None, typer.Option(help="Bearer token file for --api-server.")] = None,
+    api_server: ApiServerOption = None,
+    token_file: TokenFileOption = None,
     state_dir: Annotated[
         Path, typer.Option(help="Where the default SQLite ledger and a generated self-signed certificate live.")
     ] = Path("var"),
@@ -46,7 +45,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         int | None,
         typer.Option(help="Threads for ledger calls (0: on the event loop). Default: 0 for SQLite, 8 for PostgreSQL."),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run the validating admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from gpuquota.admission.server import ServeSettings, run  # noqa: PLC0415 - keep `gpuquota --help` fast
@@ -63,8 +62,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--reload-interval and --ping-interval must be positive")
     if ledger_threads is not None and not 0 <= ledger_threads <= 64:
         raise UserError("--ledger-threads must be between 0 and 64")
-    if log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise UserError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
+    level = log_level_name(log_level)
     settings = ServeSettings(
         host=host,
         port=port,
@@ -82,7 +80,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         reload_interval_s=reload_interval,
         ping_interval_s=ping_interval,
         ledger_threads=ledger_threads,
-        log_level=log_level.lower(),
+        log_level=level,
     )
     run(settings)
 

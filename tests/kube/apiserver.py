@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from gpuquota.kube.fake import merge_patch
+
 
 @dataclass
 class Recorded:
@@ -57,16 +59,6 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
         "reason": reason,
         "code": code,
     }
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
 
 
 def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
@@ -168,7 +160,7 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                 return
             content_type = self.headers.get("Content-Type")
             if content_type == "application/merge-patch+json":
-                _merge(obj, body)
+                merge_patch(obj, body)
             elif content_type == "application/json-patch+json":
                 for op in body:
                     if op["op"] != "add" or not op["path"].startswith("/metadata/labels/"):

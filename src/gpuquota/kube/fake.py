@@ -10,13 +10,15 @@ from typing import Any
 from gpuquota.kube.api import JsonObject, KubeError, ObjectList, WatchEvent
 
 
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    """RFC 7386 JSON merge patch: ``None`` deletes a key, mappings merge, anything else replaces."""
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """RFC 7386 JSON merge patch, in place: ``None`` deletes a key, mappings merge, anything else replaces.
+
+    Public so the HTTP test API server applies merge patches exactly as ``FakeKube`` does."""
     for key, value in patch.items():
         if value is None:
             target.pop(key, None)
         elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
+            merge_patch(target[key], value)
         else:
             target[key] = copy.deepcopy(value)
 
@@ -129,7 +131,7 @@ class FakeKube:
             if patch_type != "merge":
                 raise KubeError(415, f"FakeKube supports merge patches only, not {patch_type}")
             self.patches.append((path, copy.deepcopy(body), patch_type))
-            _merge(obj, body)
+            merge_patch(obj, body)
             self._bump(path, "MODIFIED", obj)
             return copy.deepcopy(obj)
 

@@ -8,7 +8,8 @@ bound a deadline field already sets (the smaller of the two wins).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from gpuquota import durations
 from gpuquota.domain import Purpose, Weights
@@ -24,6 +25,7 @@ MAX_BASE_MODEL_LENGTH = 253
 
 _PURPOSES = {p.value: p for p in Purpose}
 _WEIGHTS = {w.value: w for w in Weights}
+_E = TypeVar("_E", bound=Enum)
 
 
 def _path(key: str) -> str:
@@ -52,24 +54,26 @@ def _text(annotations: Mapping[str, Any], key: str) -> str | None:
     return value.strip()
 
 
-def purpose(annotations: Mapping[str, Any]) -> Purpose:
-    value = _text(annotations, PURPOSE)
+def _choice(annotations: Mapping[str, Any], key: str, choices: Mapping[str, _E], default: _E, problem: str) -> _E:
+    """The annotation's value among ``choices`` (case-insensitive), ``default`` when absent; ``problem`` follows
+    the value in the error, e.g. ``'x' is not a purpose; expected …``."""
+    value = _text(annotations, key)
     if value is None:
-        return Purpose.TRAINING
-    found = _PURPOSES.get(value.lower())
+        return default
+    found = choices.get(value.lower())
     if found is None:
-        raise WorkloadError(f"{value!r} is not a purpose; expected one of {', '.join(_PURPOSES)}", path=_path(PURPOSE))
+        raise WorkloadError(f"{value!r} {problem}", path=_path(key))
     return found
+
+
+def purpose(annotations: Mapping[str, Any]) -> Purpose:
+    return _choice(
+        annotations, PURPOSE, _PURPOSES, Purpose.TRAINING, f"is not a purpose; expected one of {', '.join(_PURPOSES)}"
+    )
 
 
 def weights(annotations: Mapping[str, Any]) -> Weights:
-    value = _text(annotations, WEIGHTS)
-    if value is None:
-        return Weights.CLOSED
-    found = _WEIGHTS.get(value.lower())
-    if found is None:
-        raise WorkloadError(f"{value!r} is not a weights value; expected open or closed", path=_path(WEIGHTS))
-    return found
+    return _choice(annotations, WEIGHTS, _WEIGHTS, Weights.CLOSED, "is not a weights value; expected open or closed")
 
 
 def base_model(annotations: Mapping[str, Any]) -> str | None:

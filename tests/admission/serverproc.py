@@ -63,9 +63,20 @@ rules:
       amount: 126656
     scope: tenant
     action: warn
+  - id: closed-weights-1e26
+    description: closed-weight training above 1e26 operations (one tenant, so no other test meets it)
+    match:
+      tenants: [bigtrain]
+      purposes: [training]
+      weights: [closed]
+    cap:
+      kind: workload-operations
+      amount: 1.0e+26
+    scope: tenant
+    action: deny
 """
 
-TENANTS = ["acme:JP"] + [f"{name}:BR" for name in (
+TENANTS = ["acme:JP", "bigtrain:JP"] + [f"{name}:BR" for name in (
     "allow", "deny", "warn", "dry", "retry", "scale", "delete", "owner", "forged", "kinds", "reload", "bad", "race",
     "crash", "metrics", "audit", "ledgerdown", "tls", "cron",
 )]

@@ -121,6 +121,28 @@ def test_scale_up_is_judged_on_the_delta_and_scale_down_passes(webhook: Server) 
     assert len(active_in(webhook.ledger_url, "scale")) == 2  # shrinking is settled by the reconciler
 
 
+def test_a_scale_up_is_held_to_the_per_workload_rule_on_the_whole_workload(webhook: Server) -> None:
+    # bigtrain is tier-1 (its concurrent cap only warns) under a 1e26 per-workload operations rule. Bounded to
+    # 3,000 days, 8 H100s run 8 × 15,832 / 16 × 1e12 × 2.592e8 s ≈ 2.05e24 operations per pod: 24 pods ≈ 4.9e25.
+    job = pytorch_job("frontier", "bigtrain", workers=23)
+    job["metadata"]["annotations"]["gpuquota.io/max-runtime"] = "3000d"
+    del job["spec"]["runPolicy"]["activeDeadlineSeconds"]
+    assert webhook.review(review(job))["allowed"] is True
+    grown = copy.deepcopy(job)
+    grown["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 49  # +26 pods (≈ 5.3e25 alone): 50 pods ≈ 1.03e26
+    denied = webhook.review(review(grown, operation="UPDATE", old=job))
+    assert denied["allowed"] is False
+    message = denied["status"]["message"]
+    assert "closed-weights-1e26" in message
+    assert "requested 400 × " in message  # the whole workload's GPUs and operations, not the 208 GPUs added
+    assert "for 3000d = 1e26 operations" in message  # (the growth alone: 5.3e25)
+    assert [r.tpp for r in active_in(webhook.ledger_url, "bigtrain")] == [24 * 8 * H100_TPP]
+    smaller = copy.deepcopy(job)
+    smaller["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = 46  # 47 pods ≈ 9.6e25: still under 1e26
+    assert webhook.review(review(smaller, operation="UPDATE", old=job))["allowed"] is True
+    assert sorted(r.tpp for r in active_in(webhook.ledger_url, "bigtrain")) == [23 * 8 * H100_TPP, 24 * 8 * H100_TPP]
+
+
 def test_delete_releases_the_workload(webhook: Server) -> None:
     job = pytorch_job("gone", "delete", workers=1)  # 16 GPUs: fills the cap
     assert webhook.review(review(job))["allowed"] is True

@@ -29,6 +29,7 @@ from gpuquota.policy import (
     load_policy,
     usage_keys,
 )
+from gpuquota.policy import format as fmt
 from tests.policy.builders import NOW, TODAY, demand, group, licence, profile, rule, tenant, veu
 
 H100_TPP = 15832.0
@@ -502,3 +503,36 @@ def test_profile_identity_is_recorded(diffusion: Policy) -> None:
     assert decision.annotations["tpp"] == f"{8 * H100_TPP:.0f}"
     assert decision.annotations["rules"] == "tier2-tenant-lpp,tier2-country-allocation,closed-weights-1e26"
     assert all(len(v) < 256 for v in decision.annotations.values())
+
+
+def test_a_scale_up_is_held_to_per_workload_rules_on_the_whole_workload(diffusion: Policy) -> None:
+    per_gpu_second = H100_TPP / 16 * 1e12
+    runtime = 1e26 / (1600 * per_gpu_second) * 1.01  # 1,600 H100s just past 1e26
+    whole = demand(8, pods=200, runtime_s=runtime)
+    growth = demand(8, pods=100, runtime_s=runtime)  # the 100 pods an UPDATE adds: half of 1e26 on their own
+    assert decide(growth, tenant("BR"), {}, diffusion, now=NOW).allowed
+    decision = decide(growth, tenant("BR"), {}, diffusion, now=NOW, whole=whole)
+    assert not decision.allowed
+    [denying] = decision.denying_rules
+    assert denying.rule_id == "closed-weights-1e26"
+    assert denying.requested == pytest.approx(whole_ops := 1600 * per_gpu_second * runtime)
+    assert "per-workload cap of 1e26 operations" in decision.message
+    assert "1,600 × " in decision.message  # the whole workload's GPUs and operations, not the growth's
+    assert f"= {fmt.operations(whole_ops)} operations" in decision.message
+    assert fmt.operations(800 * per_gpu_second * runtime) not in decision.message
+    # caps on what is held or spent still see only the growth: it is all the ledger reserves
+    assert decision.operations == pytest.approx(800 * per_gpu_second * runtime)
+    assert max(c.amount for c in decision.charges if c.key.metric is Metric.CONCURRENT_TPP) == pytest.approx(
+        800 * H100_TPP)
+
+
+def test_the_whole_workload_changes_nothing_when_it_fits_or_is_the_demand(diffusion: Policy) -> None:
+    growth = demand(8, pods=2)
+    plain = decide(growth, tenant("BR"), {}, diffusion, now=NOW)
+    assert decide(growth, tenant("BR"), {}, diffusion, now=NOW, whole=growth) == plain
+    fits = decide(growth, tenant("BR"), {}, diffusion, now=NOW, whole=demand(8, pods=4))
+    assert fits.allowed
+    assert fits.charges == plain.charges
+    [ops_rule] = [o for o in fits.outcomes if o.rule_id == "closed-weights-1e26"]
+    assert plain.operations is not None
+    assert ops_rule.requested == pytest.approx(2 * plain.operations)  # judged on the whole: 32 GPUs, not 16

@@ -87,7 +87,8 @@ class _Job:
 
     request: AdmissionRequest
     snap: Snapshot
-    demand: Demand
+    demand: Demand  # for an UPDATE, only its growth: caps on what is held or spent need room for that alone
+    whole: Demand | None  # the whole workload an UPDATE grows, for per-workload rules (None: ``demand`` is whole)
     tenant: Tenant
     workload: WorkloadRef
     owners: tuple[OwnerRef, ...]
@@ -185,7 +186,7 @@ class Admission:
             return self._skip(request, started)
         snap = self.live.current
         ctx = self._context(snap)
-        demand = extract(obj, ctx)
+        demand = whole = extract(obj, ctx)
         if demand is not None and request.operation == "UPDATE":
             old = decode_object(request.old_object, "oldObject", request.uid)
             before = extract(old, ctx) if old is not None else None
@@ -193,8 +194,8 @@ class Admission:
                 demand = scale_delta(before, demand)  # only growth needs new room
         if demand is None or not demand.groups:
             return self._skip(request, started)
-        job = _Job(request, snap, demand, self._tenant(snap, request.namespace), self._workload(request, obj),
-                   tuple(unchecked), started)
+        job = _Job(request, snap, demand, whole if whole is not demand else None, self._tenant(snap, request.namespace),
+                   self._workload(request, obj), tuple(unchecked), started)
         return Pending(lambda: self._guarded(job))
 
     def _context(self, snap: Snapshot) -> ExtractContext:
@@ -243,7 +244,7 @@ class Admission:
         policy = job.snap.policy
         now = self._clock()
         usage: Usage = self.ledger.usage(usage_keys(policy, job.demand, job.tenant, now), now)
-        decision = decide(job.demand, job.tenant, usage, policy, now=now)
+        decision = decide(job.demand, job.tenant, usage, policy, now=now, whole=job.whole)
         if not decision.allowed and self._already_admitted(job):
             return self._owned(request, OwnerRef(request.kind.group, request.kind.kind, job.workload.name),
                                job.started, retry=True)
@@ -268,7 +269,7 @@ class Admission:
             # Another admission took the room between our read and our reserve: judge again on fresh figures.
             now = self._clock()
             usage = self.ledger.usage(usage_keys(policy, job.demand, job.tenant, now), now)
-            decision = decide(job.demand, job.tenant, usage, policy, now=now)
+            decision = decide(job.demand, job.tenant, usage, policy, now=now, whole=job.whole)
             if not decision.allowed:
                 record = self._audit(job, decision)
                 self.ledger.record_decision(record)

@@ -16,6 +16,7 @@ from gpuquota.domain import (
     Charge,
     Decision,
     Demand,
+    GpuClass,
     Metric,
     RuleOutcome,
     Scope,
@@ -97,6 +98,7 @@ class _Verdict:
     amounts: list[float]
     caps: list[float | None]
     cap_rules: list[str | None]
+    whole: _Verdict | None = None  # the whole workload an UPDATE grows, when it is more than the demand
 
     def charge(self, planned: PlannedRule, amount: float, cap: float | None) -> None:
         slot = planned.slot
@@ -197,21 +199,14 @@ def _judge(planned: PlannedRule, usage: Usage, v: _Verdict) -> None:
     v.charge(planned, requested, planned.charged_cap)
 
 
-def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now: datetime) -> Decision:
-    """Judge one demand for one tenant against the usage already counted. Pure: same inputs, same decision.
-
-    ``allowed`` is false iff a matching deny rule is exceeded, the tenant's jurisdiction is unknown and the
-    profile's ``unknownJurisdiction.action`` is deny, or the demand is malformed. Every matching rule appears in
-    ``outcomes``; ``charges`` holds the base metering counters and the matching rules' counters, with the cap of
-    deny rules for the ledger to re-check inside its transaction.
-    """
-    plan = plan_for(policy, tenant, now.date())
+def _totals(demand: Demand) -> tuple[float, float, str, set[GpuClass], bool]:
+    """One pass over the groups: TPP, GPUs, the model of the largest group (messages), classes, sanity."""
     tpp = gpus = 0.0
     top = -1.0
     model = "GPU"
     sane = True
     classes = set()
-    for g in demand.groups:  # one pass: totals, the model of the largest group (messages), classes, sanity
+    for g in demand.groups:
         n = g.pods * g.gpus_per_pod
         t = n * g.tpp_per_gpu
         sane = sane and n >= 0 and t >= 0
@@ -220,7 +215,41 @@ def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now:
         if t > top:
             top, model = t, g.model
         classes.add(g.gpu_class)
-    problem = None if sane and tpp < _INF else _malformed(demand, tpp, gpus)
+    return tpp, gpus, model, classes, sane and tpp < _INF
+
+
+def _whole_verdict(whole: Demand, policy: Policy, v: _Verdict) -> tuple[_Verdict, set[GpuClass]] | None:
+    """The figures per-workload rules judge when ``decide()`` is given the whole workload an UPDATE grows. It shares
+    ``v``'s outcome, warning and denial lists; it is never charged (per-workload rules reserve nothing)."""
+    tpp, gpus, model, classes, sane = _totals(whole)
+    if not sane or (whole.max_runtime_s is not None and not whole.max_runtime_s >= 0):
+        return None  # the demand itself is judged (and would be malformed too)
+    rate = tpp / policy.bit_length * 1e12 * policy.utilisation
+    runtime = whole.max_runtime_s if whole.max_runtime_s is not None else policy.assume_runtime_s
+    operations = None if runtime is None else rate * runtime
+    w = _Verdict(v.plan, tpp, gpus, model, operations, rate, tpp / gpus if gpus > 0 else None,
+                 None if operations is None or gpus <= 0 else operations / gpus,
+                 v.outcomes, v.warnings, v.denials, v.notes, [], [], [], [])
+    return w, classes
+
+
+def decide(
+    demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now: datetime, whole: Demand | None = None
+) -> Decision:
+    """Judge one demand for one tenant against the usage already counted. Pure: same inputs, same decision.
+
+    ``allowed`` is false iff a matching deny rule is exceeded, the tenant's jurisdiction is unknown and the
+    profile's ``unknownJurisdiction.action`` is deny, or the demand is malformed. Every matching rule appears in
+    ``outcomes``; ``charges`` holds the base metering counters and the matching rules' counters, with the cap of
+    deny rules for the ledger to re-check inside its transaction.
+
+    ``whole``: the whole workload when ``demand`` is only the growth of an UPDATE. Caps on what is held or spent
+    need new room only for the growth, but a per-workload rule (a cap on one training run's operations) is about
+    the workload, so it judges ``whole`` (default: the demand itself).
+    """
+    plan = plan_for(policy, tenant, now.date())
+    tpp, gpus, model, classes, sane = _totals(demand)
+    problem = None if sane else _malformed(demand, tpp, gpus)
     if problem is None and demand.max_runtime_s is not None and not demand.max_runtime_s >= 0:
         problem = _malformed(demand, tpp, gpus)
     if problem is not None:
@@ -254,13 +283,23 @@ def decide(demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now:
     if plan.tier is None and tpp > 0:
         _unknown_jurisdiction(tenant, usage, policy, v)
     purpose, weights = demand.purpose, demand.weights
+    grown = None if whole is None or whole is demand else _whole_verdict(whole, policy, v)
+    if whole is None or grown is None:
+        for planned in plan.rules:
+            if planned.rule.matches_workload(purpose, weights, classes):
+                _judge(planned, usage, v)
+        return _finish(demand, policy, v)
+    v.whole, whole_classes = grown
     for planned in plan.rules:
-        if planned.rule.matches_workload(purpose, weights, classes):
+        if planned.per_workload:
+            if planned.rule.matches_workload(whole.purpose, whole.weights, whole_classes):
+                _judge(planned, usage, v.whole)
+        elif planned.rule.matches_workload(purpose, weights, classes):
             _judge(planned, usage, v)
-    return _finish(demand, policy, v)
+    return _finish(demand, policy, v, whole)
 
 
-def _finish(demand: Demand, policy: Policy, v: _Verdict) -> Decision:
+def _finish(demand: Demand, policy: Policy, v: _Verdict, whole: Demand | None = None) -> Decision:
     annotations = {
         "profile": v.plan.profile,
         "tier": v.plan.tier_label,
@@ -274,15 +313,18 @@ def _finish(demand: Demand, policy: Policy, v: _Verdict) -> Decision:
         if rule is None:
             message = f"{demand.kind} {demand.namespace}/{demand.name} denied for {v.plan.who}: {first.message}"
         else:
+            # A per-workload rule on a grown workload names the whole workload's figures, not the growth's.
+            s, subject = (v.whole, whole) if rule.per_workload and v.whole is not None and whole is not None else (
+                v, demand)
             message = denial(
-                demand,
+                subject,
                 first,
                 rule,
                 who=v.plan.who,
-                tpp=v.tpp,
-                gpus=v.gpus,
-                model=v.model,
-                operations=v.operations,
+                tpp=s.tpp,
+                gpus=s.gpus,
+                model=s.model,
+                operations=s.operations,
                 unbounded_hint=policy.unbounded_hint,
             )
         if len(v.denials) > 1:

@@ -114,12 +114,8 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Reservation:
-    """What an admission holds until the workload ends: its charges and the audit record of the decision.
-
-    ``request_uid`` is the AdmissionReview's uid: the API server reuses it on retries, so it is the idempotency key.
-    ``charges`` come from ``Decision.charges``; a charge with a ``cap`` is re-checked inside the transaction.
-    """
+class ReservationTerms:
+    """What was admitted and on which figures: the part a reservation as written and as read back share."""
 
     request_uid: str
     workload: WorkloadRef
@@ -134,6 +130,16 @@ class Reservation:
     max_runtime_s: float | None
     profile: str
     profile_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation(ReservationTerms):
+    """What an admission holds until the workload ends: its charges and the audit record of the decision.
+
+    ``request_uid`` is the AdmissionReview's uid: the API server reuses it on retries, so it is the idempotency key.
+    ``charges`` come from ``Decision.charges``; a charge with a ``cap`` is re-checked inside the transaction.
+    """
+
     charges: tuple[Charge, ...]
     audit: AuditRecord
 
@@ -173,23 +179,10 @@ class ReservationView:
 
 
 @dataclass(frozen=True, slots=True)
-class ReservationRecord:
+class ReservationRecord(ReservationTerms):
     """One reservation row as stored, for the reconciler, reports and tests."""
 
     id: int
-    request_uid: str
-    workload: WorkloadRef
-    tenant: str
-    jurisdiction: str | None
-    tier: str | None
-    model: str | None
-    gpus: float
-    tpp: float
-    operations: float | None
-    operations_per_second: float
-    max_runtime_s: float | None
-    profile: str
-    profile_version: str
     state: ReservationState
     reserved_at: datetime
     started_at: datetime | None

@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import yaml
 from gpuquota.catalog import load_catalog
 from gpuquota.workloads import ExtractContext, extract, requests_gpu
 from gpuquota.workloads.models import resolve
+from percall import per_call_us
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "tests" / "workloads" / "manifests"
 
@@ -101,17 +99,6 @@ def large_jobset() -> dict[str, Any]:
         "metadata": {"name": "large", "namespace": "team-a", "annotations": {"gpuquota.io/max-runtime": "48h"}},
         "spec": {"replicatedJobs": copy.deepcopy(jobs)},
     }
-
-
-def per_call_us(fn: Callable[[], object], repeat: int, rounds: int = 7) -> tuple[float, float]:
-    """(median, best) µs per call over ``rounds`` rounds of ``repeat`` calls."""
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        for _ in range(repeat):
-            fn()
-        samples.append((time.perf_counter_ns() - start) / repeat / 1000)
-    return statistics.median(samples), min(samples)
 
 
 def main() -> None:

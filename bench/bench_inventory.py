@@ -16,11 +16,8 @@ import argparse
 import copy
 import ctypes
 import os
-import statistics
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +25,10 @@ import pynvml
 
 from gpuquota.catalog import load_catalog
 from gpuquota.inventory import ClusterInventory, discover, node_patch
+from percall import per_call_us
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "tests" / "inventory" / "fakenvml" / "profiles"
-
-
-def timed(fn: Callable[[], object], repeat: int, rounds: int = 5) -> tuple[float, float]:
-    """Median and best µs per call over ``rounds`` rounds of ``repeat`` calls."""
-    per_call = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeat):
-            fn()
-        per_call.append((time.perf_counter() - start) / repeat * 1e6)
-    return statistics.median(per_call), min(per_call)
 
 
 def gfd_node(name: str, product: str, count: int) -> dict[str, Any]:
@@ -73,7 +60,7 @@ def main() -> None:
         pynvml.nvmlLib = ctypes.CDLL(str(library))
         os.environ["FAKE_NVML_PROFILE"] = str(PROFILES / "h100-sxm-8x.profile")
         h100 = discover(node_name="template")
-        disc = timed(lambda: discover(node_name="n"), max(1, args.repeat // 20))
+        disc = per_call_us(lambda: discover(node_name="n"), max(1, args.repeat // 20), rounds=5)
 
     catalog = load_catalog()
     view = ClusterInventory(catalog)
@@ -92,13 +79,13 @@ def main() -> None:
     view.replace_all(nodes)
 
     annotated, labelled = nodes[0], nodes[1]
-    apply_agent = timed(lambda: view.apply_node(annotated), args.repeat)
-    apply_gfd = timed(lambda: view.apply_node(labelled), args.repeat)
+    apply_agent = per_call_us(lambda: view.apply_node(annotated), args.repeat, rounds=5)
+    apply_gfd = per_call_us(lambda: view.apply_node(labelled), args.repeat, rounds=5)
     changed = [copy.deepcopy(labelled), copy.deepcopy(labelled)]
     changed[1]["metadata"]["labels"]["nvidia.com/gpu.count"] = "2"
     flip = iter(range(10**9))
-    change = timed(lambda: view.apply_node(changed[next(flip) % 2]), max(1, args.repeat // 20))
-    models = timed(view.models, args.repeat * 10)
+    change = per_call_us(lambda: view.apply_node(changed[next(flip) % 2]), max(1, args.repeat // 20), rounds=5)
+    models = per_call_us(view.models, args.repeat * 10, rounds=5)
 
     print(f"nodes in view: {args.nodes} (half agent-annotated 8x H100, half GFD-labelled 4x L4)")
     for label, (median, best) in (

@@ -142,7 +142,11 @@ def pytorch_job(name: str, namespace: str, workers: int) -> dict[str, Any]:
     }
 
 
-def review(obj: dict[str, Any], *, uid: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+OPERATOR = "system:serviceaccount:kubeflow:training-operator"  # who creates a PyTorchJob's pods
+
+
+def review(obj: dict[str, Any], *, uid: str | None = None, dry_run: bool = False,
+           user: str = "alice@example.com") -> dict[str, Any]:
     api_version = obj["apiVersion"]
     group = api_version.rpartition("/")[0] if "/" in api_version else ""
     version = api_version.rpartition("/")[2]
@@ -151,7 +155,7 @@ def review(obj: dict[str, Any], *, uid: str | None = None, dry_run: bool = False
         "uid": uid or str(uuid.uuid4()), "kind": gvk, "requestKind": gvk,
         "resource": {"group": group, "version": version, "resource": obj["kind"].lower() + "s"},
         "name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"], "operation": "CREATE",
-        "userInfo": {"username": "alice@example.com", "uid": "b1e2", "groups": ["research", "system:authenticated"]},
+        "userInfo": {"username": user, "uid": "b1e2", "groups": ["research", "system:authenticated"]},
         "object": obj, "oldObject": None, "dryRun": dry_run,
         "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions", "fieldManager": "kubectl"}}}
 
@@ -173,6 +177,8 @@ def cluster_state(nodes: int, namespaces: int) -> ApiState:
         state.put(f"/api/v1/namespaces/{name}", {"metadata": {"name": name, "labels": {
             "gpuquota.io/tenant": f"tenant-{i // 5:04d}", "gpuquota.io/jurisdiction": COUNTRIES[i % len(COUNTRIES)],
             "kubernetes.io/metadata.name": name, "team": f"team-{i % 40}"}}})
+    state.put("/api/v1/namespaces/kubeflow", {"metadata": {"name": "kubeflow", "labels": {  # no tenant's: trusted
+        "kubernetes.io/metadata.name": "kubeflow"}}})
     return state
 
 
@@ -346,7 +352,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: set up, run, report
                 samples = {
                     "cpu-pod": review(pod("web-0", TENANT_NS, 0)),
                     "dry-run-pytorchjob": review(pytorch_job("dry", TENANT_NS, workers=1), dry_run=True),
-                    "owned-pod": review(owned),
+                    "owned-pod": review(owned, user=OPERATOR),
                     "reserving-pod": review(pod("__NAME__", TENANT_NS, 1), uid="__UID__"),
                 }
                 for name, body in samples.items():

@@ -22,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_webhook import TENANT_NS, pod, pytorch_job, review  # noqa: E402
+from bench_webhook import OPERATOR, TENANT_NS, pod, pytorch_job, review  # noqa: E402
 from gpuquota.admission import handler as handler_module  # noqa: E402
 from gpuquota.admission.audit import AuditLog  # noqa: E402
 from gpuquota.admission.handler import Admission, Pending, Reply  # noqa: E402
@@ -125,7 +125,7 @@ def main() -> None:
     fixed = {
         "cpu-pod": json.dumps(review(pod("web-0", TENANT_NS, 0))).encode(),
         "dry-run-pytorchjob": json.dumps(review(pytorch_job("dry", TENANT_NS, 1), dry_run=True)).encode(),
-        "owned-pod": json.dumps(review(owned)).encode(),
+        "owned-pod": json.dumps(review(owned, user=OPERATOR)).encode(),
     }
     results: dict[str, dict[str, float]] = {}
     for name in [*fixed, "reserving-pod"]:

@@ -13,6 +13,8 @@ from tests.admission.pki import TestCA, make_ca
 from tests.admission.serverproc import TEST_POLICY, Server, start_server, tenants_yaml
 from tests.ledger.conftest import postgres_server_url  # noqa: F401 - re-exported fixture
 
+TRUSTED_OPERATOR = "ci-operator@example.com"  # named with --trusted-controller on the test server
+
 
 @dataclass
 class Setup:
@@ -37,7 +39,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
 @pytest.fixture(scope="module")
 def webhook(setup: Setup) -> Iterator[Server]:
     server = start_server(setup.root / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
-                          ca_file=setup.ca.ca_file)
+                          ca_file=setup.ca.ca_file, extra=("--trusted-controller", TRUSTED_OPERATOR))
     try:
         yield server
     finally:

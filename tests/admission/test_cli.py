@@ -27,6 +27,7 @@ def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (("--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key"), "does not exist"),
         (("--insecure", "--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"), "exclude each other"),
         (("--ledger-threads", "-1", "--insecure"), "--ledger-threads"),
+        (("--trusted-controller", " ", "--insecure"), "--trusted-controller"),
     ],
 )
 def test_bad_configuration_exits_2_with_a_message(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:

@@ -18,6 +18,8 @@ from gpuquota.admission.handler import Admission, Pending, Reply
 from gpuquota.admission.ledger_access import DeferredLedger
 from gpuquota.admission.live import LiveConfig
 from gpuquota.admission.metrics import WebhookMetrics
+from gpuquota.admission.namespaces import NamespaceCache
+from gpuquota.admission.review import parse_review
 from gpuquota.domain import Charge, Metric, Scope, UsageKey
 from gpuquota.ledger import (
     AuditRecord,
@@ -185,3 +187,31 @@ def test_active_reservations_are_exported_only_once_the_ledger_has_counted_them(
         assert _run(admission, review(gpu_pod(f"c{index}", "race", 1)))["allowed"] is True
     metrics.active_reservations = ledger.count_active()
     assert "\ngpuquota_reservations_active 3.0" in generate_latest(metrics.registry).decode()
+
+
+def test_owner_claims_are_believed_from_controllers_only_with_the_cluster_view(live: LiveConfig) -> None:
+    namespaces = NamespaceCache()
+    namespaces.replace([
+        {"kind": "Namespace", "metadata": {"name": "kubeflow"}},
+        {"kind": "Namespace", "metadata": {"name": "team-a", "labels": {"gpuquota.io/tenant": "acme"}}},
+        {"kind": "Namespace", "metadata": {"name": "team-b", "labels": {"gpuquota.io/jurisdiction": "BR"}}},
+        {"kind": "Namespace", "metadata": {"name": "race"}},  # a tenant by the tenants file
+    ])
+    admission = Admission(live, ScriptedLedger(usages=[{}]), WebhookMetrics(frozenset), AuditLog(None),
+                          namespaces=namespaces, trusted_controllers=("ops-bot",))
+
+    def trusted(user: str, namespace: str = "team-a") -> bool:
+        request = parse_review(json.dumps(review(gpu_pod("p", namespace, 1), user=user)).encode())
+        return admission.controller_made(request, live.current)
+
+    assert trusted("system:kube-controller-manager")
+    assert trusted("system:serviceaccount:kube-system:job-controller")
+    assert trusted("system:serviceaccount:kubeflow:training-operator")  # seen, and no tenant's
+    assert trusted("ops-bot")
+    assert not trusted("alice@example.com")
+    assert not trusted("system:serviceaccount:team-a:default")  # the object's own namespace
+    assert not trusted("system:serviceaccount:team-b:ci")  # a tenant by its jurisdiction label
+    assert not trusted("system:serviceaccount:race:ci")  # a tenant by the tenants file
+    assert not trusted("system:serviceaccount:not-seen-yet:ci")  # whose it is cannot be told
+    assert not trusted("system:serviceaccount:kubeflow:training-operator", namespace="kubeflow")
+    assert not trusted("system:serviceaccounts:kube-system")  # a group name, not a service account

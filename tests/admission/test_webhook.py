@@ -18,8 +18,18 @@ import pytest
 import yaml
 
 from gpuquota.ledger import open_ledger
-from tests.admission.conftest import active, active_in
-from tests.admission.reviews import H100_TPP, MANIFESTS, cpu_pod, gpu_pod, pytorch_job, review
+from tests.admission.conftest import TRUSTED_OPERATOR, active, active_in
+from tests.admission.reviews import (
+    CRONJOB_CONTROLLER,
+    H100_TPP,
+    JOB_CONTROLLER,
+    MANIFESTS,
+    TRAINING_OPERATOR,
+    cpu_pod,
+    gpu_pod,
+    pytorch_job,
+    review,
+)
 from tests.admission.serverproc import Server, wait_for
 
 
@@ -193,7 +203,7 @@ def test_pods_of_an_admitted_workload_pass_without_reserving(webhook: Server) ->
               "training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/replica-index": "0"}
     for index in range(2):
         pod = gpu_pod(f"trainer-worker-{index}", "owner", 8, labels=labels, owners=owner_ref)
-        assert webhook.review(review(pod))["allowed"] is True
+        assert webhook.review(review(pod, user=TRAINING_OPERATOR))["allowed"] is True
     assert [r.workload.name for r in active_in(webhook.ledger_url, "owner")] == ["trainer"]
 
 
@@ -210,6 +220,42 @@ def test_forged_owner_reference_is_judged_on_its_own(webhook: Server) -> None:
     other_ns_owner = [{"apiVersion": "v1", "kind": "Pod", "name": "base", "uid": str(uuid.uuid4())}]
     answer = webhook.review(review(gpu_pod("sneaky2", "deny", 8, owners=other_ns_owner)))
     assert answer["allowed"] is False
+
+
+def test_only_a_controller_may_claim_an_admitted_owner(webhook: Server) -> None:
+    job = pytorch_job("claimed", "claims", workers=0)  # master only: 8 of the tenant's 16 GPUs
+    assert webhook.review(review(job))["allowed"] is True
+    owner_ref = [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "name": "claimed",
+                  "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+    labels = {"training.kubeflow.org/job-name": "claimed",
+              "training.kubeflow.org/operator-name": "pytorchjob-controller"}
+
+    def pod(name: str) -> dict[str, object]:  # a flawless claim: the admitted job's name, uid and operator labels
+        return gpu_pod(name, "claims", 8, labels=labels, owners=owner_ref)
+
+    def names() -> list[str]:
+        return sorted(r.workload.name for r in active_in(webhook.ledger_url, "claims"))
+
+    # the tenant's own pod naming its admitted job is counted like any other: it takes the other 8 GPUs ...
+    assert webhook.review(review(pod("extra-1")))["allowed"] is True
+    assert names() == ["claimed", "extra-1"]
+    # ... and the next one is over the cap, however many it creates
+    forged = webhook.review(review(pod("extra-2")))
+    assert forged["allowed"] is False
+    assert "tenant-cap" in forged["status"]["message"]
+    # the same pod from the controllers pass on the job's reservation: the operator, the controller manager (one
+    # identity or per-controller service accounts in kube-system) and a --trusted-controller name
+    for user in (TRAINING_OPERATOR, "system:kube-controller-manager", JOB_CONTROLLER, TRUSTED_OPERATOR):
+        assert webhook.review(review(pod("claimed-worker-0"), user=user))["allowed"] is True, user
+    assert names() == ["claimed", "extra-1"]
+    # the owner's answer is now cached as admitted: the tenant still cannot ride on it, with a user or with a
+    # service account of its own namespace (or of another tenant's)
+    for user in ("alice@example.com", "system:serviceaccount:claims:default", "system:serviceaccount:deny:ci",
+                 "system:serviceaccount:", "system:kube-scheduler"):
+        answer = webhook.review(review(pod("extra-3"), user=user))
+        assert answer["allowed"] is False, user
+        assert "tenant-cap" in answer["status"]["message"]
+    assert names() == ["claimed", "extra-1"]
 
 
 def test_tenant_labels_on_the_workload_are_not_trusted(webhook: Server) -> None:
@@ -302,14 +348,14 @@ def test_a_cronjobs_runs_and_their_pods_ride_on_the_cronjobs_reservation(webhook
                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly-eval",
                                              "uid": cron["metadata"]["uid"], "controller": True}]},
            "spec": copy.deepcopy(template["spec"])}
-    assert webhook.review(review(job))["allowed"] is True
+    assert webhook.review(review(job, user=CRONJOB_CONTROLLER))["allowed"] is True
     pod = copy.deepcopy(template["spec"]["template"])
     pod.update(apiVersion="v1", kind="Pod")
     pod["metadata"] = {"name": f"{job_name}-abcde", "namespace": "cron",
                        "labels": {"batch.kubernetes.io/job-name": job_name, "job-name": job_name},
                        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
                                             "uid": job["metadata"]["uid"], "controller": True}]}
-    assert webhook.review(review(pod))["allowed"] is True
+    assert webhook.review(review(pod, user=JOB_CONTROLLER))["allowed"] is True
     mine = [r for r in active_in(webhook.ledger_url, "cron") if r.workload.kind in ("CronJob", "Job", "Pod")]
     assert [(r.workload.kind, r.workload.name) for r in mine] == [("CronJob", "nightly-eval")]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -50,6 +50,11 @@ log = logging.getLogger("gpuquota.admission")
 
 MAX_RESERVE_ATTEMPTS: Final = 3
 UNKNOWN: Final = "unknown"
+# Who may make an object "part of an admitted workload" (see ``Admission.controller_made``): the controller manager
+# (one identity, or one service account per controller in kube-system), or an operator's ``--trusted-controller``.
+CONTROLLER_MANAGER: Final = "system:kube-controller-manager"
+SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
+SYSTEM_NAMESPACE: Final = "kube-system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,7 @@ class Admission:
         inventory_models: Callable[[], tuple[str, ...]] | None = None,
         owners: OwnerCache | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        trusted_controllers: Iterable[str] = (),
     ) -> None:
         self.live = live
         self.ledger = ledger
@@ -125,6 +131,7 @@ class Admission:
         self.audit = audit
         self.namespaces = namespaces
         self.owners = owners or OwnerCache()
+        self.trusted = frozenset((CONTROLLER_MANAGER, *trusted_controllers))
         self._inventory_models = inventory_models or (lambda: ())
         self._clock = clock
         self._ctx: ExtractContext | None = None
@@ -172,19 +179,21 @@ class Admission:
             raise ReviewError(f"{request.operation} of {kind} carries no object", request.uid)
         # Controller-made objects of an admitted workload: decided by the owner, so before any counting (a burst of
         # a big job's pods is the hottest path there is). Only owners of kinds gpuquota reserves for can hold a
-        # reservation (a ReplicaSet never does).
+        # reservation (a ReplicaSet never does). Only a controller's request may claim one: a tenant can write any
+        # owner reference or label on its own objects, so its claims are never looked up (nor their cached answers).
+        snap = self.live.current
         unchecked: list[OwnerRef] = []
-        for ref in candidate_owners(obj):
-            if (ref.group, ref.kind) not in SUPPORTED_KINDS:
-                continue
-            cached = self.owners.get(request.namespace, ref)
-            if cached:
-                return self._owned(request, ref, started)
-            if cached is None:
-                unchecked.append(ref)
+        if self.controller_made(request, snap):
+            for ref in candidate_owners(obj):
+                if (ref.group, ref.kind) not in SUPPORTED_KINDS:
+                    continue
+                cached = self.owners.get(request.namespace, ref)
+                if cached:
+                    return self._owned(request, ref, started)
+                if cached is None:
+                    unchecked.append(ref)
         if not requests_gpu(obj):
             return self._skip(request, started)
-        snap = self.live.current
         ctx = self._context(snap)
         demand = whole = extract(obj, ctx)
         if demand is not None and request.operation == "UPDATE":
@@ -197,6 +206,31 @@ class Admission:
         job = _Job(request, snap, demand, whole if whole is not demand else None, self._tenant(snap, request.namespace),
                    self._workload(request, obj), tuple(unchecked), started)
         return Pending(lambda: self._guarded(job))
+
+    def controller_made(self, request: AdmissionRequest, snap: Snapshot) -> bool:
+        """Whether the request comes from a workload controller, whose owner claims may be believed.
+
+        Trusted: the controller manager, a service account of kube-system (the controller manager's per-controller
+        identities), ``--trusted-controller`` names, and a service account of a namespace that belongs to no
+        tenant (where operators such as the Kubeflow training operator, JobSet or KubeRay run) other than the
+        object's own. A tenant's own service accounts and users are not: their objects are judged on their own.
+        """
+        user = request.user_info.username
+        if user in self.trusted:
+            return True
+        if not user.startswith(SERVICE_ACCOUNT_PREFIX):
+            return False
+        namespace = user[len(SERVICE_ACCOUNT_PREFIX):].partition(":")[0]
+        if namespace == SYSTEM_NAMESPACE:
+            return True
+        if not namespace or namespace == request.namespace:
+            return False
+        labels: Mapping[str, str] | None = None
+        if self.namespaces is not None:
+            labels = self.namespaces.labels(namespace)
+            if labels is None:  # a namespace the cluster view has not seen: whose it is cannot be told
+                return False
+        return snap.tenants.resolve(namespace, labels) is None
 
     def _context(self, snap: Snapshot) -> ExtractContext:
         models = self._inventory_models()

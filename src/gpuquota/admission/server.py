@@ -72,6 +72,7 @@ class ServeSettings:
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
     api_server: str | None = None  # reach an API server from outside a cluster (development, tests)
     token_file: Path | None = None
+    trusted_controllers: tuple[str, ...] = ()  # users whose owner claims are believed, beyond the built-in ones
 
     def resolved_ledger_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite3'}"
@@ -124,7 +125,8 @@ class Webhook:
             lambda: [] if inventory is None else [(r.model, r.gpu_class, r.tpp, r.gpus) for r in inventory.capacity()]
         )
         self.admission = Admission(self.live, self.ledger, self.metrics, self.audit, namespaces=self.namespaces,
-                                   inventory_models=inventory.models if inventory is not None else None)
+                                   inventory_models=inventory.models if inventory is not None else None,
+                                   trusted_controllers=settings.trusted_controllers)
         self.executor: ThreadPoolExecutor | None = None
         runner: LedgerRunner = run_inline
         threads = settings.ledger_threads

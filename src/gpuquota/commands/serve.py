@@ -46,6 +46,14 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         typer.Option(help="Threads for ledger calls (0: on the event loop). Default: 0 for SQLite, 8 for PostgreSQL."),
     ] = None,
     log_level: LogLevelOption = "info",
+    trusted_controller: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="USER",
+            help="A user (e.g. system:serviceaccount:ns:name) whose pods and child objects may ride on their owner's "
+            "reservation, beyond the controller manager and non-tenant service accounts. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run the validating admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from gpuquota.admission.server import ServeSettings, run  # noqa: PLC0415 - keep `gpuquota --help` fast
@@ -62,6 +70,9 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--reload-interval and --ping-interval must be positive")
     if ledger_threads is not None and not 0 <= ledger_threads <= 64:
         raise UserError("--ledger-threads must be between 0 and 64")
+    trusted = tuple(name.strip() for name in trusted_controller or ())
+    if any(not name for name in trusted):
+        raise UserError("--trusted-controller needs a user name, e.g. system:serviceaccount:kubeflow:training-operator")
     level = log_level_name(log_level)
     settings = ServeSettings(
         host=host,
@@ -78,6 +89,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         api_server=api_server,
         token_file=token_file,
         reload_interval_s=reload_interval,
+        trusted_controllers=trusted,
         ping_interval_s=ping_interval,
         ledger_threads=ledger_threads,
         log_level=level,

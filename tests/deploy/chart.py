@@ -70,7 +70,8 @@ CASES: tuple[Case, ...] = (
     Case("inline-policy-tenants",
          {"policy": {"inline": INLINE_PROFILE}, "tenants": TENANTS,
           "ledger": {"sqlite": {"persistence": {"enabled": False}}},
-          "webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 10, "excludeNamespaces": ["monitoring"]}}),
+          "webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 10, "excludeNamespaces": ["monitoring"],
+                      "trustedControllers": ["system:serviceaccount:ml-ops:training-operator"]}}),
 )
 CASE_NAMES = tuple(case.name for case in CASES)
 _BY_NAME = {case.name: case for case in CASES}

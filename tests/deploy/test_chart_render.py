@@ -92,6 +92,16 @@ def test_defaults_render_the_single_replica_sqlite_install() -> None:
     assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]  # it would block drains on one replica
 
 
+def test_trusted_controllers_become_webhook_arguments() -> None:
+    def args(name: str) -> list[str]:
+        webhook = find(render(name), "Deployment", "-webhook")
+        containers = {c["name"]: c for c in webhook["spec"]["template"]["spec"]["containers"]}
+        return list(containers["webhook"]["args"])
+
+    assert not [a for a in args("defaults") if a.startswith("--trusted-controller")]
+    assert "--trusted-controller=system:serviceaccount:ml-ops:training-operator" in args("inline-policy-tenants")
+
+
 @pytest.mark.parametrize("name", ["ha-postgresql", "ha-postgresql-url-3-replicas", "monitoring-forced"])
 def test_ha_installs_use_postgresql_and_several_replicas(name: str) -> None:
     docs = render(name)
@@ -164,6 +174,7 @@ def test_install_notes_tell_the_admin_how_to_label_a_namespace_and_see_a_denial(
     ({"ledger": {"postgresql": {"url": "mysql://db/x"}}}, "/ledger/postgresql/url"),
     ({"runAsUser": 0}, "/runAsUser"),
     ({"webhook": {"podOperations": ["DELETE"]}}, "/webhook/podOperations/0"),
+    ({"webhook": {"trustedControllers": [""]}}, "/webhook/trustedControllers/0"),
     ({"reconciler": {"leaderElection": {"leaseDuration": 0}}}, "/reconciler/leaderElection/leaseDuration"),
     ({"reconciler": {"leaderElection": {"renewDeadline": 20}}}, "retryPeriod < renewDeadline < leaseDuration"),
 ])

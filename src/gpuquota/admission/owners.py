@@ -2,8 +2,9 @@
 
 Workload controllers create pods (and child Jobs) that come back through the webhook. Their GPUs were reserved when
 the workload itself was admitted, so they must pass without a second reservation — but a tenant writes its own
-pods and can forge an owner reference or a label. A candidate owner is therefore only a hint: the ledger must hold
-an active reservation for it (checked by the caller), otherwise the object is judged on its own.
+pods and can forge an owner reference or a label. A candidate owner is therefore only a hint, read only for a
+controller's request (``Admission.controller_made``), and the ledger must hold an active reservation for it
+(checked by the caller); otherwise the object is judged on its own.
 """
 
 from __future__ import annotations

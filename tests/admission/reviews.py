@@ -17,6 +17,7 @@ H100_TPP = 15_832
 TRAINING_OPERATOR = "system:serviceaccount:kubeflow:training-operator"
 JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller"
 CRONJOB_CONTROLLER = "system:serviceaccount:kube-system:cronjob-controller"
+REPLICASET_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
 
 
 def group_of(api_version: str) -> str:

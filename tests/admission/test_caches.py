@@ -8,7 +8,7 @@ import threading
 import time
 
 from gpuquota.admission.namespaces import NamespaceCache
-from gpuquota.admission.owners import OwnerCache, OwnerRef, candidate_owners
+from gpuquota.admission.owners import OwnerCache, OwnerRef
 from gpuquota.admission.transport import CoalescingTransport
 from gpuquota.kube import FakeKube, KubeError
 
@@ -66,31 +66,6 @@ def test_namespace_cache_relists_after_410_and_survives_api_errors() -> None:
     finally:
         stop.set()
         thread.join(5)
-
-
-def test_candidate_owners_from_references_and_controller_labels() -> None:
-    pod = {"metadata": {
-        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "train-0", "uid": "u-job"}],
-        "labels": {"batch.kubernetes.io/job-name": "train-0", "job-name": "train-0",
-                   "jobset.sigs.k8s.io/jobset-name": "train"},
-    }}
-    assert candidate_owners(pod) == (
-        OwnerRef("batch", "Job", "train-0", "u-job"),
-        OwnerRef("batch", "Job", "train-0"),
-        OwnerRef("jobset.x-k8s.io", "JobSet", "train"),
-        OwnerRef("trainer.kubeflow.org", "TrainJob", "train"),
-    )
-    kubeflow = {"metadata": {"labels": {"training.kubeflow.org/job-name": "llm",
-                                        "training.kubeflow.org/operator-name": "mpijob-controller"}}}
-    assert candidate_owners(kubeflow) == (OwnerRef("kubeflow.org", "MPIJob", "llm"),)
-    ray = {"metadata": {"labels": {"ray.io/cluster": "rc-1", "ray.io/originated-from-crd": "RayJob",
-                                   "ray.io/originated-from-cr-name": "batch"}}}
-    assert candidate_owners(ray) == (OwnerRef("ray.io", "RayCluster", "rc-1"), OwnerRef("ray.io", "RayJob", "batch"))
-    cron_pod = {"metadata": {"labels": {"batch.kubernetes.io/job-name": "nightly-eval-29412345"}}}
-    assert candidate_owners(cron_pod) == (OwnerRef("batch", "Job", "nightly-eval-29412345"),
-                                          OwnerRef("batch", "CronJob", "nightly-eval"))
-    assert candidate_owners({"metadata": {"labels": {"app": "web"}}}) == ()
-    assert candidate_owners({"metadata": {"ownerReferences": "garbage", "labels": ["x"]}}) == ()
 
 
 def test_owner_cache_expires_and_forgets() -> None:

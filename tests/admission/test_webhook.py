@@ -24,6 +24,7 @@ from tests.admission.reviews import (
     H100_TPP,
     JOB_CONTROLLER,
     MANIFESTS,
+    REPLICASET_CONTROLLER,
     TRAINING_OPERATOR,
     cpu_pod,
     gpu_pod,
@@ -256,6 +257,46 @@ def test_only_a_controller_may_claim_an_admitted_owner(webhook: Server) -> None:
         assert answer["allowed"] is False, user
         assert "tenant-cap" in answer["status"]["message"]
     assert names() == ["claimed", "extra-1"]
+
+
+def test_a_deployments_pods_cannot_ride_on_an_admitted_job_by_its_labels(webhook: Server) -> None:
+    """A tenant's Deployment (a kind gpuquota does not review) whose pod template names an admitted Job: the trusted
+    ReplicaSet controller creates the pods, but their controller is a ReplicaSet, so the labels vouch for nothing."""
+    template = gpu_pod("unused", "labelclaims", 8)
+    job_uid = str(uuid.uuid4())
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "train", "namespace": "labelclaims", "uid": job_uid,
+                        "annotations": {"gpuquota.io/max-runtime": "24h"}},
+           "spec": {"parallelism": 1, "completions": 1, "activeDeadlineSeconds": 86400,
+                    "template": {"spec": template["spec"]}}}
+    assert webhook.review(review(job))["allowed"] is True  # 8 of the tenant's 16 GPUs
+    job_labels = {"batch.kubernetes.io/controller-uid": job_uid, "batch.kubernetes.io/job-name": "train",
+                  "controller-uid": job_uid, "job-name": "train"}
+    replica_set = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "serve-7d4f9cbb8",
+                    "uid": str(uuid.uuid4()), "controller": True, "blockOwnerDeletion": True}]
+
+    def deployment_pod(name: str) -> dict[str, object]:
+        return gpu_pod(name, "labelclaims", 8, owners=replica_set,
+                       labels=job_labels | {"jobset.sigs.k8s.io/jobset-name": "train",
+                                            "pod-template-hash": "7d4f9cbb8"})
+
+    def names() -> list[str]:
+        return sorted(r.workload.name for r in active_in(webhook.ledger_url, "labelclaims"))
+
+    # the Job's own pod, from the Job controller, passes on the Job's reservation ...
+    job_owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": "train", "uid": job_uid, "controller": True,
+                  "blockOwnerDeletion": True}]
+    own = gpu_pod("train-x8k2q", "labelclaims", 8, labels=job_labels, owners=job_owner)
+    assert webhook.review(review(own, user=JOB_CONTROLLER))["allowed"] is True
+    assert names() == ["train"]
+    # ... the Deployment's pods are counted like any GPU pod: the first takes the other 8 GPUs ...
+    assert webhook.review(review(deployment_pod("serve-7d4f9cbb8-a1b2c"), user=REPLICASET_CONTROLLER))["allowed"]
+    assert names() == ["serve-7d4f9cbb8-a1b2c", "train"]
+    # ... and the next one is over the cap, although the owner's answer is cached as admitted by now
+    answer = webhook.review(review(deployment_pod("serve-7d4f9cbb8-d3e4f"), user=REPLICASET_CONTROLLER))
+    assert answer["allowed"] is False
+    assert "tenant-cap" in answer["status"]["message"]
+    assert names() == ["serve-7d4f9cbb8-a1b2c", "train"]
 
 
 def test_tenant_labels_on_the_workload_are_not_trusted(webhook: Server) -> None:

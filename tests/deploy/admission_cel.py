@@ -59,6 +59,24 @@ def request(kind: tuple[str, str], operation: str, obj: Obj | None, old: Obj | N
             "object": obj, "oldObject": old}
 
 
+def scale_request(kind: tuple[str, str], before: int | None, after: int | None) -> dict[str, Any]:
+    """An UPDATE of ``<resource>/scale`` as the API server evaluates it: ``request.kind`` is autoscaling/v1 Scale,
+    the objects are Scales (a zero ``spec.replicas`` is omitted, given here as ``None``)."""
+    group, name = kind
+    plural = name.lower() + "s"
+
+    def scale(replicas: int | None) -> Obj:
+        spec = {} if replicas is None else {"replicas": replicas}
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": "llm-pretrain", "namespace": "team-a", "resourceVersion": "42"},
+                "spec": spec, "status": {"replicas": before or 0, "selector": "app=llm"}}
+
+    return {"request": {"operation": "UPDATE", "kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                        "resource": {"group": group, "version": "v1", "resource": plural}, "subResource": "scale",
+                        "dryRun": False},
+            "object": scale(after), "oldObject": scale(before)}
+
+
 def sent(hook: dict[str, Any], activation: dict[str, Any]) -> bool:
     """Whether the API server would call the webhook for this request (all matchConditions true)."""
     cel_activation = {key: json_to_cel(value) for key, value in activation.items()}

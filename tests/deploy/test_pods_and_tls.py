@@ -15,8 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from gpuquota.policy.loader import bundled_profiles, parse_policy_text
+from gpuquota.reconcile.resources import RESOURCES
 from gpuquota.tenancy.directory import parse_tenants
-from gpuquota.workloads import SUPPORTED_KINDS
+from gpuquota.workloads import SCALE_SUBRESOURCES, SUPPORTED_KINDS
 from tests.deploy.chart import CASE_NAMES, case, find, pod_specs, render
 from tests.deploy.tools import NAMESPACE
 
@@ -130,6 +131,10 @@ def test_rbac_is_least_privilege() -> None:
     assert agent == {("", "nodes", "get"), ("", "nodes", "patch")}
     webhook = _grants(_rules(docs, "-webhook"))
     assert {v for _, _, v in webhook} == {"get", "list", "watch"}
+    # Beyond Namespaces and Nodes, only `get` on the kinds a /scale request can grow (their parent is judged).
+    scalable = {(group, RESOURCES[(group, kind)].plural, "get") for group, kind in SCALE_SUBRESOURCES}
+    nodes_and_namespaces = {("", r, v) for r in ("namespaces", "nodes") for v in ("get", "list", "watch")}
+    assert webhook == nodes_and_namespaces | scalable
     reconciler = _grants(_rules(docs, "-reconciler"))
     for group, kind in SUPPORTED_KINDS:
         for verb in ("get", "list", "watch"):

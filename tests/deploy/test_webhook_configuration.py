@@ -6,13 +6,15 @@ objects of every kind."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuquota.workloads import SUPPORTED_KINDS, requests_gpu
+from gpuquota.workloads import SCALE_SUBRESOURCES, SUPPORTED_KINDS, requests_gpu, with_replicas
 from gpuquota.workloads.resources import NVIDIA_MIG_PREFIX, VENDOR_OF_RESOURCE
 from tests.deploy import admission_cel as ac
 from tests.deploy.chart import CASE_NAMES, case, find, render
@@ -87,9 +89,13 @@ def test_defaults_fail_closed_within_five_seconds() -> None:
 
 def test_rules_cover_exactly_the_supported_kinds() -> None:
     hooks = _hooks()
-    workloads = hooks["workloads.gpuquota.io"]["rules"]
+    rules = hooks["workloads.gpuquota.io"]["rules"]
+    workloads = [rule for rule in rules if not any("/" in r for r in rule["resources"])]
     assert _resources(workloads) == {_plural(k) for k in WORKLOAD_KINDS}
     assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in workloads)
+    scales = [rule for rule in rules if rule not in workloads]
+    assert _resources(scales) == {(g, f"{p}/scale") for g, p in map(_plural, SCALE_SUBRESOURCES)}
+    assert all(rule["operations"] == ["UPDATE"] and rule["apiVersions"] == ["*"] for rule in scales)
     assert all(rule["apiVersions"] == ["*"] for rule in workloads)  # a new API version cannot slip past
     pods = hooks["pods.gpuquota.io"]["rules"]
     assert _resources(pods) == {("", "pods")}
@@ -239,3 +245,45 @@ def test_conditions_are_a_superset_of_what_the_webhook_counts(kind: tuple[str, s
         assert ac.sent(_hook_for(kind), ac.request(kind, "CREATE", obj))
         if kind != POD:
             assert ac.sent(_hook_for(kind, "DELETE"), ac.request(kind, "DELETE", None, obj))
+
+
+# --- the /scale subresource --------------------------------------------------------------------------------------
+
+SCALABLE = sorted(SCALE_SUBRESOURCES)
+HELPERS = Path(__file__).resolve().parents[2] / "helm" / "gpuquota" / "templates" / "_helpers.tpl"
+
+
+def _chart_kinds() -> list[dict[str, Any]]:
+    """The chart's gpuquota.workloadKinds table (plain YAML between its define and end)."""
+    text = HELPERS.read_text()
+    body = text.split('{{- define "gpuquota.workloadKinds" -}}', 1)[1].split("{{- end }}", 1)[0]
+    kinds: list[dict[str, Any]] = yaml.safe_load(body)
+    return kinds
+
+
+def test_the_charts_scale_paths_are_the_webhooks() -> None:
+    chart = {(k["group"], k["kind"]): tuple(k["scale"]) for k in _chart_kinds() if k.get("scale")}
+    assert chart == dict(SCALE_SUBRESOURCES)
+    assert set(SCALE_SUBRESOURCES) <= SUPPORTED_KINDS
+
+
+@pytest.mark.parametrize("kind", SCALABLE)
+def test_scale_requests_are_sent_only_when_the_replicas_grow(kind: tuple[str, str]) -> None:
+    hook = _hook_for(kind, "UPDATE")
+    for before, after, expected in ((2, 5, True), (0, 1, True), (None, 3, True), (5, 2, False), (3, 3, False),
+                                    (1, 0, False), (1, None, False)):
+        activation = ac.scale_request(kind, before, after)
+        assert ac.sent(hook, activation) is expected, (before, after)
+
+
+@pytest.mark.parametrize("kind", SCALABLE)
+def test_the_scale_condition_leaves_the_workload_itself_alone(kind: tuple[str, str]) -> None:
+    """Requests on the object (no subResource) are judged by the other conditions only, growing or shrinking."""
+    hook = _hook_for(kind, "UPDATE")
+    path = SCALE_SUBRESOURCES[kind]
+    old = with_replicas(ac.workload(kind, [ac.GPU_SPEC, ac.GPU_SPEC]), path, 4)
+    for replicas in (1, 9):
+        new = with_replicas(old, path, replicas)
+        assert ac.sent(hook, ac.request(kind, "UPDATE", new, old))
+        assert ac.sent(hook, ac.request(kind, "UPDATE", new, old) | {"request": {
+            **ac.request(kind, "UPDATE", new, old)["request"], "subResource": ""}})

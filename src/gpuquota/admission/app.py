@@ -62,6 +62,16 @@ class Readiness:
         return out
 
 
+async def settle(result: Reply | Pending, run_ledger: LedgerRunner) -> Reply:
+    """The answer to a review: at once, or after its ledger part (and, for a /scale request, its API call, which
+    never runs on the event loop)."""
+    if not isinstance(result, Pending):
+        return result
+    if result.blocking:
+        return await asyncio.to_thread(result.run)
+    return await run_ledger(result.run)
+
+
 def create_app(admission: Admission, readiness: Readiness, run_ledger: LedgerRunner = run_inline,
                max_body_bytes: int = MAX_BODY_BYTES) -> ASGIApp:
     api = FastAPI(title="gpuquota webhook", docs_url=None, redoc_url=None, openapi_url=None)
@@ -125,7 +135,7 @@ def create_app(admission: Admission, readiness: Readiness, run_ledger: LedgerRun
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         result = admission.begin(body, started)
-        reply = await run_ledger(result.run) if isinstance(result, Pending) else result
+        reply = await settle(result, run_ledger)
         await respond(send, reply)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -28,12 +28,16 @@ from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.owners import OwnerCache, OwnerRef, candidate_owners
 from gpuquota.admission.review import (
     AdmissionRequest,
+    GroupVersionKind,
     ReviewError,
     build_response,
     decode_object,
     parse_review,
 )
 from gpuquota.domain import Action, Decision, Demand, Tenant, Usage
+from gpuquota.errors import UserError
+from gpuquota.kube import KubeApi, KubeError
+from gpuquota.kube.api import JsonObject
 from gpuquota.ledger import (
     AuditRecord,
     Ledger,
@@ -44,7 +48,18 @@ from gpuquota.ledger import (
     WorkloadRef,
 )
 from gpuquota.policy import Policy, decide, usage_keys
-from gpuquota.workloads import SUPPORTED_KINDS, ExtractContext, WorkloadError, extract, requests_gpu, scale_delta
+from gpuquota.reconcile.resources import RESOURCES
+from gpuquota.workloads import (
+    SCALE_SUBRESOURCES,
+    SUPPORTED_KINDS,
+    ExtractContext,
+    WorkloadError,
+    extract,
+    requests_gpu,
+    scale_delta,
+    scale_replicas,
+    with_replicas,
+)
 
 log = logging.getLogger("gpuquota.admission")
 
@@ -55,6 +70,8 @@ UNKNOWN: Final = "unknown"
 CONTROLLER_MANAGER: Final = "system:kube-controller-manager"
 SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
 SYSTEM_NAMESPACE: Final = "kube-system"
+# (apiGroup, plural) of a ``<resource>/scale`` request → the parent kind whose replicas it sets.
+SCALE_PARENTS: Final = {(RESOURCES[key].group, RESOURCES[key].plural): key for key in SCALE_SUBRESOURCES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +98,11 @@ def ledger_down_message(exc: Exception) -> str:
 
 @dataclass(slots=True)
 class Pending:
-    """The ledger part of a review; ``run`` is sync and safe to call from a worker thread."""
+    """The ledger part of a review; ``run`` is sync and safe to call from a worker thread. ``blocking``: it also
+    calls the API server, so it must leave the event loop even where ledger calls run inline (SQLite)."""
 
     run: Callable[[], Reply]
+    blocking: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +143,10 @@ class Admission:
         owners: OwnerCache | None = None,
         clock: Callable[[], datetime] = _utcnow,
         trusted_controllers: Iterable[str] = (),
+        kube: KubeApi | None = None,
     ) -> None:
         self.live = live
+        self.kube = kube  # reads the parent of a ``/scale`` request; None: no cluster access (scale-ups refused)
         self.ledger = ledger
         self.metrics = metrics
         self.audit = audit
@@ -164,6 +185,8 @@ class Admission:
     def _begin(self, request: AdmissionRequest, started: float) -> Reply | Pending:
         kind = request.kind.kind
         if (request.kind.group, kind) not in SUPPORTED_KINDS or request.operation == "CONNECT":
+            if request.sub_resource == "scale" and request.operation == "UPDATE":
+                return self._begin_scale(request, started)
             return self._skip(request, started)
         if request.operation == "DELETE":
             if request.dry_run:
@@ -194,18 +217,89 @@ class Admission:
                     unchecked.append(ref)
         if not requests_gpu(obj):
             return self._skip(request, started)
+        old = decode_object(request.old_object, "oldObject", request.uid) if request.operation == "UPDATE" else None
+        return self._judge(request, snap, obj, old, unchecked=tuple(unchecked), started=started)
+
+    def _judge(self, request: AdmissionRequest, snap: Snapshot, obj: Mapping[str, Any], old: Mapping[str, Any] | None,
+               *, unchecked: tuple[OwnerRef, ...], started: float) -> Reply | Pending:
+        """Demand (for an UPDATE, its growth over ``old``) and tenant of a GPU object, then the ledger's part."""
         ctx = self._context(snap)
         demand = whole = extract(obj, ctx)
-        if demand is not None and request.operation == "UPDATE":
-            old = decode_object(request.old_object, "oldObject", request.uid)
-            before = extract(old, ctx) if old is not None else None
+        if demand is not None and old is not None:
+            before = extract(old, ctx)
             if before is not None:
                 demand = scale_delta(before, demand)  # only growth needs new room
         if demand is None or not demand.groups:
             return self._skip(request, started)
         job = _Job(request, snap, demand, whole if whole is not demand else None, self._tenant(snap, request.namespace),
-                   self._workload(request, obj), tuple(unchecked), started)
+                   self._workload(request, obj), unchecked, started)
         return Pending(lambda: self._guarded(job))
+
+    # --- the scale subresource ------------------------------------------------------------------------------------
+
+    def _begin_scale(self, request: AdmissionRequest, started: float) -> Reply | Pending:
+        """``<resource>/scale`` of a kind with a scale subresource: judged as an UPDATE of its parent.
+
+        The Scale objects alone tell growth from shrinking, so a scale-down (or no change) passes without any I/O.
+        A scale-up needs the parent (its pod templates): it is read from the API server off the event loop.
+        """
+        parent = SCALE_PARENTS.get((request.resource.group, request.resource.resource))
+        if parent is None:
+            return self._skip(request, started)
+        as_parent = msgspec.structs.replace(
+            request, kind=GroupVersionKind(parent[0], request.resource.version, parent[1]))
+        before = scale_replicas(decode_object(request.old_object, "oldObject", request.uid), "oldObject")
+        after = scale_replicas(decode_object(request.object, "object", request.uid), "object")
+        if after <= before:
+            return self._skip(as_parent, started)  # shrinking is settled by the reconciler, never blocked
+        return Pending(lambda: self._scale_up(as_parent, before, after, started), blocking=True)
+
+    def _scale_up(self, request: AdmissionRequest, before: int, after: int, started: float) -> Reply:
+        key = (request.kind.group, request.kind.kind)
+        try:
+            stored = self._read_parent(request)
+            if isinstance(stored, str):
+                return self._unjudged(request, before, after, why=stored, started=started)
+            field = SCALE_SUBRESOURCES[key]
+            old, new = with_replicas(stored, field, before), with_replicas(stored, field, after)
+            if not requests_gpu(new):
+                return self._skip(request, started)
+            result = self._judge(request, self.live.current, new, old, unchecked=(), started=started)
+        except WorkloadError as exc:
+            return self._invalid(request, request.kind.kind, str(exc), started)
+        except Exception:
+            log.exception("internal error on admission request %s", request.uid)
+            return self._internal(request, started)
+        return result.run() if isinstance(result, Pending) else result
+
+    def _read_parent(self, request: AdmissionRequest) -> JsonObject | str:
+        """The workload a Scale belongs to, as stored, or why it cannot be read."""
+        kind = request.kind.kind
+        if self.kube is None:
+            return (f"this webhook runs without cluster access (--kube none), so it cannot read the {kind} the Scale "
+                    "belongs to")
+        resource = RESOURCES[(request.kind.group, kind)]
+        served = replace(resource, version=request.resource.version or resource.version)  # the version asked for
+        try:
+            stored = self.kube.get(f"{served.collection(request.namespace)}/{request.name}")
+        except (KubeError, UserError) as exc:  # UserError: the client's credentials (token file) are unreadable
+            log.error("cannot read %s %s/%s to judge its scale-up: %s", kind, request.namespace, request.name, exc)
+            return f"reading the {kind} from the API server failed ({exc})"
+        if stored is None:
+            return f"the API server does not have that {kind}"
+        return stored
+
+    def _unjudged(self, request: AdmissionRequest, before: int, after: int, *, why: str, started: float) -> Reply:
+        """A scale-up whose parent cannot be read: refused (fail closed), saying why and what to do instead."""
+        self.metrics.errors.labels("kube_unavailable").inc()
+        self._count(request.operation, request.kind.kind, "error", "none", started)
+        what = f"{request.kind.kind} {request.namespace}/{request.name}"
+        message = (f"gpuquota cannot judge this scale-up of {what} ({before} → {after} replicas): {why}. Scale-ups "
+                   "are refused until they can be judged (scaling down always passes). Retry in a moment, or change "
+                   f"the replicas on the {request.kind.kind} itself (kubectl edit/patch/apply), which is judged "
+                   "without that read; if it persists, ask your cluster admin to check the gpuquota webhook's "
+                   f"access to {RESOURCES[(request.kind.group, request.kind.kind)].plural} (RBAC get).")
+        return Reply(200, build_response(request.uid, False, message, code=503))
 
     def controller_made(self, request: AdmissionRequest, snap: Snapshot) -> bool:
         """Whether the request comes from a workload controller, whose owner claims may be believed.

@@ -24,6 +24,12 @@ class GroupVersionKind(msgspec.Struct, frozen=True):
     kind: str = ""
 
 
+class GroupVersionResource(msgspec.Struct, frozen=True):
+    group: str = ""
+    version: str = ""
+    resource: str = ""
+
+
 class UserInfo(msgspec.Struct, frozen=True):
     username: str = ""
     uid: str = ""
@@ -33,6 +39,8 @@ class UserInfo(msgspec.Struct, frozen=True):
 class AdmissionRequest(msgspec.Struct, frozen=True, rename="camel"):
     uid: str = ""
     kind: GroupVersionKind = msgspec.field(default_factory=GroupVersionKind)
+    resource: GroupVersionResource = msgspec.field(default_factory=GroupVersionResource)
+    sub_resource: str = ""  # "scale" for ``<resource>/scale``: ``kind`` is then autoscaling/v1 Scale
     namespace: str = ""
     name: str = ""
     operation: str = ""

@@ -126,7 +126,7 @@ class Webhook:
         )
         self.admission = Admission(self.live, self.ledger, self.metrics, self.audit, namespaces=self.namespaces,
                                    inventory_models=inventory.models if inventory is not None else None,
-                                   trusted_controllers=settings.trusted_controllers)
+                                   trusted_controllers=settings.trusted_controllers, kube=self.kube)
         self.executor: ThreadPoolExecutor | None = None
         runner: LedgerRunner = run_inline
         threads = settings.ledger_threads

@@ -6,6 +6,8 @@ Public API (the webhook, the ``check`` CLI and the Helm chart build on it — ke
 - ``scale_delta(old, new) -> Demand | None`` — the growth of an UPDATE;
 - ``requests_gpu(obj) -> bool`` — cheap pre-check, no catalog work;
 - ``SUPPORTED_KINDS`` — (apiGroup, kind) pairs with an adapter;
+- ``SCALE_SUBRESOURCES`` — (apiGroup, kind) → the field a ``/scale`` write sets; ``with_replicas``, ``scale_replicas``
+  rebuild the parent a Scale request leaves behind;
 - ``ExtractContext``, ``WorkloadError``, ``UnsupportedKind``.
 """
 
@@ -14,8 +16,10 @@ from gpuquota.workloads.delta import scale_delta
 from gpuquota.workloads.errors import UnsupportedKind, WorkloadError
 from gpuquota.workloads.extract import extract, requests_gpu
 from gpuquota.workloads.registry import SUPPORTED_KINDS
+from gpuquota.workloads.scale import SCALE_SUBRESOURCES, scale_replicas, with_replicas
 
 __all__ = [
+    "SCALE_SUBRESOURCES",
     "SUPPORTED_KINDS",
     "ExtractContext",
     "UnsupportedKind",
@@ -23,4 +27,6 @@ __all__ = [
     "extract",
     "requests_gpu",
     "scale_delta",
+    "scale_replicas",
+    "with_replicas",
 ]

@@ -33,6 +33,7 @@ from gpuquota.admission.review import (
     build_response,
     decode_object,
     parse_review,
+    resource_of,
 )
 from gpuquota.domain import Action, Decision, Demand, Tenant, Usage
 from gpuquota.errors import UserError
@@ -243,11 +244,11 @@ class Admission:
         The Scale objects alone tell growth from shrinking, so a scale-down (or no change) passes without any I/O.
         A scale-up needs the parent (its pod templates): it is read from the API server off the event loop.
         """
-        parent = SCALE_PARENTS.get((request.resource.group, request.resource.resource))
+        resource = resource_of(request)
+        parent = SCALE_PARENTS.get((resource.group, resource.resource))
         if parent is None:
             return self._skip(request, started)
-        as_parent = msgspec.structs.replace(
-            request, kind=GroupVersionKind(parent[0], request.resource.version, parent[1]))
+        as_parent = msgspec.structs.replace(request, kind=GroupVersionKind(parent[0], resource.version, parent[1]))
         before = scale_replicas(decode_object(request.old_object, "oldObject", request.uid), "oldObject")
         after = scale_replicas(decode_object(request.object, "object", request.uid), "object")
         if after <= before:
@@ -279,7 +280,7 @@ class Admission:
             return (f"this webhook runs without cluster access (--kube none), so it cannot read the {kind} the Scale "
                     "belongs to")
         resource = RESOURCES[(request.kind.group, kind)]
-        served = replace(resource, version=request.resource.version or resource.version)  # the version asked for
+        served = replace(resource, version=request.kind.version or resource.version)  # the version asked for
         try:
             stored = self.kube.get(f"{served.collection(request.namespace)}/{request.name}")
         except (KubeError, UserError) as exc:  # UserError: the client's credentials (token file) are unreadable

@@ -39,8 +39,8 @@ class UserInfo(msgspec.Struct, frozen=True):
 class AdmissionRequest(msgspec.Struct, frozen=True, rename="camel"):
     uid: str = ""
     kind: GroupVersionKind = msgspec.field(default_factory=GroupVersionKind)
-    resource: GroupVersionResource = msgspec.field(default_factory=GroupVersionResource)
     sub_resource: str = ""  # "scale" for ``<resource>/scale``: ``kind`` is then autoscaling/v1 Scale
+    resource: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # read by ``resource_of`` when needed
     namespace: str = ""
     name: str = ""
     operation: str = ""
@@ -130,6 +130,20 @@ def decode_object(raw: msgspec.Raw, field: str, uid: str) -> dict[str, Any] | No
     if not isinstance(value, dict):
         raise ReviewError(f"request.{field} must be a JSON object, got {type(value).__name__}", uid)
     return value
+
+
+_resource_decoder: Final = msgspec.json.Decoder(GroupVersionResource)
+
+
+def resource_of(request: AdmissionRequest) -> GroupVersionResource:
+    """``request.resource``, decoded only for the rare requests that need it (a /scale request's parent), so the
+    envelope of every other review skips it as raw bytes."""
+    if not request.resource:
+        return GroupVersionResource()
+    try:
+        return _resource_decoder.decode(request.resource)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ReviewError(f"request.resource is not a group/version/resource: {exc}", request.uid) from None
 
 
 def clip_warning(text: str) -> str:

@@ -1,5 +1,5 @@
 """``gpuquota reconcile`` with leader election, end to end: two real processes, the real client against the local
-API server (Leases included), a real SQLite ledger, and their /metrics scraped over HTTP."""
+API server (Leases included), a real SQLite ledger, and their /metrics, /healthz and /readyz read over HTTP."""
 
 from __future__ import annotations
 
@@ -155,12 +155,38 @@ def test_without_leader_election_it_reconciles_at_once(cluster: tuple[ApiState, 
     assert "campaigning" not in replica.log()
 
 
+def test_the_real_command_answers_its_probes(cluster: tuple[ApiState, str, Path], tmp_path: Path) -> None:
+    """``gpuquota reconcile`` as a process, leader-elected against the local API server: /healthz and /readyz are
+    200 on the metrics port, and stay so while it leads and passes run."""
+    _, url, token = cluster
+    args = ["--ledger", f"sqlite:///{tmp_path / 'l.db'}", "--api-server", url, "--token-file", str(token),
+            "--leader-elect", "--lease-name", "gq-reconciler", "--lease-namespace", "gpuquota",
+            "--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "0.2", "--interval", "0.2",
+            "--metrics-port", "0", "--metrics-host", "127.0.0.1"]  # fmt: skip
+    replica = Replica("pod-a", args, tmp_path)
+    try:
+        base = f"http://127.0.0.1:{replica.port}"
+        healthz = httpx.get(f"{base}/healthz", timeout=5)
+        assert healthz.status_code == 200, healthz.text
+        assert healthz.json()["status"] == "ok"
+        _wait_for(replica.leads)
+        _wait_for(lambda: replica.metrics()["gpuquota_reconciler_last_sync_timestamp_seconds"] > 0)
+        healthz = httpx.get(f"{base}/healthz", timeout=5)
+        assert (healthz.status_code, healthz.json()["leader"]) == (200, True)
+        assert healthz.json()["loop_heartbeat_age_s"] < 5
+        readyz = httpx.get(f"{base}/readyz", timeout=5)
+        assert (readyz.status_code, readyz.json()["status"]) == (200, "ok")
+    finally:
+        assert replica.stop() == 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--leader-elect"], "needs the Lease's namespace"),
         (["--leader-elect", "--lease-namespace", "gq", "--renew-deadline", "20"], "renew deadline < lease duration"),
         (["--metrics-port", "70000"], "--metrics-port must be"),
+        (["--interval", "30", "--stuck-after", "20"], "--stuck-after must be longer than --interval"),
     ],
 )
 def test_bad_election_options_are_user_errors(

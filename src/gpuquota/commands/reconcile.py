@@ -1,7 +1,9 @@
 """``gpuquota reconcile``: settle reservations against what runs in the cluster (see docs/ledger.md).
 
 In a pod it campaigns for a Lease first (``--leader-elect``, the default there), so of several replicas only one
-reconciles while the others wait to take over; ``/metrics`` is served by every replica (port ``--metrics-port``).
+reconciles while the others wait to take over. Every replica serves, on ``--metrics-port``, ``/metrics``, ``/healthz``
+(503 when its work loop is stuck) and ``/readyz`` (503 when it cannot use the ledger); see
+``gpuquota.reconcile.health`` for why those are the tests.
 
 Exit status: 0 after a clean stop (SIGTERM/SIGINT) or a successful ``--once``; 1 when ``--once`` failed;
 2 on bad options, an unusable ledger URL or missing credentials.
@@ -34,10 +36,10 @@ from gpuquota.commands.kubeopts import (
 from gpuquota.errors import UserError
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from gpuquota.kube import ElectionTiming
+    from gpuquota.probe_http import ProbeServer
     from gpuquota.reconcile import Reconciler, ReconcilerMetrics
+    from gpuquota.reconcile.health import ReconcilerHealth
 
 DEFAULT_LEDGER = "sqlite:///var/ledger.sqlite3"
 DEFAULT_LEASE = "gpuquota-reconciler"
@@ -78,9 +80,15 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
     ] = 10.0,
     retry_period: Annotated[float, typer.Option(help="Seconds between tries to acquire or renew the Lease.")] = 2.0,
     metrics_port: Annotated[
-        int, typer.Option(help="Port of /metrics (0: any free port; -1: no metrics endpoint).")
+        int, typer.Option(help="Port of /metrics, /healthz and /readyz (0: any free port; -1: none of them).")
     ] = DEFAULT_METRICS_PORT,
     metrics_host: Annotated[str, typer.Option(help="Address of /metrics.")] = "0.0.0.0",  # noqa: S104 - pod
+    stuck_after: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds without a turn of the work loop after which /healthz fails (default: 4 intervals, ≥ 120)."
+        ),
+    ] = None,
     api_server: ApiServerOption = None,
     token_file: TokenFileOption = None,
     ca_file: CaFileOption = None,
@@ -91,11 +99,9 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
     from gpuquota.kube import ElectionTiming  # noqa: PLC0415 - keep `gpuquota --help` fast
     from gpuquota.ledger import LedgerError, open_ledger  # noqa: PLC0415
     from gpuquota.reconcile import Reconciler, ReconcilerMetrics  # noqa: PLC0415
+    from gpuquota.reconcile.health import Heartbeat, ReconcilerHealth, stuck_after_default  # noqa: PLC0415
 
-    if grace < 0 or interval <= 0 or resync <= 0:
-        raise UserError("--grace must be ≥ 0, --interval and --resync positive")
-    if not -1 <= metrics_port < 65536:
-        raise UserError(f"--metrics-port must be between -1 and 65535, not {metrics_port}")
+    _check_numbers(grace, interval, resync, metrics_port, stuck_after)
     setup_logging(log_level)
     kube_options = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify)
     election: Election | None = None
@@ -125,16 +131,27 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
         if once:
             _once(reconciler)
         else:
-            server = _serve_metrics(metrics, metrics_host, metrics_port)
+            health = ReconcilerHealth(
+                Heartbeat(), opened.ping, stuck_after_s=stuck_after or stuck_after_default(interval)
+            )
+            server = _serve(metrics, health, metrics_host, metrics_port)
             try:
-                _run(reconciler, metrics, election, interval)
+                _run(reconciler, metrics, health, election, interval)
             finally:
                 if server is not None:
-                    server.shutdown()
-                    server.server_close()
+                    server.stop()
     finally:
         opened.close()
         kube.close()
+
+
+def _check_numbers(grace: float, interval: float, resync: float, metrics_port: int, stuck_after: float | None) -> None:
+    if grace < 0 or interval <= 0 or resync <= 0:
+        raise UserError("--grace must be ≥ 0, --interval and --resync positive")
+    if stuck_after is not None and stuck_after <= interval:
+        raise UserError(f"--stuck-after must be longer than --interval ({interval:g} s), not {stuck_after:g}")
+    if not -1 <= metrics_port < 65536:
+        raise UserError(f"--metrics-port must be between -1 and 65535, not {metrics_port}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,16 +161,29 @@ class Election:
     timing: ElectionTiming
 
 
-def _run(reconciler: Reconciler, metrics: ReconcilerMetrics, election: Election | None, interval: float) -> None:
-    """Until SIGTERM/SIGINT: reconcile, or — with an election — campaign and reconcile only while leading."""
+def _run(
+    reconciler: Reconciler,
+    metrics: ReconcilerMetrics,
+    health: ReconcilerHealth,
+    election: Election | None,
+    interval: float,
+) -> None:
+    """Until SIGTERM/SIGINT: reconcile, or — with an election — campaign and reconcile only while leading. Whichever
+    loop this replica is in beats ``health.heartbeat`` on each turn."""
     from gpuquota.kube import LeaderElector  # noqa: PLC0415
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    beat = health.heartbeat.beat
+
+    def set_leader(leader: bool) -> None:
+        metrics.set_leader(leader)
+        health.set_leader(leader)
+
     if election is None:
-        metrics.set_leader(True)
-        reconciler.run(stop, interval_s=interval)
+        set_leader(True)
+        reconciler.run(stop, interval_s=interval, heartbeat=beat)
         return
     elector = LeaderElector(
         reconciler.kube,
@@ -161,11 +191,11 @@ def _run(reconciler: Reconciler, metrics: ReconcilerMetrics, election: Election 
         election.namespace,
         pod_identity(),
         election.timing,
-        on_change=metrics.set_leader,
+        on_change=set_leader,
     )
-    metrics.set_leader(False)
+    set_leader(False)
     log.info("campaigning for lease %s/%s as %s", election.namespace, election.lease_name, elector.identity)
-    elector.run(stop, lambda term: reconciler.run(term, interval_s=interval))
+    elector.run(stop, lambda term: reconciler.run(term, interval_s=interval, heartbeat=beat), on_follow=beat)
 
 
 def _once(reconciler: Reconciler) -> None:
@@ -183,17 +213,19 @@ def _once(reconciler: Reconciler) -> None:
         raise typer.Exit(1)
 
 
-def _serve_metrics(metrics: ReconcilerMetrics, host: str, port: int) -> WSGIServer | None:
-    """prometheus_client's threaded exposition server on ``host:port`` (any path answers with the metrics)."""
+def _serve(metrics: ReconcilerMetrics, health: ReconcilerHealth, host: str, port: int) -> ProbeServer | None:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (the probe server the node agent uses too)."""
     if port < 0:
         return None
-    from prometheus_client import start_http_server  # noqa: PLC0415
+    from gpuquota.probe_http import ProbeServer  # noqa: PLC0415
 
+    checks = {"/healthz": health.liveness, "/readyz": health.readiness}
     try:
-        server, _ = start_http_server(port, host, registry=metrics.registry)
+        server = ProbeServer(metrics.registry, checks, host, port, name="reconciler")
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    log.info("serving /metrics on %s:%d", host, server.server_address[1])
+    server.start()
+    log.info("serving /metrics on %s:%d (and /healthz, /readyz)", host, server.port)
     return server
 
 

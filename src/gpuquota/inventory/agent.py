@@ -7,21 +7,18 @@ otherwise (re-asserting labels someone removed). API failures back off exponenti
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpuquota.inventory.agent_metrics import AgentMetrics
 from gpuquota.inventory.discovery import NvmlUnavailable
 from gpuquota.inventory.model import NodeInventory
 from gpuquota.inventory.node_keys import node_patch
 from gpuquota.kube import KubeApi, KubeError
+from gpuquota.probe_http import ProbeServer
 
 log = logging.getLogger(__name__)
 
@@ -169,50 +166,9 @@ class NodeAgent:
         return healthy, body
 
 
-class AgentServer:
-    """``/metrics`` and ``/healthz`` on a small threaded HTTP server (no framework needed for two paths)."""
+class AgentServer(ProbeServer):
+    """``/metrics`` and ``/healthz`` (``NodeAgent.health``) on the shared probe server."""
 
     def __init__(self, agent: NodeAgent, host: str, port: int) -> None:
         self.agent = agent
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="agent-http", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        agent = self.agent
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: no access log
-                pass
-
-            def _send(self, code: int, body: bytes, content_type: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, generate_latest(agent.metrics.registry), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    healthy, body = agent.health()
-                    self._send(200 if healthy else 503, json.dumps(body).encode(), "application/json")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
-
-        return Handler
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(agent.metrics.registry, {"/healthz": agent.health}, host, port, name="agent")

@@ -227,13 +227,21 @@ class LeaderElector:
     def follower_wait(self) -> float:
         return self.timing.retry_period_s * (1.0 + JITTER * self.jitter())
 
-    def run(self, stop: threading.Event, lead: Callable[[threading.Event], None]) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        lead: Callable[[threading.Event], None],
+        on_follow: Callable[[], None] | None = None,
+    ) -> None:
         """Campaign until ``stop``. While leading, ``lead(term)`` runs in this thread and must return soon after
         ``term`` is set — which happens when leadership is lost or ``stop`` is set. A background thread renews
-        meanwhile. On stop the Lease is released."""
+        meanwhile. On stop the Lease is released. ``on_follow`` is called after each try that left this candidate
+        a follower (a liveness heartbeat: the campaign loop turns)."""
         try:
             while not stop.is_set():
                 if not self.tick():
+                    if on_follow is not None:
+                        on_follow()
                     stop.wait(self.follower_wait())
                     continue
                 term = threading.Event()

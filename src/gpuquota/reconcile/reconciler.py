@@ -199,11 +199,14 @@ class Reconciler:
             return self.ledger.mark_running(t.reservation_ids, t.at)
         return self.ledger.finish(t.reservation_ids, t.to, t.at, t.reason, started=t.started)
 
-    def run(self, stop: threading.Event, interval_s: float = 15.0) -> None:
+    def run(self, stop: threading.Event, interval_s: float = 15.0, heartbeat: Callable[[], None] | None = None) -> None:
         """Pass after pass until ``stop`` is set; a failed pass (ledger or API down) is logged and retried.
-        Caches start empty on every call: a replica that leads again after a pause lists afresh."""
+        Caches start empty on every call: a replica that leads again after a pause lists afresh. ``heartbeat`` is
+        called once per turn of the loop (the liveness probe's evidence that it is not stuck)."""
         self.caches.clear()
         while not stop.is_set():
+            if heartbeat is not None:
+                heartbeat()
             try:
                 result = self.reconcile_once()
                 if result.applied:

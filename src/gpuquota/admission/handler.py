@@ -23,6 +23,7 @@ import msgspec
 
 from gpuquota.admission.audit import AuditLog
 from gpuquota.admission.live import LiveConfig, Snapshot
+from gpuquota.admission.lws import LwsStatefulSets
 from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.owners import OwnerCache, OwnerRef, candidate_owners
@@ -148,6 +149,8 @@ class Admission:
     ) -> None:
         self.live = live
         self.kube = kube  # reads the parent of a ``/scale`` request; None: no cluster access (scale-ups refused)
+        # checks the StatefulSet an LWS pod's claim rests on (None kube: such claims are never believed)
+        self.lws = LwsStatefulSets(kube, on_error=lambda: self.metrics.errors.labels("kube_unavailable").inc())
         self.ledger = ledger
         self.metrics = metrics
         self.audit = audit
@@ -207,9 +210,17 @@ class Admission:
         # owner reference or label on its own objects, so its claims are never looked up (nor their cached answers).
         snap = self.live.current
         unchecked: list[OwnerRef] = []
+        reads = False  # an LWS claim whose StatefulSet must be read from the API server (never on the event loop)
         if self.controller_made(request, snap):
             for ref in candidate_owners(obj):
                 if (ref.group, ref.kind) not in SUPPORTED_KINDS:
+                    continue
+                if ref.via is not None and not self.lws.cached(request.namespace, ref):
+                    # An LWS claim through a StatefulSet: believed only once that StatefulSet's owner chain is read
+                    # back (admission.lws); without cluster access never — the pod is judged on its own.
+                    if self.kube is not None and self.owners.get(request.namespace, ref) is not False:
+                        unchecked.append(ref)
+                        reads = True
                     continue
                 cached = self.owners.get(request.namespace, ref)
                 if cached:
@@ -219,10 +230,10 @@ class Admission:
         if not requests_gpu(obj):
             return self._skip(request, started)
         old = decode_object(request.old_object, "oldObject", request.uid) if request.operation == "UPDATE" else None
-        return self._judge(request, snap, obj, old, unchecked=tuple(unchecked), started=started)
+        return self._judge(request, snap, obj, old, unchecked=tuple(unchecked), started=started, reads=reads)
 
     def _judge(self, request: AdmissionRequest, snap: Snapshot, obj: Mapping[str, Any], old: Mapping[str, Any] | None,
-               *, unchecked: tuple[OwnerRef, ...], started: float) -> Reply | Pending:
+               *, unchecked: tuple[OwnerRef, ...], started: float, reads: bool = False) -> Reply | Pending:
         """Demand (for an UPDATE, its growth over ``old``) and tenant of a GPU object, then the ledger's part."""
         ctx = self._context(snap)
         demand = whole = extract(obj, ctx)
@@ -234,7 +245,7 @@ class Admission:
             return self._skip(request, started)
         job = _Job(request, snap, demand, whole if whole is not demand else None, self._tenant(snap, request.namespace),
                    self._workload(request, obj), unchecked, started)
-        return Pending(lambda: self._guarded(job))
+        return Pending(lambda: self._guarded(job), blocking=reads)
 
     # --- the scale subresource ------------------------------------------------------------------------------------
 
@@ -407,12 +418,13 @@ class Admission:
         return self._raced_out(job, decision, result)
 
     def _verified_owner(self, job: _Job) -> OwnerRef | None:
-        """The first claimed owner the ledger holds an active reservation for (answers cached either way)."""
+        """The first claimed owner the ledger holds an active reservation for (answers cached either way) — for an LWS
+        claim through a StatefulSet, also that the StatefulSet belongs to that LWS (read from the API server)."""
         namespace = job.request.namespace
         for ref in job.owners:
             active = self.ledger.find_active(WorkloadRef(namespace, ref.kind, ref.name, ref.group)) is not None
             self.owners.put(namespace, ref, active)
-            if active:
+            if active and (ref.via is None or self.lws.verify(namespace, ref)):
                 return ref
         return None
 

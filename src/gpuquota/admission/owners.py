@@ -22,19 +22,21 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 
 @dataclass(frozen=True, slots=True)
 class OwnerRef:
     """A workload an object claims to belong to, in the object's own namespace. ``uid`` is empty when the claim
-    comes from a label (labels carry names, not uids)."""
+    comes from a label (labels carry names, not uids). ``via``: for a LeaderWorkerSet label claim, the StatefulSet
+    controller it rests on, whose own owner must still be checked (``admission.lws``); not part of equality."""
 
     group: str
     kind: str
     name: str
     uid: str = ""
+    via: OwnerRef | None = field(default=None, compare=False)
 
 
 # Labels that workload controllers put on the pods (and child objects) they create: label → (group, kind).
@@ -136,13 +138,11 @@ def _label_claims(labels: Mapping[str, Any]) -> list[OwnerRef]:
     return claims
 
 
-def candidate_owners(obj: Mapping[str, Any]) -> tuple[OwnerRef, ...]:
-    """Owner references first (they carry a uid), then the controller labels that agree with the object's controller
-    reference (none without one); duplicates dropped, order kept."""
-    metadata = obj.get("metadata") or {}
+def _owner_refs(obj: Mapping[str, Any]) -> tuple[list[OwnerRef], OwnerRef | None]:
+    """The object's owner references, and the first with ``controller: true``."""
     found: list[OwnerRef] = []
     controller: OwnerRef | None = None
-    refs = metadata.get("ownerReferences")
+    refs = (obj.get("metadata") or {}).get("ownerReferences")
     if isinstance(refs, list):
         for ref in refs:
             if isinstance(ref, dict) and ref.get("kind") and ref.get("name"):
@@ -151,11 +151,24 @@ def candidate_owners(obj: Mapping[str, Any]) -> tuple[OwnerRef, ...]:
                 found.append(owner)
                 if ref.get("controller") is True and controller is None:
                     controller = owner
-    labels = metadata.get("labels")
+    return found, controller
+
+
+def controller_ref(obj: Mapping[str, Any]) -> OwnerRef | None:
+    """The object's controller owner reference (``controller: true``), if any."""
+    return _owner_refs(obj)[1]
+
+
+def candidate_owners(obj: Mapping[str, Any]) -> tuple[OwnerRef, ...]:
+    """Owner references first (they carry a uid), then the controller labels that agree with the object's controller
+    reference (none without one); duplicates dropped, order kept. A LeaderWorkerSet claim carries the StatefulSet it
+    rests on in ``via``: it holds only once that StatefulSet's own owner is checked."""
+    found, controller = _owner_refs(obj)
+    labels = (obj.get("metadata") or {}).get("labels")
     if controller is not None and isinstance(labels, dict):
         for claim in _label_claims(labels):
             if _consistent(claim, controller, labels):
-                found.append(claim)
+                found.append(replace(claim, via=controller) if claim.kind == "LeaderWorkerSet" else claim)
                 if claim.kind == "Job" and (cron := _CRONJOB_JOB_NAME.match(claim.name)):
                     found.append(OwnerRef("batch", "CronJob", cron.group(1)))
     seen: set[tuple[str, str, str]] = set()

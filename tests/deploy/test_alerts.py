@@ -18,6 +18,7 @@ UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
 REQUIRED_ALERTS = {
     "GpuQuotaCapNearlyUsed", "GpuQuotaCapAlmostExhausted", "GpuQuotaDenialSpike", "GpuQuotaWebhookErrors",
     "GpuQuotaAdmissionLatencyHigh", "GpuQuotaLedgerUnreachable", "GpuQuotaAgentNotReporting",
+    "GpuQuotaReconcilerNoLeader", "GpuQuotaReconcilerStale",
 }
 
 
@@ -95,3 +96,25 @@ def test_thresholds_and_scope_follow_the_values(tmp_path: Path) -> None:
     (tmp_path / "custom.yaml").write_text(yaml.safe_dump({"groups": find(docs, "PrometheusRule")["spec"]["groups"]}))
     check = run([tool("promtool"), "check", "rules", str(tmp_path / "custom.yaml")])
     assert check.returncode == 0, check.output
+
+
+def test_reconciler_alerts_follow_the_values_and_need_its_scrape(tmp_path: Path) -> None:
+    """Thresholds come from the values; without the reconciler, or without the PodMonitor that scrapes it, there is
+    no reconciler group (its series would be absent, and "absent" means no leader)."""
+    def alerts(values: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+        result = helm(*template_args({"monitoring": {"force": True, **values.pop("monitoring", {})}, **values},
+                                     tmp_path / f"{name}.yaml", "1.30.0"))
+        assert result.returncode == 0, result.output
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return _alerts(find(docs, "PrometheusRule")["spec"]["groups"])
+
+    custom = alerts({"monitoring": {"prometheusRule": {"reconcilerStaleSeconds": 1800, "reconcilerNoLeaderFor": "15m"}},
+                     "ledger": {"postgresql": {"existingSecret": "gpuquota-ledger"}}}, "custom")
+    assert custom["GpuQuotaReconcilerStale"]["expr"].endswith("> 1800")
+    assert custom["GpuQuotaReconcilerNoLeader"]["for"] == "15m"
+    assert "GpuQuotaReconcilerStale" not in alerts({"reconciler": {"enabled": False}}, "off")
+    assert "GpuQuotaReconcilerNoLeader" not in alerts({"monitoring": {"podMonitor": {"enabled": False}}}, "unscraped")
+    bad = helm(*template_args({"monitoring": {"force": True, "prometheusRule": {"reconcilerNoLeaderFor": "5 min"}}},
+                              tmp_path / "bad.yaml", "1.30.0"))
+    assert bad.returncode != 0
+    assert "reconcilerNoLeaderFor" in bad.output

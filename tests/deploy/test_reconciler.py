@@ -90,3 +90,27 @@ def test_the_pod_monitor_scrapes_whichever_pods_run_the_reconciler(name: str) ->
     assert endpoint["path"] == "/metrics"
     agent_pods = find(docs, "DaemonSet", "-agent")["spec"]["template"]["metadata"]["labels"]
     assert not monitor["spec"]["selector"]["matchLabels"].items() <= agent_pods.items()
+
+
+@pytest.mark.parametrize("name", [n for n in CASE_NAMES if case(n).values.get("reconciler", {}).get("enabled", True)])
+def test_the_reconciler_is_probed_on_its_metrics_port(name: str) -> None:
+    """Liveness on /healthz (its work loop turns) wherever it runs; readiness on /readyz (it can use the ledger) only
+    in its own Deployment: in the webhook pod (SQLite) a failing reconciler probe would take the webhook out of its
+    Service and refuse every GPU workload."""
+    docs = render(name)
+    _, container = _reconciler_container(docs)
+    port_names = {p["name"] for p in container["ports"]}
+    for probe in ("startupProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert (get["path"], get["port"]) == ("/healthz", "recon-metrics"), probe
+        assert get["port"] in port_names
+        assert get.get("scheme", "HTTP") == "HTTP"  # the metrics port is plain HTTP
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 30  # one slow answer does not restart it
+    if case(name).postgres:
+        readiness = container["readinessProbe"]["httpGet"]
+        assert (readiness["path"], readiness["port"]) == ("/readyz", "recon-metrics")
+    else:
+        assert "readinessProbe" not in container
+        webhook = {c["name"]: c for c in find(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"]}
+        assert webhook["webhook"]["readinessProbe"]["httpGet"]["path"] == "/readyz"  # the pod's readiness is its own

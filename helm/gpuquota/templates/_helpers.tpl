@@ -315,3 +315,27 @@ values (Secret, webhook caBundle, the pods' checksum), so the first call stores 
   containerPort: {{ .Values.reconciler.metricsPort }}
   protocol: TCP
 {{- end }}
+
+{{/* The reconciler's probes on its metrics port (gpuquota.reconcile.health): /healthz fails when its work loop has not
+turned for --stuck-after (default 4 intervals, at least 120 s), /readyz while it cannot use the ledger — a follower
+that is not leading is ready. The readiness probe is left out for the container inside the webhook pod (SQLite): a
+pod is ready only when all its containers are, so it would take the webhook out of its Service, and refuse every GPU
+workload, over a reconciler-only problem; the webhook's own /readyz already checks that SQLite file. */}}
+{{- define "gpuquota.reconcilerProbes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: recon-metrics}
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet: {path: /healthz, port: recon-metrics}
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+{{- if .readiness }}
+readinessProbe:
+  httpGet: {path: /readyz, port: recon-metrics}
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+{{- end }}
+{{- end }}

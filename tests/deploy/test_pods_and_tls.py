@@ -134,7 +134,9 @@ def test_rbac_is_least_privilege() -> None:
     # Beyond Namespaces and Nodes, only `get` on the kinds a /scale request can grow (their parent is judged).
     scalable = {(group, RESOURCES[(group, kind)].plural, "get") for group, kind in SCALE_SUBRESOURCES}
     nodes_and_namespaces = {("", r, v) for r in ("namespaces", "nodes") for v in ("get", "list", "watch")}
-    assert webhook == nodes_and_namespaces | scalable
+    # and `get` on the StatefulSets and Pods an LWS pod's owner chain runs through (one rule over "" and apps)
+    lws_chain = {(group, r, "get") for group in ("", "apps") for r in ("pods", "statefulsets")}
+    assert webhook == nodes_and_namespaces | scalable | lws_chain
     reconciler = _grants(_rules(docs, "-reconciler"))
     for group, kind in SUPPORTED_KINDS:
         for verb in ("get", "list", "watch"):

@@ -48,6 +48,11 @@ def country_key(code: str = "BR") -> UsageKey:
     return UsageKey(Scope.JURISDICTION, code, Metric.CONCURRENT_TPP)
 
 
+def allocation_key(code: str = "BR") -> UsageKey:
+    """The country-allocation rule's own counter: the country's usage without the tenants VEU status exempts."""
+    return UsageKey(Scope.JURISDICTION, f"{code}~tier2-country-allocation", Metric.CONCURRENT_TPP)
+
+
 # --- tiers -------------------------------------------------------------------------------------------------------
 
 
@@ -129,7 +134,7 @@ def test_what_is_already_used_counts(diffusion: Policy) -> None:
 
 
 def test_country_allocation_binds_all_tenants_of_a_country(diffusion: Policy) -> None:
-    usage = {country_key(): 789_500_000.0}
+    usage = {allocation_key(): 789_500_000.0}
     decision = decide(demand(8, pods=8), tenant("BR"), usage, diffusion, now=NOW)
     assert not decision.allowed
     assert [o.rule_id for o in decision.denying_rules] == ["tier2-country-allocation"]
@@ -497,8 +502,8 @@ def test_usage_keys_cover_every_counter_read_or_charged(diffusion: Policy) -> No
 
 def test_profile_identity_is_recorded(diffusion: Policy) -> None:
     decision = decide(demand(8), tenant("BR"), {}, diffusion, now=NOW)
-    assert (decision.profile, decision.profile_version) == ("ai-diffusion-2025", "2025.1")
-    assert decision.annotations["profile"] == "ai-diffusion-2025@2025.1"
+    assert (decision.profile, decision.profile_version) == ("ai-diffusion-2025", "2025.2")
+    assert decision.annotations["profile"] == "ai-diffusion-2025@2025.2"
     assert decision.annotations["tier"] == "tier-2"
     assert decision.annotations["tpp"] == f"{8 * H100_TPP:.0f}"
     assert decision.annotations["rules"] == "tier2-tenant-lpp,tier2-country-allocation,closed-weights-1e26"

@@ -20,8 +20,11 @@ POLICIES["custom"] = profile(
     rule("cluster", "concurrent-tpp", 5e7, scope="cluster", exemptions=["veu"]),
     rule("rest-tenant", "concurrent-tpp", 1e6, match={"tiers": ["rest"]}, exemptions=["licence", "veu"], warnAt=0.5),
     rule("big-run", "workload-operations", 1e25, action="audit"),
+    rule("country-pool", "concurrent-tpp", 2e7, scope="jurisdiction", exemptions=["veu", "licence"],
+         excludeExempted=True, warnAt=0.9),
     unknownJurisdiction={"action": "warn"},
-)
+)  # fmt: skip
+POOLS = ("tier2-country-allocation", "country-pool")  # the excludeExempted rules' counters (docs/policy.md)
 MODELS = ("H100-SXM5-80GB", "A100-SXM4-80GB", "H20", "L40", "L4", "B200", "T4")
 JURISDICTIONS = ("US", "JP", "BR", "IN", "AE", "CN", "RU", "HK", "XX", None)
 
@@ -34,7 +37,9 @@ exemptions = st.lists(
         Exemption,
         kind=st.sampled_from(["veu", "licence", "other"]),
         id=st.sampled_from(["", "E-1", "E-2"]),
-        rules=st.sampled_from([(), ("tier2-tenant-lpp",), ("closed-weights-1e26",), ("ops-year",)]),
+        rules=st.sampled_from(
+            [(), ("tier2-tenant-lpp",), ("closed-weights-1e26",), ("ops-year",), ("tier2-country-allocation",)]
+        ),
         amount=st.one_of(st.none(), st.floats(min_value=0, max_value=1e27)),
         expires=st.one_of(st.none(), st.dates(min_value=date(2025, 1, 1), max_value=date(2028, 1, 1))),
     ),
@@ -65,6 +70,8 @@ def _usage(tenant: Tenant, tpp: float, country: float, ops: float) -> dict[Usage
     }
     if tenant.jurisdiction:
         usage[UsageKey(Scope.JURISDICTION, tenant.jurisdiction, Metric.CONCURRENT_TPP)] = country
+        for pool in POOLS:  # what the tenants without an exemption hold: part of the country's usage
+            usage[UsageKey(Scope.JURISDICTION, f"{tenant.jurisdiction}~{pool}", Metric.CONCURRENT_TPP)] = country / 2
     usage[UsageKey(Scope.TENANT, tenant.name, Metric.OPERATIONS, f"calendar-year:{NOW.year}")] = ops
     return usage
 

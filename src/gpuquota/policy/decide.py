@@ -26,8 +26,8 @@ from gpuquota.domain import (
 )
 from gpuquota.policy import format as fmt
 from gpuquota.policy.messages import SCOPE_NOUN, denial, short
-from gpuquota.policy.model import Policy, Rule
-from gpuquota.policy.plan import UNKNOWN_SUBJECT, WORKLOAD_WINDOW, PlannedRule, TenantPlan, plan_for
+from gpuquota.policy.model import Policy, Rule, base_subject
+from gpuquota.policy.plan import UNKNOWN_SUBJECT, UNSHARED, WORKLOAD_WINDOW, PlannedRule, TenantPlan, plan_for
 
 UNKNOWN_JURISDICTION_RULE = "unknown-jurisdiction"
 MALFORMED_RULE = "malformed-workload"
@@ -45,7 +45,8 @@ def _operations(demand: Demand, tpp: float, policy: Policy) -> float | None:
 
 def usage_keys(policy: Policy, demand: Demand, tenant: Tenant, now: datetime) -> frozenset[UsageKey]:
     """Every ledger counter ``decide()`` reads or charges for this demand: the matching rules' keys (per-workload
-    rules have none) and the base metering keys (concurrent TPP, and calendar-year operations when bounded)."""
+    rules have none; an ``excludeExempted`` rule's is its own ``<subject>~<rule id>`` counter, read even when the
+    tenant is lifted) and the base metering keys (concurrent TPP, and calendar-year operations when bounded)."""
     plan = plan_for(policy, tenant, now.date())
     keys = {p.key for p in plan.rules if not p.rule.per_workload and p.rule.matches_demand(demand)}
     keys.update(plan.concurrent_keys)
@@ -102,15 +103,14 @@ class _Verdict:
 
     def charge(self, planned: PlannedRule, amount: float, cap: float | None) -> None:
         slot = planned.slot
+        if slot == UNSHARED or ((slot < 0 or slot >= len(self.keys)) and planned.key not in self.keys):
+            self.keys.append(planned.key)
+            self.amounts.append(amount)
+            self.caps.append(cap)
+            self.cap_rules.append(planned.rule.id if cap is not None else None)
+            return
         if slot < 0 or slot >= len(self.keys):
-            try:
-                slot = self.keys.index(planned.key)
-            except ValueError:
-                self.keys.append(planned.key)
-                self.amounts.append(amount)
-                self.caps.append(cap)
-                self.cap_rules.append(planned.rule.id if cap is not None else None)
-                return
+            slot = self.keys.index(planned.key)
         current = self.caps[slot]
         if cap is not None and (current is None or cap < current):
             self.caps[slot] = cap
@@ -189,13 +189,15 @@ def _judge(planned: PlannedRule, usage: Usage, v: _Verdict) -> None:
     elif rule.warn_at is not None and 0 < cap < _INF and (used + requested) / cap >= rule.warn_at:
         v.warnings.append(
             fmt.clip(
-                f"{rule.id}: {SCOPE_NOUN[rule.scope]} {key.subject} would be at "
+                f"{rule.id}: {SCOPE_NOUN[rule.scope]} {base_subject(key.subject)} would be at "
                 f"{fmt.percent((used + requested) / cap)} of its cap ({short(used + requested, cap, rule)})",
                 WARNING_LIMIT,
             )
         )
-    if per_workload or requested == _INF:
-        return  # nothing cumulative to reserve: the ledger settles unbounded runs from operations_per_second
+    # Nothing cumulative to reserve (the ledger settles unbounded runs from operations_per_second), or an
+    # excludeExempted rule lifted for this tenant: its usage stays out of the rule's counter.
+    if per_workload or requested == _INF or not planned.charged:
+        return
     v.charge(planned, requested, planned.charged_cap)
 
 

@@ -81,6 +81,7 @@ def _rule(spec: RuleSpec) -> Rule:
         cap=spec.cap.amount,
         warn_at=spec.warn_at,
         exemptions=frozenset(spec.exemptions),
+        exclude_exempted=spec.exclude_exempted,
         hint=spec.hint,
         tiers=opt(match.tiers),
         exclude_tiers=frozenset(match.exclude_tiers),

@@ -26,6 +26,21 @@ if TYPE_CHECKING:
 
 WORKLOAD = "workload-operations"
 """Cap kind of a per-workload operations rule: nothing cumulative is read or charged for it."""
+EXCLUDED_SEPARATOR = "~"
+"""Joins a scope subject and a rule id into the subject of an ``excludeExempted`` rule's own counter
+(``BR~tier2-country-allocation``). No tenant name, ISO code, tier name or rule id contains it, so such a
+counter never collides with a base metering counter or with another rule's."""
+
+
+def excluded_subject(subject: str, rule_id: str) -> str:
+    """The subject of the counter an ``excludeExempted`` rule reads: ``subject``'s usage by the tenants the rule
+    applies to, leaving out those its exemptions lift."""
+    return f"{subject}{EXCLUDED_SEPARATOR}{rule_id}"
+
+
+def base_subject(subject: str) -> str:
+    """``BR`` for ``BR~tier2-country-allocation`` (and ``BR`` itself): the scope subject messages name."""
+    return subject.partition(EXCLUDED_SEPARATOR)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +58,7 @@ class Rule:
     cap: float
     warn_at: float | None
     exemptions: frozenset[str]
+    exclude_exempted: bool  # its counter leaves out the tenants its exemptions lift (own subject, see above)
     hint: str
     tiers: frozenset[str] | None
     exclude_tiers: frozenset[str]

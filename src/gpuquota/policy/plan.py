@@ -3,6 +3,10 @@
 Which rules match the tenant, the ledger key each reads, the cap after the tenant's exemptions and the base
 metering keys depend only on the tenant and the day — not on the workload — so ``decide()`` computes them once
 and then only does the workload-side match and the arithmetic per demand.
+
+A rule with ``excludeExempted`` reads its own counter (subject ``<subject>~<rule id>``) rather than the base
+metering counter of its scope; only tenants it applies to are charged there. A tenant it lifts still reads the
+counter (its outcome shows what the others hold) but charges only the base counters.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ from dataclasses import dataclass
 from datetime import date
 
 from gpuquota.domain import CONCURRENT_WINDOW, Action, Metric, Scope, Tenant, UsageKey, calendar_year_window
-from gpuquota.policy.model import Policy, Rule
+from gpuquota.policy.model import Policy, Rule, excluded_subject
 
 WORKLOAD_WINDOW = "workload"
 """Window of the key a per-workload operations outcome carries. It names no ledger counter and is never charged."""
 UNKNOWN_SUBJECT = "unknown"
 """Subject of a jurisdiction- or tier-scoped rule key when the tenant has no known jurisdiction."""
+UNSHARED = -2
+"""``PlannedRule.slot`` of a key no base key and no other rule of the plan has: ``decide()`` appends its charge
+without looking for it among the charges so far (an ``excludeExempted`` rule's counter is always one)."""
 _INF = math.inf
 _MEMO_LIMIT = 65536
 
@@ -28,12 +35,13 @@ class PlannedRule:
     key: UsageKey
     cap: float  # after exemptions (inf when lifted)
     exempted_by: str | None
-    slot: int  # index of ``key`` among the plan's base keys, -1 when it is not one of them
+    slot: int  # index of ``key`` among the plan's base keys; -1 (another rule may share it) or UNSHARED when not one
     # flags precomputed from the rule, so the per-demand loop reads plain attributes
     counts_tpp: bool
     per_workload: bool
     denies: bool
     charged_cap: float | None  # what the ledger re-checks: the cap of a deny rule that is not lifted
+    charged: bool = True  # false for a tenant an excludeExempted rule's exemptions lift: it stays out of the counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +109,20 @@ def plan_for(policy: Policy, tenant: Tenant, day: date) -> TenantPlan:
     base_keys = tuple(UsageKey(s, n, Metric.CONCURRENT_TPP, CONCURRENT_WINDOW) for s, n in subjects) + tuple(
         UsageKey(s, n, Metric.OPERATIONS, year) for s, n in subjects
     )
-    planned = []
-    for rule in policy.rules_for(tenant, tier):
+    rules = policy.rules_for(tenant, tier)
+    keys = []
+    for rule in rules:
         window = WORKLOAD_WINDOW if rule.per_workload else rule.window_key(day)
-        key = UsageKey(rule.scope, _subject(rule.scope, tenant, tier), rule.metric, window)
-        slot = base_keys.index(key) if key in base_keys else -1
-        key = base_keys[slot] if slot >= 0 else key
+        subject = _subject(rule.scope, tenant, tier)
+        if rule.exclude_exempted:
+            subject = excluded_subject(subject, rule.id)
+        keys.append(UsageKey(rule.scope, subject, rule.metric, window))
+    planned = []
+    for rule, made in zip(rules, keys, strict=True):
+        slot = base_keys.index(made) if made in base_keys else (UNSHARED if keys.count(made) == 1 else -1)
+        key = base_keys[slot] if slot >= 0 else made  # the base tuple's own object: hashed and compared once
         cap, by = _exempt(rule, tenant, day)
+        lifted = cap == _INF
         denies = rule.action is Action.DENY
         planned.append(
             PlannedRule(
@@ -119,7 +134,8 @@ def plan_for(policy: Policy, tenant: Tenant, day: date) -> TenantPlan:
                 counts_tpp=rule.metric is Metric.CONCURRENT_TPP,
                 per_workload=rule.per_workload,
                 denies=denies,
-                charged_cap=cap if denies and cap < _INF else None,
+                charged_cap=cap if denies and not lifted else None,
+                charged=not (lifted and rule.exclude_exempted),
             )
         )
     plan = TenantPlan(

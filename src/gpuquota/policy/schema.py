@@ -117,6 +117,7 @@ class RuleSpec(_Spec):
     action: Action = Action.DENY
     warn_at: Number | None = Field(default=None, gt=0, le=1)
     exemptions: tuple[str, ...] = ()
+    exclude_exempted: bool = False
     hint: str = ""
     source: str = ""
 
@@ -134,12 +135,34 @@ class RuleSpec(_Spec):
             raise ValueError("exemption kinds must be non-empty")
         return value
 
+    @model_validator(mode="after")
+    def _excluding_needs_a_pool(self) -> RuleSpec:
+        """``excludeExempted`` leaves the tenants a rule's exemptions lift out of a shared counter: without
+        exemptions nobody is lifted, a tenant-scoped counter holds only the tenant itself, and a per-workload cap
+        counts nothing, so anywhere else the flag would be a silent no-op."""
+        if not self.exclude_exempted:
+            return self
+        if not self.exemptions:
+            raise ValueError("excludeExempted needs exemptions: it leaves out the tenants they lift")
+        if self.scope is Scope.TENANT:
+            raise ValueError("excludeExempted applies to a shared scope (jurisdiction, tier or cluster), not tenant")
+        if self.cap.kind == "workload-operations":
+            raise ValueError("excludeExempted does not apply to a workload-operations cap: it counts no usage")
+        return self
+
 
 class TierSpec(_Spec):
     name: str = Field(min_length=1, max_length=63)
     description: str = ""
     jurisdictions: tuple[Country, ...] = ()
     source: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _no_tilde(cls, value: str) -> str:
+        if "~" in value:  # it would collide with an excludeExempted rule's counter of another tier (docs/policy.md)
+            raise ValueError(f"{value!r}: tier names may not contain '~' (it joins excludeExempted counter subjects)")
+        return value
 
 
 class UnknownJurisdictionSpec(_Spec):

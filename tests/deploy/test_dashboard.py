@@ -164,6 +164,8 @@ def test_dashboard_shows_what_admins_need() -> None:
     assert "max by (model) (gpuquota_cluster_capacity_tpp" in expressions
     assert "sum by (class)" in expressions
     assert any("by model and class" in t for t in titles)
+    assert 'sum(gpuquota_reconciler_leader{namespace="gpuquota-system"})' in expressions  # is anyone settling?
+    assert "gpuquota_reconciler_last_sync_timestamp_seconds" in expressions
 
 
 def test_every_dashboard_expression_parses(tmp_path: Path) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gpuquota.ledger import ReservationRecord, open_ledger
 from tests.admission.pki import TestCA, make_ca
-from tests.admission.serverproc import TEST_POLICY, Server, start_server, tenants_yaml
+from tests.admission.serverproc import TEST_POLICY, Server, start_server, tenants_yaml, wait_for
+from tests.kube.apiserver import ApiState, api_server
 from tests.ledger.conftest import postgres_server_url  # noqa: F401 - re-exported fixture
 
 TRUSTED_OPERATOR = "ci-operator@example.com"  # named with --trusted-controller on the test server
@@ -56,3 +59,25 @@ def active(ledger_url: str) -> list[ReservationRecord]:
 
 def active_in(ledger_url: str, namespace: str) -> list[ReservationRecord]:
     return [r for r in active(ledger_url) if r.workload.namespace == namespace]
+
+
+def namespace_object(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A Namespace as the API server returns it (the cluster view reads tenant and jurisdiction labels from it)."""
+    return {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name, "labels": labels}}
+
+
+@contextmanager
+def cluster_server(setup: Setup, directory: Path, state: ApiState) -> Iterator[Server]:
+    """A real webhook with its cluster view on, watching a local API server that serves ``state``; ready on entry."""
+    directory.mkdir(parents=True, exist_ok=True)
+    token = directory / "token"
+    token.write_text(state.token)
+    with api_server(state) as url:
+        server = start_server(directory / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
+                              ca_file=setup.ca.ca_file,
+                              extra=("--kube", "in-cluster", "--api-server", url, "--token-file", str(token)))
+        try:
+            assert wait_for(lambda: server.client().get("/readyz").status_code == 200)
+            yield server
+        finally:
+            server.stop()

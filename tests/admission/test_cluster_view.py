@@ -9,16 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.admission.conftest import Setup
+from tests.admission.conftest import Setup, cluster_server, namespace_object
 from tests.admission.reviews import gpu_pod, review
-from tests.admission.serverproc import Server, start_server, wait_for
-from tests.kube.apiserver import ApiState, api_server
+from tests.admission.serverproc import Server, wait_for
+from tests.kube.apiserver import ApiState
 
 A100_TPP = 4992
-
-
-def _namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name, "labels": labels}}
 
 
 def _node(name: str, product: str, count: int) -> dict[str, Any]:
@@ -30,22 +26,13 @@ def _node(name: str, product: str, count: int) -> dict[str, Any]:
 def cluster(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ApiState]]:
     tmp_path = tmp_path_factory.mktemp("cluster")
     state = ApiState()
-    state.put("/api/v1/namespaces/from-labels", _namespace("from-labels", {"gpuquota.io/jurisdiction": "BR"}))
-    state.put("/api/v1/namespaces/relabelled", _namespace("relabelled", {"team": "ml"}))
-    state.put("/api/v1/namespaces/acme", _namespace("acme", {"gpuquota.io/jurisdiction": "CN"}))
+    state.put("/api/v1/namespaces/from-labels", namespace_object("from-labels", {"gpuquota.io/jurisdiction": "BR"}))
+    state.put("/api/v1/namespaces/relabelled", namespace_object("relabelled", {"team": "ml"}))
+    state.put("/api/v1/namespaces/acme", namespace_object("acme", {"gpuquota.io/jurisdiction": "CN"}))
     for index in range(3):
         state.put(f"/api/v1/nodes/gpu-{index}", _node(f"gpu-{index}", "NVIDIA-A100-SXM4-80GB", 8))
-    token = tmp_path / "token"
-    token.write_text(state.token)
-    with api_server(state) as url:
-        server = start_server(tmp_path / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
-                              ca_file=setup.ca.ca_file,
-                              extra=("--kube", "in-cluster", "--api-server", url, "--token-file", str(token)))
-        try:
-            assert wait_for(lambda: server.client().get("/readyz").status_code == 200)
-            yield server, state
-        finally:
-            server.stop()
+    with cluster_server(setup, tmp_path, state) as server:
+        yield server, state
 
 
 def test_jurisdiction_comes_from_the_namespace_label(cluster: tuple[Server, ApiState]) -> None:
@@ -70,7 +57,7 @@ def test_label_changes_are_followed_without_a_restart(cluster: tuple[Server, Api
     assert first["allowed"] is False
     assert "gpuquota.io/jurisdiction" in first["status"]["message"]
     state.put("/api/v1/namespaces/relabelled",
-              _namespace("relabelled", {"team": "ml", "gpuquota.io/jurisdiction": "JP"}))
+              namespace_object("relabelled", {"team": "ml", "gpuquota.io/jurisdiction": "JP"}))
     assert wait_for(lambda: server.review(review(gpu_pod("p", "relabelled", 1), dry_run=True))["allowed"])
 
 

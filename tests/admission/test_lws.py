@@ -19,11 +19,11 @@ from gpuquota.admission.lws import LwsStatefulSets, pod_path, statefulset_path
 from gpuquota.admission.owners import OwnerRef, candidate_owners
 from gpuquota.kube import FakeKube, KubeError
 from gpuquota.kube.api import JsonObject
-from tests.admission.conftest import Setup, active_in
+from tests.admission.conftest import Setup, active_in, cluster_server, namespace_object
 from tests.admission.reviews import H100_TPP, gpu_pod, review
-from tests.admission.serverproc import Server, start_server, wait_for
+from tests.admission.serverproc import Server
 from tests.admission.test_scale import leaderworkerset
-from tests.kube.apiserver import ApiState, api_server
+from tests.kube.apiserver import ApiState
 
 STS_CONTROLLER = "system:serviceaccount:kube-system:statefulset-controller"
 LWS_API = "leaderworkerset.x-k8s.io/v1"
@@ -215,8 +215,7 @@ def test_without_cluster_access_or_on_errors_nothing_is_verified() -> None:
 # --- the real webhook -----------------------------------------------------------------------------------------------
 
 def _namespace(name: str) -> dict[str, Any]:
-    return {"kind": "Namespace", "apiVersion": "v1",
-            "metadata": {"name": name, "labels": {"gpuquota.io/jurisdiction": "BR"}}}  # tier-2: capped at 16 H100
+    return namespace_object(name, {"gpuquota.io/jurisdiction": "BR"})  # tier-2: capped at 16 H100
 
 
 def _gets(state: ApiState, path: str) -> int:
@@ -229,17 +228,8 @@ def cluster(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     state = ApiState()
     for name in ("lws-ok", "lws-forged", "lws-down"):
         state.put(f"/api/v1/namespaces/{name}", _namespace(name))
-    token = tmp_path / "token"
-    token.write_text(state.token)
-    with api_server(state) as url:
-        server = start_server(tmp_path / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
-                              ca_file=setup.ca.ca_file,
-                              extra=("--kube", "in-cluster", "--api-server", url, "--token-file", str(token)))
-        try:
-            assert wait_for(lambda: server.client().get("/readyz").status_code == 200)
-            yield server, state
-        finally:
-            server.stop()
+    with cluster_server(setup, tmp_path, state) as server:
+        yield server, state
 
 
 def _admit(server: Server, state: ApiState, made: LwsObjects) -> None:

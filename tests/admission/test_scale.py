@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.admission.conftest import Setup, active_in
+from tests.admission.conftest import Setup, active_in, cluster_server, namespace_object
 from tests.admission.reviews import H100, H100_TPP, pytorch_job, review
-from tests.admission.serverproc import Server, start_server, wait_for
-from tests.kube.apiserver import ApiState, api_server
+from tests.admission.serverproc import Server
+from tests.kube.apiserver import ApiState
 
 LWS_GROUP = "leaderworkerset.x-k8s.io"
 LWS = (LWS_GROUP, "leaderworkersets")
@@ -24,8 +24,7 @@ HPA = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
 
 
 def _namespace(name: str) -> dict[str, Any]:
-    return {"kind": "Namespace", "apiVersion": "v1",
-            "metadata": {"name": name, "labels": {"gpuquota.io/jurisdiction": "BR"}}}  # tier-2: capped at 16 H100
+    return namespace_object(name, {"gpuquota.io/jurisdiction": "BR"})  # tier-2: capped at 16 H100
 
 
 def leaderworkerset(name: str, namespace: str, replicas: int) -> dict[str, Any]:
@@ -94,17 +93,8 @@ def cluster(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     state = ApiState()
     for name in ("lws-grow", "lws-down", "lws-broken", "pt-grow"):
         state.put(f"/api/v1/namespaces/{name}", _namespace(name))
-    token = tmp_path / "token"
-    token.write_text(state.token)
-    with api_server(state) as url:
-        server = start_server(tmp_path / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
-                              ca_file=setup.ca.ca_file,
-                              extra=("--kube", "in-cluster", "--api-server", url, "--token-file", str(token)))
-        try:
-            assert wait_for(lambda: server.client().get("/readyz").status_code == 200)
-            yield server, state
-        finally:
-            server.stop()
+    with cluster_server(setup, tmp_path, state) as server:
+        yield server, state
 
 
 def test_an_lws_scale_up_is_judged_on_its_growth_and_reserved(cluster: tuple[Server, ApiState]) -> None:

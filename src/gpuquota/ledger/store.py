@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
+from functools import lru_cache
 from typing import TypeVar
 
 from gpuquota.domain import Metric, UsageKey
@@ -145,8 +146,10 @@ class SqlLedger:
             tx.execute(UPSERT_COUNTERS.format(values=values), [v for row in rows for v in row])
 
     @staticmethod
-    def _sums_statement(keys: Sequence[UsageKey]) -> tuple[str, list[object]]:
-        """One statement summing each key's window: (index, sum) rows."""
+    @lru_cache(maxsize=1024)
+    def _sums_statement(keys: tuple[UsageKey, ...]) -> tuple[str, tuple[object, ...]]:
+        """One statement summing each key's window: (index, sum) rows. Cached: a policy asks for the same few key
+        sets on every review, and windows roll only daily."""
         parts: list[str] = []
         params: list[object] = []
         for i, key in enumerate(keys):
@@ -156,12 +159,12 @@ class SqlLedger:
                 "WHERE scope = ? AND subject = ? AND metric = ? AND bucket BETWEEN ? AND ?"
             )
             params += [str(key.scope), key.subject, str(key.metric), rng.low, rng.high]
-        return " UNION ALL ".join(parts), params
+        return " UNION ALL ".join(parts), tuple(params)
 
     # -- the webhook's interface ------------------------------------------------------------------------------
 
     def usage(self, keys: Iterable[UsageKey], now: datetime) -> dict[UsageKey, float]:
-        wanted = list(dict.fromkeys(keys))
+        wanted = tuple(dict.fromkeys(keys))
         if not wanted:
             return {}
         try:

@@ -57,6 +57,11 @@ class Database(Protocol):
         """A transaction; ``write`` ones serialise where the backend needs it (SQLite's BEGIN IMMEDIATE)."""
         ...
 
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        """One read-only statement on its own: a single statement already reads one consistent snapshot, so it
+        needs no BEGIN/COMMIT around it (the webhook's per-review usage read)."""
+        ...
+
     def ddl_types(self) -> dict[str, str]:
         """Column types for the schema templates: id, real, ts, bool."""
         ...

@@ -131,6 +131,10 @@ class PostgresDatabase:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise _translate(exc) from exc
 
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        with self.transaction(write=False) as tx:
+            return tx.execute(sql, params)
+
     def reserve(self, plan: ReservePlan) -> int:
         params = [
             *plan.reservation,

@@ -158,6 +158,14 @@ class SqliteDatabase:
                     conn.execute("ROLLBACK")
                 raise _translate(exc) from exc
 
+    def read(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        """Autocommit (``isolation_level=None``): the statement is its own read transaction in WAL mode."""
+        with self._connection() as conn:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+
     def reserve(self, plan: ReservePlan) -> int:
         with self._connection() as conn:
             check = self._checks[id(conn)]

@@ -171,8 +171,7 @@ class SqlLedger:
             sql, params = self._sums_statement(wanted)
         except ValueError as exc:
             raise LedgerError(str(exc)) from exc
-        with self.db.transaction(write=False) as tx:
-            rows = tx.execute(sql, params)
+        rows = self.db.read(sql, params)
         values = {int(r[0]): float(r[1] or 0.0) for r in rows}
         return {key: values.get(i, 0.0) for i, key in enumerate(wanted)}
 

@@ -143,6 +143,11 @@ _SKIPPED = frozenset(
 )
 
 
+_RESOURCE_BLOCKS = frozenset({"limits", "requests", "overhead"})
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # never a Mapping or a list
+_CONTAINERS = frozenset({dict, list})
+
+
 def requests_gpu(obj: Mapping[str, Any]) -> bool:
     """Whether any ``limits``/``requests``/``overhead`` block anywhere in the object names a GPU resource with
     a non-zero value. Cheap (one walk, no parsing, no catalog) and kind-agnostic, so it also decides which
@@ -150,16 +155,18 @@ def requests_gpu(obj: Mapping[str, Any]) -> bool:
     stack: list[Any] = [obj]
     while stack:
         node = stack.pop()
-        if isinstance(node, Mapping):
+        kind = type(node)  # exact-type checks first: decoded JSON is dicts, lists and scalars (ABC checks are slow)
+        if kind is dict or (kind is not list and isinstance(node, Mapping)):
             for key, value in node.items():
                 if key in _SKIPPED:
                     continue
-                if key in ("limits", "requests", "overhead") and isinstance(value, Mapping):
+                vkind = type(value)
+                if key in _RESOURCE_BLOCKS and (vkind is dict or isinstance(value, Mapping)):
                     for name, units in value.items():
                         if isinstance(name, str) and is_gpu_resource(name) and units not in (0, "0"):
                             return True
-                elif isinstance(value, (Mapping, list)):
+                elif vkind is dict or vkind is list or (vkind not in _SCALARS and isinstance(value, (Mapping, list))):
                     stack.append(value)
-        elif isinstance(node, list):
-            stack.extend(v for v in node if isinstance(v, (Mapping, list)))
+        elif kind is list or isinstance(node, list):
+            stack.extend(v for v in node if type(v) in _CONTAINERS or isinstance(v, (Mapping, list)))
     return False

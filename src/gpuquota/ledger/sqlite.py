@@ -8,7 +8,6 @@ crashes (a power loss may drop the last commits, never corrupt the file).
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 import threading
 import time
@@ -75,7 +74,9 @@ class SqliteDatabase:
         self._busy_timeout_s = busy_timeout_s
         self._memory = path == MEMORY
         self._size = 1 if self._memory else max(1, pool_size)
-        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        # A plain list used as a stack: append/pop are atomic under the GIL and the semaphore bounds the borrowers,
+        # so queue.LifoQueue's own lock and condition (two lock rounds per borrow) bought nothing.
+        self._idle: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
         self._checks: dict[int, _CapCheck] = {}  # id(connection) → its cap check
         self._lock = threading.Lock()
@@ -124,15 +125,15 @@ class SqliteDatabase:
             raise LedgerUnavailable("SQLite ledger: no connection free in time")
         try:
             try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
+                conn = self._idle.pop()
+            except IndexError:
                 conn = self._connect()
                 with self._lock:
                     self._all.append(conn)
             try:
                 yield conn
             finally:
-                self._idle.put(conn)
+                self._idle.append(conn)
         finally:
             self._slots.release()
 

@@ -8,6 +8,8 @@ each decision already read from the ledger, so scraping never touches the databa
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
@@ -66,6 +68,11 @@ class _ActiveReservationsCollector(Collector):
         return iter(())
 
 
+def _changed(old: float | None, new: float) -> bool:
+    """Whether setting ``new`` would change what a scrape shows (-0.0 and 0.0 print differently; NaN never equals)."""
+    return old != new or (new == 0.0 and math.copysign(1.0, old) != math.copysign(1.0, new))
+
+
 class WebhookMetrics:
     """One registry per server, so tests can run several apps in one process without colliding."""
 
@@ -98,6 +105,10 @@ class WebhookMetrics:
         self._policy_labels: tuple[str, str] | None = None
         self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
         self._usage_children: dict[UsageKey, Gauge | None] = {}
+        # The value each usage/cap gauge child was last set to (only observe_usage sets them, and children are never
+        # removed): most reviews read the same figures as the one before, and Gauge.set costs a lock and a check.
+        self._shown: dict[Gauge, float] = {}
+        self._gauge_lock = threading.Lock()
         self._cap_children: dict[tuple[str, UsageKey], tuple[Gauge, Gauge] | None] = {}
 
     def watch_capacity(self, read: CapacityReader) -> None:
@@ -129,19 +140,27 @@ class WebhookMetrics:
         if admitted and decision is not None:
             for charge in decision.charges:
                 added[charge.key] = added.get(charge.key, 0.0) + charge.amount
-        for key in usage.keys() | added.keys():
-            gauge = self._usage_gauge(key)
-            if gauge is not None:
-                gauge.set(usage.get(key, 0.0) + added.get(key, 0.0))
-        if decision is None:
-            return
-        for outcome in decision.outcomes:
-            gauges = self._cap_gauges(outcome.rule_id, outcome.key)
-            if gauges is None:
-                continue
-            used = outcome.used + (outcome.requested if admitted else 0.0)
-            gauges[0].set(outcome.cap)
-            gauges[1].set(used / outcome.cap if outcome.cap > 0 else 0.0)
+        shown = self._shown
+        with self._gauge_lock:  # the check and the set together: what ``_shown`` says is what a scrape reads
+            for key in (usage.keys() | added.keys()) if added else usage:  # no set to build when nothing was added
+                gauge = self._usage_gauge(key)
+                if gauge is not None:
+                    value = float(usage.get(key, 0.0) + added.get(key, 0.0))
+                    if _changed(shown.get(gauge), value):
+                        gauge.set(value)
+                        shown[gauge] = value
+            if decision is None:
+                return
+            for outcome in decision.outcomes:
+                gauges = self._cap_gauges(outcome.rule_id, outcome.key)
+                if gauges is None:
+                    continue
+                used = outcome.used + (outcome.requested if admitted else 0.0)
+                for gauge, value in ((gauges[0], float(outcome.cap)),
+                                     (gauges[1], float(used / outcome.cap if outcome.cap > 0 else 0.0))):
+                    if _changed(shown.get(gauge), value):
+                        gauge.set(value)
+                        shown[gauge] = value
 
     def _usage_gauge(self, key: UsageKey) -> Gauge | None:
         """The gauge child of a ledger key (``None`` for unknown tenants: an aggregate over them cannot be read

@@ -155,10 +155,6 @@ class Policy:
             return tier
         return self.default_tier if jurisdiction in self.countries else None
 
-    @property
-    def operations_bounded_by_default(self) -> bool:
-        return self.assume_runtime_s is not None
-
     def operations_per_second(self, tpp: float) -> float:
         """Operations a demand of ``tpp`` spends per second at the profile's utilisation (TPP ÷ bits × 10¹²)."""
         return tpp / self.bit_length * 1e12 * self.utilisation

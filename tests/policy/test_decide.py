@@ -244,16 +244,46 @@ def test_bit_length_and_utilisation_are_profile_settings() -> None:
     assert decision.operations_per_second == pytest.approx(8 * H100_TPP / 8 * 1e12 * 0.5)
 
 
-def test_unbounded_training_outside_tier_1_is_told_to_set_a_deadline(diffusion: Policy) -> None:
-    decision = decide(demand(8, runtime_s=None), tenant("BR"), {}, diffusion, now=NOW)
+YEAR_S = 8760 * 3600.0
+
+
+def test_one_unbounded_gpu_is_admitted_outside_tier_1(diffusion: Policy) -> None:
+    """Judged over the bundled one-year horizon, one GPU (or a 8 x T4 server) is ordinary work, not a 1e26 run."""
+    for code in ("BR", "IN", "AE"):
+        decision = decide(demand(1, runtime_s=None), tenant(code), {}, diffusion, now=NOW)
+        assert decision.allowed, decision.message
+        assert decision.operations == pytest.approx(H100_TPP / 16 * 1e12 * YEAR_S)
+    t4 = decide(demand(8, runtime_s=None, model="T4"), tenant("BR"), {}, diffusion, now=NOW)
+    assert t4.allowed, t4.message
+
+
+def test_unbounded_run_that_could_pass_1e26_within_the_horizon_is_refused(diffusion: Policy) -> None:
+    per_gpu_year = H100_TPP / 16 * 1e12 * YEAR_S  # ~3.1e22
+    fits = math.floor(1e26 / per_gpu_year)
+    holder = tenant("BR", "globex", veu())  # VEU lifts the Tier 2 TPP caps, not the 1e26 line
+    allowed = decide(demand(1, pods=fits, runtime_s=None), holder, {}, diffusion, now=NOW)
+    assert allowed.allowed, allowed.message
+    decision = decide(demand(1, pods=fits + 1, runtime_s=None), holder, {}, diffusion, now=NOW)
+    assert not decision.allowed
+    (denying,) = decision.denying_rules
+    assert denying.rule_id == "closed-weights-1e26"
+    assert denying.requested == pytest.approx((fits + 1) * per_gpu_year)
+    assert denying.fits_gpus == fits
+    assert "with no runtime bound, judged over 365d = 1e26 operations" in decision.message
+    assert "gpuquota.io/max-runtime" in decision.message
+    assert len(decision.message) < 400
+    # Tier 1 is not matched by the rule at all
+    assert decide(demand(1, pods=fits + 1, runtime_s=None), tenant("US"), {}, diffusion, now=NOW).allowed
+
+
+def test_an_infinite_horizon_denies_unbounded_training_with_a_hint() -> None:
+    policy = profile(rule("ops", "workload-operations", 1e26), operations={"unboundedRuntime": {"horizon": "infinite"}})
+    decision = decide(demand(1, runtime_s=None), tenant("BR"), {}, policy, now=NOW)
     assert not decision.allowed
     assert decision.operations is None
     (denying,) = decision.denying_rules
-    assert denying.rule_id == "closed-weights-1e26"
     assert math.isinf(denying.requested)
     assert "activeDeadlineSeconds" in decision.message
-    assert "gpuquota.io/max-runtime" in decision.message
-    assert len(decision.message) < 400
     # base metering reserves concurrent TPP only: operations are settled from operations_per_second
     assert {c.key.metric for c in decision.charges} == {Metric.CONCURRENT_TPP}
 
@@ -287,10 +317,11 @@ def test_bounded_run_above_1e26_operations_is_denied(diffusion: Policy) -> None:
     assert fine_tuning.allowed
 
 
-def test_assumed_runtime_bounds_unbounded_runs() -> None:
+@pytest.mark.parametrize("spelling", ["horizon", "assume"])
+def test_the_horizon_bounds_unbounded_runs(spelling: str) -> None:
     policy = profile(
         rule("ops", "workload-operations", 1e24),
-        operations={"unboundedRuntime": {"assume": "1h"}},
+        operations={"unboundedRuntime": {spelling: "1h"}},
     )
     decision = decide(demand(8, runtime_s=None), tenant("BR"), {}, policy, now=NOW)
     assert decision.operations == pytest.approx(8 * H100_TPP / 16 * 1e12 * 3600)
@@ -496,14 +527,17 @@ def test_usage_keys_cover_every_counter_read_or_charged(diffusion: Policy) -> No
     charged = {c.key for c in decision.charges}
     assert read | charged == keys
     assert all(k.window != WORKLOAD_WINDOW for k in keys)
-    unbounded = usage_keys(diffusion, demand(8, runtime_s=None), tenant("BR"), NOW)
+    # judged over a horizon, an unbounded run reserves operations like a bounded one
+    assert usage_keys(diffusion, demand(8, runtime_s=None), tenant("BR"), NOW) == keys
+    forever = profile(operations={"unboundedRuntime": {"horizon": "infinite"}})
+    unbounded = usage_keys(forever, demand(8, runtime_s=None), tenant("BR"), NOW)
     assert all(k.metric is Metric.CONCURRENT_TPP for k in unbounded)
 
 
 def test_profile_identity_is_recorded(diffusion: Policy) -> None:
     decision = decide(demand(8), tenant("BR"), {}, diffusion, now=NOW)
-    assert (decision.profile, decision.profile_version) == ("ai-diffusion-2025", "2025.2")
-    assert decision.annotations["profile"] == "ai-diffusion-2025@2025.2"
+    assert (decision.profile, decision.profile_version) == ("ai-diffusion-2025", "2025.3")
+    assert decision.annotations["profile"] == "ai-diffusion-2025@2025.3"
     assert decision.annotations["tier"] == "tier-2"
     assert decision.annotations["tpp"] == f"{8 * H100_TPP:.0f}"
     assert decision.annotations["rules"] == "tier2-tenant-lpp,tier2-country-allocation,closed-weights-1e26"

@@ -55,7 +55,7 @@ def test_ai_diffusion_profile_figures() -> None:
     assert "gpuquota.io/jurisdiction" in policy.unknown_message
     assert policy.bit_length == 16
     assert policy.utilisation == 1.0
-    assert policy.assume_runtime_s is None
+    assert policy.horizon_s == 365 * 86400  # a year (2025.3)
 
 
 def test_every_number_in_bundled_profiles_has_a_source_comment() -> None:
@@ -176,7 +176,9 @@ def test_scientific_amount_written_without_a_dot_is_a_number() -> None:
     [
         ({"operations": {"bitLength": 12}}, "operations.bitLength"),
         ({"operations": {"utilisation": 0}}, "operations.utilisation"),
-        ({"operations": {"unboundedRuntime": {"assume": "forever"}}}, "operations.unboundedRuntime.assume"),
+        ({"operations": {"unboundedRuntime": {"assume": "forever"}}}, "operations.unboundedRuntime.horizon"),
+        ({"operations": {"unboundedRuntime": {"horizon": "0h"}}}, "a horizon is a positive duration"),
+        ({"operations": {"unboundedRuntime": {"horizon": "1h", "assume": "2h"}}}, "horizon and assume are the same"),
         ({"sharedGpuFraction": 0}, "sharedGpuFraction"),
         ({"defaultModel": "Voodoo-5"}, "defaultModel: 'Voodoo-5' is not in the GPU catalog"),
         ({"schema": 2}, "schema 2 is not supported"),
@@ -199,9 +201,11 @@ def test_version_written_as_a_number_stays_text() -> None:
     assert parse_policy_text(text, "x.yaml").version == "2025.1"  # YAML reads 2025.10 as a float: quote it
 
 
-def test_unbounded_runtime_may_assume_a_duration() -> None:
-    policy = profile(operations={"unboundedRuntime": {"assume": "30d"}})
-    assert policy.assume_runtime_s == 30 * 86400
+@pytest.mark.parametrize("spelling", ["horizon", "assume"])
+def test_unbounded_runtime_is_judged_over_a_horizon(spelling: str) -> None:
+    policy = profile(operations={"unboundedRuntime": {spelling: "30d"}})
+    assert policy.horizon_s == 30 * 86400
+    assert profile(operations={"unboundedRuntime": {spelling: "infinite"}}).horizon_s is None
 
 
 def test_file_errors(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def render_policy(policy: Policy, console: Console) -> None:
             ",".join(sorted(rule.exemptions)),
         )
     console.print(rules)
-    hours = "infinite" if policy.assume_runtime_s is None else f"{policy.assume_runtime_s / 3600:g}h"
+    hours = "infinite" if policy.horizon_s is None else f"judged over a {policy.horizon_s / 3600:g}h horizon"
     console.print(
         f"unknown jurisdiction: {policy.unknown_action.value}; default model: {policy.default_model or 'none'}; "
         f"shared GPU counts as {policy.shared_gpu_fraction:g}; operations = TPP ÷ {policy.bit_length} × 10¹² × "

@@ -39,7 +39,7 @@ __all__ = ["MALFORMED_RULE", "UNKNOWN_JURISDICTION_RULE", "UNKNOWN_SUBJECT", "WO
 
 
 def _operations(demand: Demand, tpp: float, policy: Policy) -> float | None:
-    runtime = demand.max_runtime_s if demand.max_runtime_s is not None else policy.assume_runtime_s
+    runtime = demand.max_runtime_s if demand.max_runtime_s is not None else policy.horizon_s
     return None if runtime is None else policy.operations_per_second(tpp) * runtime
 
 
@@ -227,7 +227,7 @@ def _whole_verdict(whole: Demand, policy: Policy, v: _Verdict) -> tuple[_Verdict
     if not sane or (whole.max_runtime_s is not None and not whole.max_runtime_s >= 0):
         return None  # the demand itself is judged (and would be malformed too)
     rate = tpp / policy.bit_length * 1e12 * policy.utilisation
-    runtime = whole.max_runtime_s if whole.max_runtime_s is not None else policy.assume_runtime_s
+    runtime = whole.max_runtime_s if whole.max_runtime_s is not None else policy.horizon_s
     operations = None if runtime is None else rate * runtime
     w = _Verdict(v.plan, tpp, gpus, model, operations, rate, tpp / gpus if gpus > 0 else None,
                  None if operations is None or gpus <= 0 else operations / gpus,
@@ -257,7 +257,7 @@ def decide(
     if problem is not None:
         return _malformed_decision(demand, tenant, policy, plan, problem)
     rate = tpp / policy.bit_length * 1e12 * policy.utilisation  # = policy.operations_per_second(tpp)
-    runtime = demand.max_runtime_s if demand.max_runtime_s is not None else policy.assume_runtime_s
+    runtime = demand.max_runtime_s if demand.max_runtime_s is not None else policy.horizon_s
     operations = None if runtime is None else rate * runtime
     n = plan.concurrent
     if operations is None:
@@ -328,6 +328,7 @@ def _finish(demand: Demand, policy: Policy, v: _Verdict, whole: Demand | None = 
                 model=s.model,
                 operations=s.operations,
                 unbounded_hint=policy.unbounded_hint,
+                horizon_s=policy.horizon_s,
             )
         if len(v.denials) > 1:
             message += f" (also exceeds: {', '.join(o.rule_id for o, _ in v.denials[1:])})"

@@ -123,7 +123,7 @@ def compile_policy(spec: ProfileSpec, origin: str) -> Policy:
         unknown_message=unknown.message,
         bit_length=spec.operations.bit_length,
         utilisation=spec.operations.utilisation,
-        assume_runtime_s=spec.operations.unbounded_runtime.assume_seconds,
+        horizon_s=spec.operations.unbounded_runtime.horizon_seconds,
         unbounded_hint=spec.operations.unbounded_runtime.hint,
         rules=tuple(_rule(r) for r in spec.rules),
         origin=origin,

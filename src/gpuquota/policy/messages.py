@@ -11,21 +11,29 @@ SCOPE_NOUN = {Scope.TENANT: "tenant", Scope.JURISDICTION: "country", Scope.TIER:
 
 
 def requested_phrase(
-    demand: Demand, *, tpp: float, gpus: float, model: str, operations: float | None, metric: Metric
+    demand: Demand,
+    *,
+    tpp: float,
+    gpus: float,
+    model: str,
+    operations: float | None,
+    metric: Metric,
+    horizon_s: float | None = None,
 ) -> str:
     text = f"requested {fmt.count(gpus)} × {model} = {fmt.tpp(tpp)} TPP"
     if metric is Metric.OPERATIONS:
         if operations is None:
             text += " with no runtime bound"
+        elif demand.max_runtime_s is None:
+            over = "" if horizon_s is None else f" over {duration(horizon_s)}"
+            text += f" with no runtime bound, judged{over} = {fmt.operations(operations)} operations"
         else:
-            text += f" for {runtime(demand)} = {fmt.operations(operations)} operations"
+            text += f" for {duration(demand.max_runtime_s)} = {fmt.operations(operations)} operations"
     return text
 
 
-def runtime(demand: Demand) -> str:
-    seconds = demand.max_runtime_s
-    if seconds is None:
-        return "the assumed runtime"
+def duration(seconds: float) -> str:
+    """``30d``, ``72h``, ``1.5h``, ``90s``: a runtime as a tenant would write it."""
     if seconds >= 86400 and seconds % 86400 == 0:
         return f"{seconds / 86400:.0f}d"
     if seconds >= 3600:
@@ -59,18 +67,23 @@ def denial(
     model: str,
     operations: float | None,
     unbounded_hint: str,
+    horizon_s: float | None = None,
 ) -> str:
     """``PyTorchJob ns/name denied for tenant globex (BR, tier-2) by rule …: requested … against …; up to … fit``."""
     head = f"{demand.kind} {demand.namespace}/{demand.name} denied for {who} by rule {rule.id}"
     if rule.description and rule.description != rule.id:
         head += f" ({rule.description})"
-    requested = requested_phrase(demand, tpp=tpp, gpus=gpus, model=model, operations=operations, metric=rule.metric)
+    requested = requested_phrase(
+        demand, tpp=tpp, gpus=gpus, model=model, operations=operations, metric=rule.metric, horizon_s=horizon_s
+    )
     body = f"{requested} {cap_phrase(o, rule)}"
     unbounded = rule.metric is Metric.OPERATIONS and operations is None
     if unbounded:
         body += f": {unbounded_hint}"
     elif o.fits_gpus is not None:
         body += f"; up to {fmt.count(o.fits_gpus)} × {model} fit" if o.fits_gpus >= 1 else f"; no {model} fits"
+    if rule.metric is Metric.OPERATIONS and demand.max_runtime_s is None and not unbounded:
+        body += "; or bound its runtime (gpuquota.io/max-runtime)"  # judged over the horizon: a shorter bound may fit
     if rule.hint and not unbounded:
         body += f"; {rule.hint}"
     return f"{head}: {body}"

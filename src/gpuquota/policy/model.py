@@ -135,7 +135,7 @@ class Policy:
     unknown_message: str
     bit_length: int
     utilisation: float
-    assume_runtime_s: float | None  # None: an unbounded run spends infinite operations
+    horizon_s: float | None  # how long a run with no runtime bound is judged as running; None: forever
     unbounded_hint: str
     rules: tuple[Rule, ...]
     origin: str

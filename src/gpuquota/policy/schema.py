@@ -176,24 +176,39 @@ class UnknownJurisdictionSpec(_Spec):
 
 
 class UnboundedRuntimeSpec(_Spec):
-    """What a workload with no runtime bound (no activeDeadlineSeconds, no gpuquota.io/max-runtime) spends:
-    ``assume: infinite`` (operations caps that match are exceeded) or a duration such as ``720h``."""
+    """How a workload with no runtime bound (no activeDeadlineSeconds, no gpuquota.io/max-runtime) is judged.
 
-    assume: str = "infinite"
+    ``horizon``: a duration such as ``8760h`` (the run is judged, and its operations reserved, as if it ran that
+    long; what it really spends is accrued by the reconciler from its pods' runtime, past the horizon too) or
+    ``infinite`` (every operations cap that matches it is exceeded). ``assume`` is the older spelling of the same
+    key, still read."""
+
+    horizon: str = "infinite"
     hint: str = (
         "set spec.activeDeadlineSeconds or the annotation gpuquota.io/max-runtime (e.g. 72h) to bound its operations"
     )
 
-    @field_validator("assume")
+    @model_validator(mode="before")
+    @classmethod
+    def _older_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "assume" in data:
+            if "horizon" in data:
+                raise ValueError("horizon and assume are the same setting (assume is its older spelling): set one")
+            data = {("horizon" if k == "assume" else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("horizon")
     @classmethod
     def _duration(cls, value: str) -> str:
         if value != "infinite":
-            parse_duration(value, bare_seconds=True)
+            seconds = parse_duration(value, bare_seconds=True)
+            if not seconds > 0:
+                raise ValueError(f"{value!r}: a horizon is a positive duration (or infinite)")
         return value
 
     @property
-    def assume_seconds(self) -> float | None:
-        return None if self.assume == "infinite" else parse_duration(self.assume, bare_seconds=True)
+    def horizon_seconds(self) -> float | None:
+        return None if self.horizon == "infinite" else parse_duration(self.horizon, bare_seconds=True)
 
 
 class OperationsSpec(_Spec):

@@ -12,11 +12,14 @@ import pytest
 
 from gpuquota.ledger import ReservationRecord, open_ledger
 from tests.admission.pki import TestCA, make_ca
+from tests.admission.reviews import TRAINING_OPERATOR
 from tests.admission.serverproc import TEST_POLICY, Server, start_server, tenants_yaml, wait_for
 from tests.kube.apiserver import ApiState, api_server
 from tests.ledger.conftest import postgres_server_url  # noqa: F401 - re-exported fixture
 
 TRUSTED_OPERATOR = "ci-operator@example.com"  # named with --trusted-controller on the test server
+# Operators are trusted only by name (the chart names the upstream ones): the test servers name these.
+TRUSTED = ("--trusted-controller", TRUSTED_OPERATOR, "--trusted-controller", TRAINING_OPERATOR)
 
 
 @dataclass
@@ -42,7 +45,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
 @pytest.fixture(scope="module")
 def webhook(setup: Setup) -> Iterator[Server]:
     server = start_server(setup.root / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
-                          ca_file=setup.ca.ca_file, extra=("--trusted-controller", TRUSTED_OPERATOR))
+                          ca_file=setup.ca.ca_file, extra=TRUSTED)
     try:
         yield server
     finally:
@@ -75,7 +78,7 @@ def cluster_server(setup: Setup, directory: Path, state: ApiState) -> Iterator[S
     with api_server(state) as url:
         server = start_server(directory / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
                               ca_file=setup.ca.ca_file,
-                              extra=("--kube", "in-cluster", "--api-server", url, "--token-file", str(token)))
+                              extra=("--kube", "in-cluster", "--api-server", url, "--token-file", str(token), *TRUSTED))
         try:
             assert wait_for(lambda: server.client().get("/readyz").status_code == 200)
             yield server

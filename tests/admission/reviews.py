@@ -12,8 +12,8 @@ import yaml
 MANIFESTS = Path(__file__).resolve().parent.parent / "workloads" / "manifests"
 H100 = "NVIDIA-H100-80GB-HBM3"
 H100_TPP = 15_832
-# Who creates controller-made objects: the Kubeflow training operator (a namespace no tenant owns) and the
-# controller manager's per-controller service accounts in kube-system.
+# Who creates controller-made objects: the Kubeflow training operator (named with --trusted-controller, as the chart
+# names it) and the controller manager's per-controller service accounts in kube-system.
 TRAINING_OPERATOR = "system:serviceaccount:kubeflow:training-operator"
 JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller"
 CRONJOB_CONTROLLER = "system:serviceaccount:kube-system:cronjob-controller"

@@ -30,7 +30,7 @@ from gpuquota.ledger import (
     ReserveStatus,
     WorkloadRef,
 )
-from tests.admission.reviews import H100_TPP, gpu_pod, review
+from tests.admission.reviews import H100_TPP, TRAINING_OPERATOR, gpu_pod, review
 from tests.admission.serverproc import TEST_POLICY, tenants_yaml
 
 TENANT_KEY = UsageKey(Scope.TENANT, "race", Metric.CONCURRENT_TPP)
@@ -189,29 +189,34 @@ def test_active_reservations_are_exported_only_once_the_ledger_has_counted_them(
     assert "\ngpuquota_reservations_active 3.0" in generate_latest(metrics.registry).decode()
 
 
-def test_owner_claims_are_believed_from_controllers_only_with_the_cluster_view(live: LiveConfig) -> None:
+def test_only_named_controllers_are_trusted(live: LiveConfig) -> None:
+    """Trust is explicit: the built-in controllers and --trusted-controller names. A service account of a namespace
+    that belongs to no tenant (``default:default`` included) is not a controller because of where it lives."""
     namespaces = NamespaceCache()
     namespaces.replace([
         {"kind": "Namespace", "metadata": {"name": "kubeflow"}},
+        {"kind": "Namespace", "metadata": {"name": "default"}},
         {"kind": "Namespace", "metadata": {"name": "team-a", "labels": {"gpuquota.io/tenant": "acme"}}},
-        {"kind": "Namespace", "metadata": {"name": "team-b", "labels": {"gpuquota.io/jurisdiction": "BR"}}},
-        {"kind": "Namespace", "metadata": {"name": "race"}},  # a tenant by the tenants file
     ])
     admission = Admission(live, ScriptedLedger(usages=[{}]), WebhookMetrics(frozenset), AuditLog(None),
-                          namespaces=namespaces, trusted_controllers=("ops-bot",))
+                          namespaces=namespaces, trusted_controllers=("ops-bot", TRAINING_OPERATOR))
 
     def trusted(user: str, namespace: str = "team-a") -> bool:
         request = parse_review(json.dumps(review(gpu_pod("p", namespace, 1), user=user)).encode())
-        return admission.controller_made(request, live.current)
+        return admission.controller_made(request)
 
     assert trusted("system:kube-controller-manager")
-    assert trusted("system:serviceaccount:kube-system:job-controller")
-    assert trusted("system:serviceaccount:kubeflow:training-operator")  # seen, and no tenant's
+    for controller in ("job-controller", "cronjob-controller", "replicaset-controller", "statefulset-controller"):
+        assert trusted(f"system:serviceaccount:kube-system:{controller}")
+    assert trusted(TRAINING_OPERATOR)  # named
     assert trusted("ops-bot")
     assert not trusted("alice@example.com")
-    assert not trusted("system:serviceaccount:team-a:default")  # the object's own namespace
-    assert not trusted("system:serviceaccount:team-b:ci")  # a tenant by its jurisdiction label
-    assert not trusted("system:serviceaccount:race:ci")  # a tenant by the tenants file
-    assert not trusted("system:serviceaccount:not-seen-yet:ci")  # whose it is cannot be told
-    assert not trusted("system:serviceaccount:kubeflow:training-operator", namespace="kubeflow")
+    assert not trusted("system:serviceaccount:team-a:default")
+    assert not trusted("system:serviceaccount:default:default")  # no tenant's namespace: still nobody's controller
+    assert not trusted("system:serviceaccount:kubeflow:default")  # the operator's namespace, another account
+    assert not trusted("system:serviceaccount:kube-system:default")  # kube-system, but no controller
+    assert not trusted("system:serviceaccount:kube-system:generic-garbage-collector")
     assert not trusted("system:serviceaccounts:kube-system")  # a group name, not a service account
+    bare = Admission(live, ScriptedLedger(usages=[{}]), WebhookMetrics(frozenset), AuditLog(None))
+    request = parse_review(json.dumps(review(gpu_pod("p", "team-a", 1), user=TRAINING_OPERATOR)).encode())
+    assert not bare.controller_made(request)  # an operator not named is not trusted

@@ -251,8 +251,10 @@ def test_only_a_controller_may_claim_an_admitted_owner(webhook: Server) -> None:
     assert names() == ["claimed", "extra-1"]
     # the owner's answer is now cached as admitted: the tenant still cannot ride on it, with a user or with a
     # service account of its own namespace (or of another tenant's)
+    # — nor with a service account of a namespace no tenant owns, or any kube-system account that is no controller
     for user in ("alice@example.com", "system:serviceaccount:claims:default", "system:serviceaccount:deny:ci",
-                 "system:serviceaccount:", "system:kube-scheduler"):
+                 "system:serviceaccount:", "system:kube-scheduler", "system:serviceaccount:default:default",
+                 "system:serviceaccount:kubeflow:default", "system:serviceaccount:kube-system:default"):
         answer = webhook.review(review(pod("extra-3"), user=user))
         assert answer["allowed"] is False, user
         assert "tenant-cap" in answer["status"]["message"]

@@ -98,7 +98,12 @@ def test_trusted_controllers_become_webhook_arguments() -> None:
         containers = {c["name"]: c for c in webhook["spec"]["template"]["spec"]["containers"]}
         return list(containers["webhook"]["args"])
 
-    assert not [a for a in args("defaults") if a.startswith("--trusted-controller")]
+    # explicit trust: the upstream operators' identities by default, nothing trusted for its namespace
+    assert [a for a in args("defaults") if a.startswith("--trusted-controller")] == [
+        f"--trusted-controller=system:serviceaccount:{sa}" for sa in (
+            "kubeflow:training-operator", "kubeflow-system:kubeflow-trainer-controller-manager",
+            "jobset-system:jobset-controller-manager", "lws-system:lws-controller-manager",
+            "ray-system:kuberay-operator")]
     assert "--trusted-controller=system:serviceaccount:ml-ops:training-operator" in args("inline-policy-tenants")
 
 

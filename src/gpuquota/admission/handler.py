@@ -67,11 +67,18 @@ log = logging.getLogger("gpuquota.admission")
 
 MAX_RESERVE_ATTEMPTS: Final = 3
 UNKNOWN: Final = "unknown"
-# Who may make an object "part of an admitted workload" (see ``Admission.controller_made``): the controller manager
-# (one identity, or one service account per controller in kube-system), or an operator's ``--trusted-controller``.
+# Who may make an object "part of an admitted workload" (see ``Admission.controller_made``): the controller manager,
+# under its own identity or (--use-service-account-credentials) the service accounts of the built-in controllers that
+# make the pods and Jobs gpuquota reviews, and the operators named with ``--trusted-controller``. Nobody else — not
+# every kube-system account, not a service account because its namespace belongs to no tenant.
 CONTROLLER_MANAGER: Final = "system:kube-controller-manager"
-SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
-SYSTEM_NAMESPACE: Final = "kube-system"
+BUILTIN_CONTROLLERS: Final = frozenset({
+    CONTROLLER_MANAGER,
+    *(f"system:serviceaccount:kube-system:{name}" for name in (
+        "job-controller", "cronjob-controller", "replicaset-controller", "statefulset-controller",
+        "daemon-set-controller",
+    )),
+})
 # (apiGroup, plural) of a ``<resource>/scale`` request → the parent kind whose replicas it sets.
 SCALE_PARENTS: Final = {(RESOURCES[key].group, RESOURCES[key].plural): key for key in SCALE_SUBRESOURCES}
 
@@ -156,7 +163,7 @@ class Admission:
         self.audit = audit
         self.namespaces = namespaces
         self.owners = owners or OwnerCache()
-        self.trusted = frozenset((CONTROLLER_MANAGER, *trusted_controllers))
+        self.trusted = BUILTIN_CONTROLLERS | frozenset(trusted_controllers)
         self._inventory_models = inventory_models or (lambda: ())
         self._clock = clock
         self._ctx: ExtractContext | None = None
@@ -211,7 +218,7 @@ class Admission:
         snap = self.live.current
         unchecked: list[OwnerRef] = []
         reads = False  # an LWS claim whose StatefulSet must be read from the API server (never on the event loop)
-        if self.controller_made(request, snap):
+        if self.controller_made(request):
             for ref in candidate_owners(obj):
                 if (ref.group, ref.kind) not in SUPPORTED_KINDS:
                     continue
@@ -313,30 +320,15 @@ class Admission:
                    f"access to {RESOURCES[(request.kind.group, request.kind.kind)].plural} (RBAC get).")
         return Reply(200, build_response(request.uid, False, message, code=503))
 
-    def controller_made(self, request: AdmissionRequest, snap: Snapshot) -> bool:
+    def controller_made(self, request: AdmissionRequest) -> bool:
         """Whether the request comes from a workload controller, whose owner claims may be believed.
 
-        Trusted: the controller manager, a service account of kube-system (the controller manager's per-controller
-        identities), ``--trusted-controller`` names, and a service account of a namespace that belongs to no
-        tenant (where operators such as the Kubeflow training operator, JobSet or KubeRay run) other than the
-        object's own. A tenant's own service accounts and users are not: their objects are judged on their own.
+        Trust is explicit: the built-in controllers (``BUILTIN_CONTROLLERS``) and the ``--trusted-controller`` names
+        (the chart's ``webhook.trustedControllers``: the Kubeflow, JobSet, KubeRay, LWS operators). A service account
+        is never trusted for where it lives — ``default:default`` of a namespace no tenant owns would otherwise ride
+        on any tenant's reservation. Everyone else's objects are judged on their own.
         """
-        user = request.user_info.username
-        if user in self.trusted:
-            return True
-        if not user.startswith(SERVICE_ACCOUNT_PREFIX):
-            return False
-        namespace = user[len(SERVICE_ACCOUNT_PREFIX):].partition(":")[0]
-        if namespace == SYSTEM_NAMESPACE:
-            return True
-        if not namespace or namespace == request.namespace:
-            return False
-        labels: Mapping[str, str] | None = None
-        if self.namespaces is not None:
-            labels = self.namespaces.labels(namespace)
-            if labels is None:  # a namespace the cluster view has not seen: whose it is cannot be told
-                return False
-        return snap.tenants.resolve(namespace, labels) is None
+        return request.user_info.username in self.trusted
 
     def _context(self, snap: Snapshot) -> ExtractContext:
         models = self._inventory_models()

@@ -76,6 +76,29 @@ def test_pods_of_a_kubeflow_job_claim_it() -> None:
         assert candidate_owners(pod) == (as_owner(job), OwnerRef("kubeflow.org", kind, "llm")), kind
 
 
+def test_pods_of_an_mpi_operator_mpijob_claim_it() -> None:
+    """The MPI Operator (kubeflow.org/v2beta1) owns the workers, and runs the launcher as its Job
+    ``<mpijob>-launcher``."""
+    mpijob = controller_ref("kubeflow.org/v2beta1", "MPIJob", "nccl")
+    labels = {"training.kubeflow.org/job-name": "nccl", "training.kubeflow.org/operator-name": "mpi-operator"}
+    worker = made_by(mpijob, labels | {"training.kubeflow.org/job-role": "worker",
+                                       "training.kubeflow.org/replica-index": "0"}, "nccl-worker-0")
+    assert candidate_owners(worker) == (as_owner(mpijob), OwnerRef("kubeflow.org", "MPIJob", "nccl"))
+    launcher_job = controller_ref("batch/v1", "Job", "nccl-launcher")
+    launcher = made_by(launcher_job, job_pod_labels("nccl-launcher", launcher_job["uid"]) | labels | {
+        "training.kubeflow.org/job-role": "launcher"}, "nccl-launcher-x2x9q")
+    assert candidate_owners(launcher) == (as_owner(launcher_job), OwnerRef("batch", "Job", "nccl-launcher"),
+                                          OwnerRef("kubeflow.org", "MPIJob", "nccl"))
+    # not believed: a Job not named as the launcher, another kind under the MPI Operator's label, the training
+    # operator's label under a Job
+    for ref, operator in ((controller_ref("batch/v1", "Job", "nccl-evil"), "mpi-operator"),
+                          (controller_ref("kubeflow.org/v1", "PyTorchJob", "nccl"), "mpi-operator"),
+                          (controller_ref("batch/v1", "Job", "nccl-launcher"), "mpijob-controller")):
+        claims = candidate_owners(made_by(ref, {"training.kubeflow.org/job-name": "nccl",
+                                                "training.kubeflow.org/operator-name": operator}))
+        assert OwnerRef("kubeflow.org", "MPIJob", "nccl") not in claims, (ref["name"], operator)
+
+
 def test_pods_of_a_raycluster_and_of_a_rayjobs_cluster() -> None:
     cluster = controller_ref("ray.io/v1", "RayCluster", "rl-cluster")
     worker = made_by(cluster, {"ray.io/cluster": "rl-cluster", "ray.io/node-type": "worker",

@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpuquota.workloads import SCALE_SUBRESOURCES, SUPPORTED_KINDS, requests_gpu, with_replicas
+from gpuquota.workloads.chart import CHART_FILE
+from gpuquota.workloads.chart import render as render_kinds
 from gpuquota.workloads.resources import NVIDIA_MIG_PREFIX, VENDOR_OF_RESOURCE
 from tests.deploy import admission_cel as ac
 from tests.deploy.chart import CASE_NAMES, case, find, render
@@ -250,15 +252,20 @@ def test_conditions_are_a_superset_of_what_the_webhook_counts(kind: tuple[str, s
 # --- the /scale subresource --------------------------------------------------------------------------------------
 
 SCALABLE = sorted(SCALE_SUBRESOURCES)
-HELPERS = Path(__file__).resolve().parents[2] / "helm" / "gpuquota" / "templates" / "_helpers.tpl"
+CHART_KINDS = Path(__file__).resolve().parents[2] / "helm" / "gpuquota" / CHART_FILE
 
 
 def _chart_kinds() -> list[dict[str, Any]]:
-    """The chart's gpuquota.workloadKinds table (plain YAML between its define and end)."""
-    text = HELPERS.read_text()
-    body = text.split('{{- define "gpuquota.workloadKinds" -}}', 1)[1].split("{{- end }}", 1)[0]
-    kinds: list[dict[str, Any]] = yaml.safe_load(body)
+    """The chart's kind list (files/workload-kinds.yaml)."""
+    kinds: list[dict[str, Any]] = yaml.safe_load(CHART_KINDS.read_text())
     return kinds
+
+
+def test_the_charts_kind_list_is_generated_from_the_code() -> None:
+    """Stale when a kind changed without ``scripts/generate-chart-kinds``: run it and commit the file."""
+    stale = "helm/gpuquota/files/workload-kinds.yaml is stale: run scripts/generate-chart-kinds"
+    assert CHART_KINDS.read_text() == render_kinds(), stale
+    assert {(k["group"], k["kind"]) for k in _chart_kinds()} == SUPPORTED_KINDS
 
 
 def test_the_charts_scale_paths_are_the_webhooks() -> None:

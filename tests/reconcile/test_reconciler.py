@@ -251,3 +251,54 @@ def test_ledger_charges_survive_settling_and_new_admissions(ledger: SqlLedger) -
     assert result.status is ReserveStatus.RESERVED
     assert ledger.usage([ACME], clock.now)[ACME] == 100.0
     assert ts(T0) == "2026-11-26T09:00:00Z"
+
+
+def _serve(kube: FakeKube, version: str, *plurals: str) -> None:
+    """The discovery document (APIResourceList) of kubeflow.org/<version>, listing ``plurals``."""
+    kube.put(f"/apis/kubeflow.org/{version}", {
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"kubeflow.org/{version}",
+        "resources": [{"name": p, "namespaced": True, "kind": p.title()} for p in plurals]})
+
+
+def _mpijob(version: str, created: datetime, conditions: list[dict[str, object]]) -> dict[str, object]:
+    obj = pytorchjob("nccl", NS, created, conditions)
+    return obj | {"apiVersion": f"kubeflow.org/{version}", "kind": "MPIJob",
+                  "spec": {"mpiReplicaSpecs": {"Worker": {"replicas": 2}}}}
+
+
+@pytest.mark.parametrize("version", ["v2beta1", "v1"])
+def test_an_mpijob_is_followed_at_the_version_the_cluster_serves(ledger: SqlLedger, version: str) -> None:
+    """The MPI Operator serves MPIJob at v2beta1, the training operator at v1 (next to its other jobs): the
+    reconciler reads the discovery documents instead of assuming one."""
+    kube, clock = FakeKube(), Clock(T0)
+    _serve(kube, "v1", "pytorchjobs", *(["mpijobs"] if version == "v1" else []))
+    if version == "v2beta1":
+        _serve(kube, "v2beta1", "mpijobs")
+    mpijobs = f"/apis/kubeflow.org/{version}/namespaces/{NS}/mpijobs"
+    admit(ledger, "nccl", T0, kind="MPIJob", group="kubeflow.org")
+    rec = reconciler(kube, ledger, clock)
+    created = _mpijob(version, T0, [condition("Created", T0)])
+    kube.put(f"{mpijobs}/nccl", created)
+    started = T0 + timedelta(seconds=30)
+    kube.put(f"{PODS}/nccl-worker-0", pod("nccl-worker-0", NS, created, "Running", started))
+    clock.now = T0 + timedelta(minutes=1)
+    assert rec.reconcile_once().applied == {"running": 1}
+    ended = started + timedelta(minutes=10)
+    kube.put(f"{mpijobs}/nccl", _mpijob(version, T0, [condition("Succeeded", ended)]))
+    clock.now = ended + timedelta(seconds=30)
+    assert rec.reconcile_once().applied == {"settled": 1}
+    [done] = ledger.reservations()
+    assert (done.state, done.ended_at) == (ReservationState.SETTLED, ended)
+
+
+def test_an_mpijob_no_version_of_which_is_served_is_never_taken_as_gone(ledger: SqlLedger) -> None:
+    kube, clock = FakeKube(), Clock(T0)
+    _serve(kube, "v1", "pytorchjobs")  # the training operator without MPIJob, and no MPI Operator
+    admit(ledger, "nccl", T0, kind="MPIJob", group="kubeflow.org")
+    rec = reconciler(kube, ledger, clock)
+    clock.now = T0 + timedelta(hours=1)
+    assert rec.reconcile_once().transitions == ()
+    assert [r.state for r in ledger.active_reservations()] == [ReservationState.RESERVED]
+    # The MPI Operator is installed later: the next pass finds it, and the grace rule applies to the missing object.
+    _serve(kube, "v2beta1", "mpijobs")
+    assert rec.reconcile_once().applied == {"expired": 1}

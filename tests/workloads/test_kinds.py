@@ -68,6 +68,12 @@ def test_mpijob_without_selector_uses_strongest_inventory_model(ctx: ExtractCont
     assert demand.groups[0].model_source is ModelSource.INVENTORY
 
 
+def test_mpijob_of_the_mpi_operator_reads_like_the_training_operators(ctx: ExtractContext) -> None:
+    demand = demand_of("mpijob-v2beta1-mpi-operator", ctx)
+    assert roles(demand) == {"Worker": (2, 4.0, H100.key)}
+    assert demand.max_runtime_s == 7200
+
+
 def test_xgboostjob_runtime_from_annotation(ctx: ExtractContext) -> None:
     demand = demand_of("xgboostjob-gpu-hist", ctx)
     t4 = spec("T4")

@@ -162,26 +162,14 @@ seccompProfile:
 {{- end }}
 
 {{/* Workload kinds ------------------------------------------------------------------------------------------------
-The kinds the webhook judges (gpuquota.workloads.SUPPORTED_KINDS; a test keeps the two equal) and where each keeps
-its pod specs, for the matchConditions. A spec entry is a field path from the object (`path`), or a list (`list`)
-or map (`map`) of items each holding a pod spec at `path`. `always`: the object itself may not show its GPUs
-(a TrainJob's pods come from its runtime), so every one is sent. `scale`: the kind has a /scale subresource and
-this is the field it sets (its CRD's specReplicasPath; gpuquota.workloads.SCALE_SUBRESOURCES, kept equal by a test). */}}
+The kinds the webhook judges and where each keeps its pod specs, for the matchConditions: files/workload-kinds.yaml,
+generated from the code's kinds (gpuquota.workloads.registry) by scripts/generate-chart-kinds and kept current by a
+test. A spec entry is a field path from the object (`path`), or a list (`list`) or map (`map`) of items each holding
+a pod spec at `path`. `always`: the object itself may not show its GPUs (a TrainJob's pods come from its runtime), so
+every one is sent. `scale`: the kind has a /scale subresource and this is the field it sets (its CRD's
+specReplicasPath). */}}
 {{- define "gpuquota.workloadKinds" -}}
-- {group: "", kind: Pod, resource: pods, specs: [{path: [spec]}]}
-- {group: batch, kind: Job, resource: jobs, specs: [{path: [spec, template, spec]}]}
-- {group: batch, kind: CronJob, resource: cronjobs, specs: [{path: [spec, jobTemplate, spec, template, spec]}]}
-- {group: jobset.x-k8s.io, kind: JobSet, resource: jobsets, specs: [{list: [spec, replicatedJobs], path: [template, spec, template, spec]}]}
-- {group: kubeflow.org, kind: PyTorchJob, resource: pytorchjobs, scale: [spec, pytorchReplicaSpecs, Worker, replicas], specs: [{map: [spec, pytorchReplicaSpecs], path: [template, spec]}]}
-- {group: kubeflow.org, kind: TFJob, resource: tfjobs, specs: [{map: [spec, tfReplicaSpecs], path: [template, spec]}]}
-- {group: kubeflow.org, kind: MPIJob, resource: mpijobs, specs: [{map: [spec, mpiReplicaSpecs], path: [template, spec]}]}
-- {group: kubeflow.org, kind: XGBoostJob, resource: xgboostjobs, specs: [{map: [spec, xgbReplicaSpecs], path: [template, spec]}]}
-- {group: kubeflow.org, kind: PaddleJob, resource: paddlejobs, scale: [spec, paddleReplicaSpecs, Worker, replicas], specs: [{map: [spec, paddleReplicaSpecs], path: [template, spec]}]}
-- {group: kubeflow.org, kind: JAXJob, resource: jaxjobs, scale: [spec, jaxReplicaSpecs, Worker, replicas], specs: [{map: [spec, jaxReplicaSpecs], path: [template, spec]}]}
-- {group: trainer.kubeflow.org, kind: TrainJob, resource: trainjobs, always: true}
-- {group: ray.io, kind: RayJob, resource: rayjobs, specs: [{path: [spec, rayClusterSpec, headGroupSpec, template, spec]}, {list: [spec, rayClusterSpec, workerGroupSpecs], path: [template, spec]}]}
-- {group: ray.io, kind: RayCluster, resource: rayclusters, specs: [{path: [spec, headGroupSpec, template, spec]}, {list: [spec, workerGroupSpecs], path: [template, spec]}]}
-- {group: leaderworkerset.x-k8s.io, kind: LeaderWorkerSet, resource: leaderworkersets, scale: [spec, replicas], specs: [{path: [spec, leaderWorkerTemplate, leaderTemplate, spec]}, {path: [spec, leaderWorkerTemplate, workerTemplate, spec]}]}
+{{ .Files.Get "files/workload-kinds.yaml" }}
 {{- end }}
 
 {{/* CEL ------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -298,9 +298,9 @@ class Admission:
             return (f"this webhook runs without cluster access (--kube none), so it cannot read the {kind} the Scale "
                     "belongs to")
         resource = RESOURCES[(request.kind.group, kind)]
-        served = replace(resource, version=request.kind.version or resource.version)  # the version asked for
+        version = request.kind.version or resource.versions[0]  # the version the Scale was asked through
         try:
-            stored = self.kube.get(f"{served.collection(request.namespace)}/{request.name}")
+            stored = self.kube.get(f"{resource.collection(version, request.namespace)}/{request.name}")
         except (KubeError, UserError) as exc:  # UserError: the client's credentials (token file) are unreadable
             log.error("cannot read %s %s/%s to judge its scale-up: %s", kind, request.namespace, request.name, exc)
             return f"reading the {kind} from the API server failed ({exc})"

@@ -125,7 +125,7 @@ def plan(
             continue
         if not current:
             continue
-        seen = observe(obj, ref.kind)
+        seen = observe(obj, (ref.group, ref.kind))
         started = earliest(seen.started, starts.get(ref))
         ids = tuple(r.id for r in current)
         if seen.done:

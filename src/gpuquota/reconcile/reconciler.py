@@ -23,7 +23,7 @@ from gpuquota.kube import KubeApi, KubeError
 from gpuquota.ledger import LedgerError, ReconcilerLedger, ReservationRecord, ReservationState, WorkloadRef
 from gpuquota.reconcile.metrics import ReconcilerMetrics
 from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, plan
-from gpuquota.reconcile.resources import RESOURCES, KindKey, Resource, kinds_to_follow
+from gpuquota.reconcile.resources import RESOURCES, KindKey, Resource, kinds_to_follow, served_version
 
 log = logging.getLogger(__name__)
 JsonObject = dict[str, Any]
@@ -37,11 +37,13 @@ def _ref(key: KindKey, namespace: str, obj: JsonObject) -> WorkloadRef | None:
 
 @dataclass(slots=True)
 class KindCache:
-    """The objects of one kind in one namespace, as last listed and watched."""
+    """The objects of one kind in one namespace, as last listed and watched. ``version``: the one the cluster serves
+    the kind at, asked before the first list and again after a 404 (a CRD replaced by another operator's)."""
 
     key: KindKey
     namespace: str
     resource: Resource
+    version: str = ""
     objects: dict[WorkloadRef, JsonObject] = field(default_factory=dict)
     resource_version: str = ""
     synced: bool = False
@@ -50,14 +52,21 @@ class KindCache:
 
     @property
     def path(self) -> str:
-        return self.resource.collection(self.namespace)
+        return self.resource.collection(self.version, self.namespace)
 
     def relist(self, kube: KubeApi, monotonic: float) -> None:
         try:
+            self.version = self.version or served_version(kube, self.resource) or ""
+            if not self.version:
+                self.synced = False
+                log.debug("%s: no version of %s is served", self.namespace, self.resource.plural)
+                return
             listed = kube.list(self.path)
         except KubeError as exc:
             # 404: the kind's CRD is not installed; 403: no RBAC for it. Either way nothing of it can be judged.
             self.synced = False
+            if exc.status == 404:
+                self.version = ""
             log.log(logging.DEBUG if exc.status == 404 else logging.WARNING, "cannot list %s: %s", self.path, exc)
             return
         objects: dict[WorkloadRef, JsonObject] = {}

@@ -1,30 +1,65 @@
-"""Adapters by (apiGroup, kind): the single list of workload kinds the enforcer reads.
+"""The workload kinds gpuquota enforces, and every table derived from them.
 
-The webhook's rules and the Helm chart's ValidatingWebhookConfiguration are generated from ``SUPPORTED_KINDS``,
-so adding an adapter here is all it takes to enforce a new kind.
+``KINDS`` is the single list; the adapters extraction dispatches on, ``SUPPORTED_KINDS``, the owner claims the
+webhook believes (``LABEL_CLAIMS``), the ``/scale`` paths (``gpuquota.workloads.scale``), the reconciler's resources
+(``gpuquota.reconcile.resources``) and the chart's kind list (``chart_kinds``, written to
+``helm/gpuquota/files/workload-kinds.yaml`` by ``scripts/generate-chart-kinds``) all come from it. Order is the
+chart's order (and the order label claims are tried in).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from gpuquota.workloads.kinds import core, jobset, kubeflow, lws, ray, trainjob
+from gpuquota.workloads.claims import LabelClaim
+from gpuquota.workloads.kind import KindKey, WorkloadKind
+from gpuquota.workloads.kinds import (
+    cronjob,
+    job,
+    jobset,
+    kubeflow,
+    lws,
+    mpijob,
+    pod,
+    raycluster,
+    rayjob,
+    trainjob,
+)
 from gpuquota.workloads.shape import Adapter
 
-ADAPTERS: Mapping[tuple[str, str], Adapter] = {
-    **core.ADAPTERS,
-    **jobset.ADAPTERS,
-    **kubeflow.ADAPTERS,
-    **trainjob.ADAPTERS,
-    **ray.ADAPTERS,
-    **lws.ADAPTERS,
-}
+KINDS: tuple[WorkloadKind, ...] = (
+    pod.KIND,
+    job.KIND,
+    cronjob.KIND,
+    jobset.KIND,
+    *kubeflow.KINDS,
+    mpijob.KIND,
+    trainjob.KIND,
+    raycluster.KIND,
+    rayjob.KIND,
+    lws.KIND,
+)
 
-SUPPORTED_KINDS: frozenset[tuple[str, str]] = frozenset(ADAPTERS)
+BY_KEY: Mapping[KindKey, WorkloadKind] = {k.key: k for k in KINDS}
+if len(BY_KEY) != len(KINDS):
+    raise ImportError("gpuquota.workloads.registry: a workload kind is listed twice")
+
+ADAPTERS: Mapping[KindKey, Adapter] = {k.key: k.read for k in KINDS}
+
+SUPPORTED_KINDS: frozenset[KindKey] = frozenset(BY_KEY)
 """(apiGroup, kind) pairs extraction understands; ``""`` is the core group (Pod)."""
+
+LABEL_CLAIMS: tuple[tuple[WorkloadKind, LabelClaim], ...] = tuple((k, claim) for k in KINDS for claim in k.claims)
+"""Every kind's owner claims, in registry order."""
 
 
 def api_group(api_version: str) -> str:
     """``batch/v1`` → ``batch``; ``v1`` → ``""`` (the core group)."""
     group, slash, _ = api_version.rpartition("/")
     return group if slash else ""
+
+
+def chart_kinds() -> list[dict[str, Any]]:
+    """The chart's kind list (``gpuquota.workloadKinds``), one entry per kind."""
+    return [k.chart() for k in KINDS]

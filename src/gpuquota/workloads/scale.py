@@ -3,8 +3,9 @@
 ``kubectl scale``, an HPA or KEDA change a workload through ``<resource>/scale``: the API server reviews an
 ``autoscaling/v1 Scale`` (``spec.replicas`` only) and writes that number to the parent at the CRD's
 ``specReplicasPath``. The Scale names no GPUs, so the webhook judges the parent with that one field set, exactly
-like an UPDATE of the parent. The paths below are those of the projects' own CRDs (see docs/workloads.md,
-"Scale subresources"); kinds not listed have no scale subresource, so they cannot be scaled that way.
+like an UPDATE of the parent. Each kind module names its path (``WorkloadKind.scale``, that of the project's own CRD;
+see docs/workloads.md, "Scale subresources"); kinds without one have no scale subresource, so they cannot be scaled
+that way.
 """
 
 from __future__ import annotations
@@ -14,13 +15,9 @@ from typing import Any
 
 from gpuquota.workloads.errors import WorkloadError
 from gpuquota.workloads.fields import integer, mapping, type_name
+from gpuquota.workloads.registry import KINDS
 
-SCALE_SUBRESOURCES: Mapping[tuple[str, str], tuple[str, ...]] = {
-    ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"): ("spec", "replicas"),
-    ("kubeflow.org", "PyTorchJob"): ("spec", "pytorchReplicaSpecs", "Worker", "replicas"),
-    ("kubeflow.org", "PaddleJob"): ("spec", "paddleReplicaSpecs", "Worker", "replicas"),
-    ("kubeflow.org", "JAXJob"): ("spec", "jaxReplicaSpecs", "Worker", "replicas"),
-}
+SCALE_SUBRESOURCES: Mapping[tuple[str, str], tuple[str, ...]] = {k.key: k.scale for k in KINDS if k.scale is not None}
 """(apiGroup, kind) → the parent's field ``Scale.spec.replicas`` maps to (the CRD's ``specReplicasPath``)."""
 
 

@@ -2,6 +2,10 @@
 
 The leader uses ``leaderTemplate`` when set, else the worker template. A rolling update may run ``maxSurge``
 extra groups beside the old ones, so they are counted too (never under-count).
+
+The LWS controller runs the leaders in a StatefulSet named ``<lws>`` and each group's workers in one named after
+the group's leader pod, ``<lws>-<groupIndex>``; their pods are labelled with the LWS's name. A claim resting on
+such a StatefulSet holds only once the StatefulSet's own owner is checked (``gpuquota.admission.lws``).
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gpuquota.workloads.claims import LabelClaim, OwnerRef
 from gpuquota.workloads.errors import WorkloadError
 from gpuquota.workloads.fields import MAX_PODS, count, integer, mapping, type_name
+from gpuquota.workloads.kind import PodSpecAt, WorkloadKind
 from gpuquota.workloads.kinds.common import metadata_annotations
-from gpuquota.workloads.shape import Adapter, Shape, Template
+from gpuquota.workloads.shape import Shape, Template
 
 _PERCENT = re.compile(r"^(\d+)%$")
+NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
+_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 
 
 def _surge(value: object, replicas: int, path: str) -> int:
@@ -70,4 +78,28 @@ def leaderworkerset(obj: Mapping[str, Any]) -> Shape:
     return Shape(templates, None, metadata_annotations(obj))
 
 
-ADAPTERS: dict[tuple[str, str], Adapter] = {("leaderworkerset.x-k8s.io", "LeaderWorkerSet"): leaderworkerset}
+def _statefulset_of(value: str, controller: OwnerRef, labels: Mapping[str, Any]) -> str | None:
+    """A pod of the leaders' StatefulSet ``<lws>`` or of a group's ``<lws>-<groupIndex>``."""
+    if (controller.group, controller.kind) != ("apps", "StatefulSet"):
+        return None
+    if controller.name == value:
+        return value
+    if not controller.name.startswith(value + "-"):
+        return None
+    index = controller.name[len(value) + 1 :]
+    group_index = labels.get(_GROUP_INDEX_LABEL)
+    return value if index.isdigit() and (group_index is None or group_index == index) else None
+
+
+_SPEC = ("spec", "leaderWorkerTemplate")
+KIND = WorkloadKind(
+    group="leaderworkerset.x-k8s.io",
+    kind="LeaderWorkerSet",
+    plural="leaderworkersets",
+    versions=("v1",),
+    read=leaderworkerset,
+    pod_specs=(PodSpecAt((*_SPEC, "leaderTemplate", "spec")), PodSpecAt((*_SPEC, "workerTemplate", "spec"))),
+    scale=("spec", "replicas"),
+    long_lived=True,
+    claims=(LabelClaim(NAME_LABEL, _statefulset_of, via_controller=True),),
+)

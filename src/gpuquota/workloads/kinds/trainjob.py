@@ -4,7 +4,8 @@ The rest of the pod comes from the referenced (Cluster)TrainingRuntime, which is
 ``resourcesPerNode`` names no GPU the runtime's own template decides, and the JobSet the controller creates from
 it is what carries the GPUs. ``numNodes`` unset means the runtime's value; it is counted as 1 with a warning.
 The model selector is read from ``podTemplateOverrides`` (``podSpecOverrides`` in early releases) that target
-the ``node`` job.
+the ``node`` job. The controller runs a TrainJob as a JobSet of the same name, so its Jobs and pods carry that
+JobSet's labels.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gpuquota.workloads.claims import LabelClaim
 from gpuquota.workloads.errors import WorkloadError
 from gpuquota.workloads.fields import mapping, optional_int, sequence, type_name
+from gpuquota.workloads.kind import WorkloadKind
+from gpuquota.workloads.kinds import jobset
 from gpuquota.workloads.kinds.common import metadata_annotations
 from gpuquota.workloads.resources import container_gpus
-from gpuquota.workloads.shape import Adapter, Shape, Template
+from gpuquota.workloads.shape import Shape, Template
 
 TRAINER_JOB = "node"
 
@@ -69,4 +73,14 @@ def trainjob(obj: Mapping[str, Any]) -> Shape:
     return Shape((template,), None, metadata_annotations(obj), warnings)
 
 
-ADAPTERS: dict[tuple[str, str], Adapter] = {("trainer.kubeflow.org", "TrainJob"): trainjob}
+KIND = WorkloadKind(
+    group="trainer.kubeflow.org",
+    kind="TrainJob",
+    plural="trainjobs",
+    versions=("v1alpha1",),
+    read=trainjob,
+    always_send=True,
+    children=(jobset.KIND.key, ("batch", "Job")),
+    claims=(LabelClaim(jobset.NAME_LABEL, jobset.jobset_member),),
+    suspend=("spec", "suspend"),
+)

@@ -1,8 +1,9 @@
-"""KubeRay (ray.io): RayCluster and RayJob — a head pod plus worker groups of ``replicas`` × ``numOfHosts``.
+"""KubeRay's RayCluster (ray.io): a head pod plus worker groups of ``replicas`` × ``numOfHosts``, until deleted.
 
 With autoscaling on (``enableInTreeAutoscaling``) a group can grow to ``maxReplicas`` without another admission
 request, so that is what it is counted at; KubeRay's default ``maxReplicas`` (2,147,483,647) is refused as
-unbounded. Without autoscaling the operator still keeps a group at ``minReplicas`` at least.
+unbounded. Without autoscaling the operator still keeps a group at ``minReplicas`` at least. KubeRay owns the pods
+and labels them ``ray.io/cluster: <name>``. A RayJob's cluster is read by the same code (``cluster_templates``).
 """
 
 from __future__ import annotations
@@ -10,20 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gpuquota.workloads.claims import LabelClaim, controlled_by
 from gpuquota.workloads.errors import WorkloadError
 from gpuquota.workloads.fields import (
     MAX_PODS,
     count,
-    deadline,
     mapping,
     optional_int,
     optional_str,
     sequence,
     type_name,
 )
+from gpuquota.workloads.kind import Path, PodSpecAt, WorkloadKind
 from gpuquota.workloads.kinds.common import metadata_annotations, pod_template
-from gpuquota.workloads.shape import Adapter, Shape, Template
+from gpuquota.workloads.shape import Shape, Template
 
+GROUP = "ray.io"
 _INT32_MAX = 2**31 - 1
 
 
@@ -71,23 +74,22 @@ def raycluster(obj: Mapping[str, Any]) -> Shape:
     return Shape(tuple(cluster_templates(spec, "spec")), None, metadata_annotations(obj))
 
 
-def rayjob(obj: Mapping[str, Any]) -> Shape:
-    """The cluster it creates (none with ``clusterSelector``: the existing cluster was counted) and its
-    submitter pod; bounded by ``activeDeadlineSeconds``."""
-    spec = mapping(obj, "spec", "spec", required=True)
-    templates: list[Template] = []
-    cluster = mapping(spec, "rayClusterSpec", "spec.rayClusterSpec")
-    if cluster:
-        templates.extend(cluster_templates(cluster, "spec.rayClusterSpec"))
-    submitter = mapping(spec, "submitterPodTemplate", "spec.submitterPodTemplate")
-    if submitter:
-        pod_spec = mapping(submitter, "spec", "spec.submitterPodTemplate.spec")
-        templates.append(Template("submitter", 1, pod_spec, "spec.submitterPodTemplate.spec"))
-    bound = deadline(spec, "activeDeadlineSeconds", "spec.activeDeadlineSeconds")
-    return Shape(tuple(templates), bound, metadata_annotations(obj))
+def cluster_pod_specs(cluster: Path) -> tuple[PodSpecAt, ...]:
+    """Where the pod specs of a RayClusterSpec found at ``cluster`` sit."""
+    return (
+        PodSpecAt((*cluster, "headGroupSpec", "template", "spec")),
+        PodSpecAt(("template", "spec"), (*cluster, "workerGroupSpecs"), "list"),
+    )
 
 
-ADAPTERS: dict[tuple[str, str], Adapter] = {
-    ("ray.io", "RayCluster"): raycluster,
-    ("ray.io", "RayJob"): rayjob,
-}
+KIND = WorkloadKind(
+    group=GROUP,
+    kind="RayCluster",
+    plural="rayclusters",
+    versions=("v1",),
+    read=raycluster,
+    pod_specs=cluster_pod_specs(("spec",)),
+    long_lived=True,
+    claims=(LabelClaim("ray.io/cluster", controlled_by(GROUP, "RayCluster")),),
+    suspend=("spec", "suspend"),
+)

@@ -10,7 +10,7 @@ import pytest
 from gpuquota.reconcile.resources import RESOURCES, kinds_to_follow
 from gpuquota.workloads import SCALE_SUBRESOURCES, SUPPORTED_KINDS
 from gpuquota.workloads.kind import PodSpecAt, WorkloadKind
-from gpuquota.workloads.registry import ADAPTERS, BY_KEY, KINDS, LABEL_CLAIMS, api_group
+from gpuquota.workloads.registry import ADAPTERS, BY_KEY, CLAIMS_BY_LABEL, KINDS, LABEL_CLAIMS, api_group
 from tests.workloads.conftest import MANIFESTS, manifest
 
 
@@ -42,6 +42,8 @@ def test_every_derived_table_holds_every_kind() -> None:
     assert len(KINDS) == len(SUPPORTED_KINDS)
     assert {k.key: k.scale for k in KINDS if k.scale} == dict(SCALE_SUBRESOURCES)
     assert {(kind.key, claim) for kind, claim in LABEL_CLAIMS} == {(k.key, c) for k in KINDS for c in k.claims}
+    assert [entry for _, entries in CLAIMS_BY_LABEL for entry in entries] == sorted(
+        LABEL_CLAIMS, key=lambda entry: [label for label, _ in CLAIMS_BY_LABEL].index(entry[1].label))
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)

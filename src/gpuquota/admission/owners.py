@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpuquota.workloads.claims import OwnerRef
-from gpuquota.workloads.registry import LABEL_CLAIMS, api_group
+from gpuquota.workloads.registry import CLAIMS_BY_LABEL, api_group
 
 __all__ = ["OwnerCache", "OwnerRef", "candidate_owners", "controller_ref"]
 
@@ -58,10 +58,14 @@ def candidate_owners(obj: Mapping[str, Any]) -> tuple[OwnerRef, ...]:
     found, controller = _owner_refs(obj)
     labels = (obj.get("metadata") or {}).get("labels")
     if controller is not None and isinstance(labels, dict):
-        for kind, label_claim in LABEL_CLAIMS:
-            claim = label_claim.claim(kind.group, kind.kind, labels, controller)
-            if claim is not None:
-                found.append(claim)
+        for label, entries in CLAIMS_BY_LABEL:
+            value = labels.get(label)
+            if not isinstance(value, str) or not value:
+                continue
+            for kind, label_claim in entries:
+                claim = label_claim.claim(kind.group, kind.kind, value, labels, controller)
+                if claim is not None:
+                    found.append(claim)
     seen: set[tuple[str, str, str]] = set()
     unique: list[OwnerRef] = []
     for ref in found:

@@ -45,10 +45,10 @@ class LabelClaim:
     requires: tuple[str, str] | None = None
     via_controller: bool = False
 
-    def claim(self, group: str, kind: str, labels: Mapping[str, Any], controller: OwnerRef) -> OwnerRef | None:
-        value = labels.get(self.label)
-        if not isinstance(value, str) or not value:
-            return None
+    def claim(
+        self, group: str, kind: str, value: str, labels: Mapping[str, Any], controller: OwnerRef
+    ) -> OwnerRef | None:
+        """The claim on ``group``/``kind`` that ``value`` (this label's value on the object) makes, if believed."""
         if self.requires is not None and labels.get(self.requires[0]) != self.requires[1]:
             return None
         name = self.believe(value, controller, labels)

@@ -53,6 +53,12 @@ SUPPORTED_KINDS: frozenset[KindKey] = frozenset(BY_KEY)
 LABEL_CLAIMS: tuple[tuple[WorkloadKind, LabelClaim], ...] = tuple((k, claim) for k in KINDS for claim in k.claims)
 """Every kind's owner claims, in registry order."""
 
+CLAIMS_BY_LABEL: tuple[tuple[str, tuple[tuple[WorkloadKind, LabelClaim], ...]], ...] = tuple(
+    (label, tuple(entry for entry in LABEL_CLAIMS if entry[1].label == label))
+    for label in dict.fromkeys(claim.label for _, claim in LABEL_CLAIMS)
+)
+"""The same, grouped by the label they read (each label is looked up once per object), in registry order."""
+
 
 def api_group(api_version: str) -> str:
     """``batch/v1`` → ``batch``; ``v1`` → ``""`` (the core group)."""

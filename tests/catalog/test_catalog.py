@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpuquota.catalog import (
     CatalogError,
+    GpuSpec,
     classify,
     estimate_tpp,
     h100_equivalents,
@@ -22,13 +25,16 @@ from gpuquota.domain import GpuClass
 A, B, U = GpuClass.A090_A, GpuClass.A090_B, GpuClass.UNCONTROLLED
 
 # (catalog key, TPP, PD or None when no die area is published, class) — rows of
-# ../shared/reference/export-controls.md, "Accelerator figures".
+# ../shared/reference/export-controls.md, "Accelerator figures". The catalog derives TPP from its own per-precision
+# figures; it may land a rounding step above the reference (H100 NVL: 835.5 x 16 = 13,368 against 13,364), never
+# below it.
 REFERENCE = [
     ("H100-SXM5-80GB", 15832, 19.45, A),
     ("H100-PCIe", 12104, 14.87, A),
     ("H100-NVL", 13364, 16.4, A),
     ("H200-NVL", 13364, 16.4, A),
     ("H200-SXM", 15832, 19.45, A),
+    ("H800-SXM", 15832, 19.45, A),
     ("H800-PCIe", 12104, None, A),
     ("H20", 2368, 2.91, U),
     ("A100-SXM4-80GB", 4992, 6.04, A),
@@ -48,21 +54,152 @@ REFERENCE = [
     ("B100", 28000, None, A),
     ("B200", 36000, None, A),
     ("GB200", 40000, None, A),
+    ("GB300", 60000, None, A),
     ("MI300X", 20919, None, A),
+    ("MI325X", 20919, None, A),
     ("Gaudi3", 29360, None, A),
 ]
+
+BITS = {"fp4": 4, "int4": 4, "fp6": 6, "fp8": 8, "int8": 8, "fp16": 16, "bf16": 16, "tf32": 32, "fp32": 32, "fp64": 64}
 
 
 @pytest.mark.parametrize(("key", "tpp", "pd", "gpu_class"), REFERENCE)
 def test_reference_rows(key: str, tpp: float, pd: float | None, gpu_class: GpuClass) -> None:
     spec = load_catalog().get(key)
     assert spec is not None, key
-    assert spec.tpp == tpp
+    assert tpp * 0.9999 <= spec.tpp <= tpp * 1.002  # a datasheet rounding step above, never below
     if pd is not None:
         assert spec.performance_density == pytest.approx(pd, abs=0.05)
     assert spec.gpu_class is gpu_class
     assert spec.source
-    assert spec.confidence[0] in "PSCU"
+    assert spec.confidence in "PSCU"
+
+
+@pytest.mark.parametrize("spec", list(load_catalog()), ids=lambda s: s.key)
+def test_every_row_recomputes_from_its_figures(spec: GpuSpec) -> None:
+    """TPP is the maximum over the row's dense figures of TOPS x bit length, PD is TPP over the die area, and
+    the class follows from both: recomputed here without the catalog's own code."""
+    catalog = load_catalog()
+    by_precision = {p: f.tflops * BITS[p] for p, f in spec.dense.items()}
+    assert spec.tpp == pytest.approx(max(by_precision.values()))
+    assert by_precision[spec.tpp_precision] == pytest.approx(spec.tpp)
+    assert spec.confidence == spec.dense[spec.tpp_precision].confidence
+    if spec.die_area_mm2 is None:
+        assert spec.performance_density is None
+    else:
+        assert spec.performance_density == pytest.approx(spec.tpp / spec.die_area_mm2)
+    assert spec.gpu_class is classify(spec.tpp, spec.performance_density)
+    for precision, figure in spec.dense.items():
+        assert figure.source in catalog.sources, (precision, figure.source)
+        assert figure.confidence in ("P", "S", "C", "U")
+        assert figure.tflops > 0
+    for profile, sms in spec.mig.items():
+        assert spec.sm_count is not None, profile
+        assert 0 < sms <= spec.sm_count, profile
+    assert not spec.local
+    assert spec.origin == "bundled"
+
+
+def test_every_source_is_cited() -> None:
+    catalog = load_catalog()
+    cited = {f.source for spec in catalog for f in spec.dense.values()}
+    mig_only = {"nvidia-mig-user-guide", "nvidia-mig-parted", "secondary-press"}  # cited in row notes
+    assert set(catalog.sources) - cited <= mig_only
+
+
+def test_blackwell_ultra_is_counted_by_fp4_not_fp16() -> None:
+    """The issue's case: 15 PF dense FP4 x 4 = 60,000 against 2.5 PF FP16 x 16 = 40,000."""
+    catalog = load_catalog()
+    gb300, b300, gb200 = catalog.get("NVIDIA-GB300"), catalog.get("NVIDIA B300 SXM6 AC"), catalog.get("GB200")
+    assert gb300 is not None
+    assert b300 is not None
+    assert gb200 is not None
+    assert gb300.tpp_precision == "fp4"
+    assert gb300.tpp == pytest.approx(60_000)
+    assert gb300.tpp_of("fp16") == pytest.approx(40_000)
+    assert b300.tpp_precision == "fp4"
+    assert 52_000 <= b300.tpp <= 56_000  # sources disagree: the highest published dense FP4 is taken
+    assert b300.dense["fp4"].confidence == "U"
+    assert gb300.tpp > gb200.tpp * 1.4
+
+
+def test_fp6_sets_the_tpp_when_it_runs_at_the_fp4_rate() -> None:
+    mi355x = load_catalog().get("AMD Instinct MI355X")
+    assert mi355x is not None
+    assert mi355x.tpp_precision == "fp6"
+    assert mi355x.tpp == pytest.approx(10066.3 * 6)
+    assert mi355x.tpp > mi355x.tpp_of("fp16") * 1.4
+
+
+def test_h800_sxm_is_not_folded_onto_the_pcie_row() -> None:
+    catalog = load_catalog()
+    sxm = catalog.get("NVIDIA H800")
+    assert sxm is not None
+    assert (sxm.key, sxm.tpp) == ("H800-SXM", 15832)
+    assert catalog.get("NVIDIA-H800-PCIe") is catalog.get("H800-PCIe")
+    assert catalog.by_pci_device_id(0x232410DE) is sxm
+    pcie = catalog.by_pci_device_id(0x2322)
+    assert pcie is not None
+    assert pcie.tpp == 12104
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("NVIDIA GH200 480GB", "GH200"),
+        ("NVIDIA-GH200-480GB", "GH200"),
+        ("NVIDIA-GH200-144G-HBM3e", "GH200-144GB"),
+        ("NVIDIA-GB300", "GB300"),
+        ("NVIDIA-B300-SXM6-AC", "B300"),
+        ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "RTX-PRO-6000-Blackwell"),
+        ("NVIDIA-RTX-PRO-6000-Blackwell-Max-Q-Workstation-Edition", "RTX-PRO-6000-Blackwell"),
+        ("NVIDIA-GeForce-RTX-5090", "RTX-5090"),
+        ("AMD_Instinct_MI300X_OAM", "MI300X"),
+        ("AMD Instinct MI325X", "MI325X"),
+        ("AMD-Instinct-MI355X", "MI355X"),
+        ("HL-325L", "Gaudi3"),
+        ("NVIDIA-B200-MIG-1g.23gb", "B200"),
+    ],
+)
+def test_newest_parts_by_nvml_and_gfd_spellings(name: str, key: str) -> None:
+    spec = load_catalog().get(name)
+    assert spec is not None, name
+    assert spec.key == key
+
+
+@pytest.mark.parametrize(
+    ("key", "profile", "share"),
+    [
+        ("H100-NVL", "1g.12gb", 16 / 132),
+        ("H100-NVL", "7g.94gb", 1.0),
+        ("H200-SXM", "3g.71gb", 60 / 132),
+        ("H200-NVL", "1g.18gb", 16 / 132),
+        ("GH200", "1g.12gb", 16 / 132),
+        ("GH200-144GB", "4g.72gb", 64 / 132),
+        ("B200", "1g.23gb", 22 / 148),
+        ("B200", "7g.180gb", 1.0),
+        ("GB200", "1g.24gb", 22 / 148),
+        ("GB200", "3g.93gb", 68 / 148),
+        ("B300", "1g.34gb", 23 / 160),
+        ("RTX-PRO-6000-Blackwell", "1g.24gb", 0.25),
+    ],
+)
+def test_mig_tables_of_the_newer_parts(key: str, profile: str, share: float) -> None:
+    spec = load_catalog().get(key)
+    assert spec is not None
+    fraction = spec.mig_fraction(profile)
+    assert fraction is not None
+    assert fraction == pytest.approx(share)
+    assert fraction >= min(1.0, int(profile.split("g.", maxsplit=1)[0]) / 7) * 0.84  # never far under k/7 of the part
+
+
+def test_pci_ids_are_per_vendor() -> None:
+    catalog = load_catalog()
+    mi300x = catalog.by_pci_device_id(0x74A1, vendor_id=0x1002)
+    assert mi300x is not None
+    assert mi300x.key == "MI300X"
+    assert catalog.by_pci_device_id((0x74A1 << 16) | 0x1002) is mi300x
+    assert catalog.by_pci_device_id(0x74A1) is None  # the same device id under NVIDIA's vendor id is not it
 
 
 @pytest.mark.parametrize(
@@ -146,7 +283,7 @@ def test_mig_parent_is_the_most_powerful_part_offering_the_profile() -> None:
 
 def test_most_powerful_is_the_conservative_default() -> None:
     catalog = load_catalog()
-    assert catalog.strongest.key == "GB200"
+    assert catalog.strongest.key == "MI355X"  # FP6 x 6 bits, just above GB300
     assert catalog.most_powerful().tpp == max(s.tpp for s in catalog)
     a100 = catalog.get("A100-SXM4-80GB")
     h100 = catalog.get("H100-PCIe")
@@ -212,39 +349,54 @@ def test_estimate_unknown_architecture_or_nonsense() -> None:
 def _row(**changes: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "key": "X1",
-        "vendor": "acme",
+        "vendor": "nvidia",
         "names": ["Acme X1"],
-        "tflops": {"fp16": 100},
-        "tpp": 1600,
-        "confidence": "U",
+        "dense": {"fp16": {"tflops": 100, "source": "acme", "confidence": "U"}},
         "source": "test",
     }
     row.update(changes)
     return row
 
 
+def _doc(*rows: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"schema": 2, "sources": [{"id": "acme", "title": "Acme X1 datasheet"}], "gpus": list(rows), **top}
+
+
 @pytest.mark.parametrize(
-    ("rows", "expected"),
+    ("doc", "expected"),
     [
-        ([_row(tpp=2000)], "tpp 2000 disagrees with its per-precision figures (1600)"),
-        ([_row(tflops={"fp12": 1})], "unknown precision"),
-        ([_row(tflops={"fp16": -1})], "positive dense figure"),
-        ([_row(confidence="maybe")], "confidence"),
-        ([_row(), _row(key="X2")], "name 'Acme X1' is used by both X1 and X2"),
-        ([_row(pci_device_ids=[1]), _row(key="X2", names=["Acme X2"], pci_device_ids=[1])], "PCI device id 0x0001"),
-        ([_row(colour="red")], "colour"),
+        (_doc(_row(tpp=2000)), "tpp: Extra inputs are not permitted"),  # TPP is derived, never written
+        (_doc(_row(dense={"fp12": {"tflops": 1, "source": "acme", "confidence": "U"}})), "unknown precision"),
+        (_doc(_row(dense={"fp16": {"tflops": -1, "source": "acme", "confidence": "U"}})), "greater than 0"),
+        (_doc(_row(dense={})), "needs at least one dense figure"),
+        (_doc(_row(dense={"fp16": {"tflops": 1, "source": "acme", "confidence": "maybe"}})), "confidence"),
+        (_doc(_row(dense={"fp16": {"tflops": 1, "source": "nowhere", "confidence": "P"}})), "source 'nowhere'"),
+        (_doc(_row(dense={"fp16": {"tflops": 1, "source": "acme"}})), "dense.fp16.confidence: Field required"),
+        (_doc(_row(vendor="acme")), "expected one of ['amd', 'intel', 'nvidia']"),
+        (_doc(_row(sm_count=10, mig={"1g.5gb": 11})), "more SMs than the part's sm_count 10"),
+        (_doc(_row(), _row(key="X2")), "name 'Acme X1' is used by both X1 and X2"),
+        (_doc(_row(), _row(names=["Acme X1b"])), "key 'X1' is used by two rows"),
+        (
+            _doc(_row(pci_device_ids=[1]), _row(key="X2", names=["Acme X2"], pci_device_ids=[1])),
+            "PCI device id 0x0001",
+        ),
+        (_doc(_row(colour="red")), "colour"),
+        (_doc(_row(), schema=1), "schema: 1 is not supported"),
+        (_doc(_row(), extra=1), "unknown top-level key(s) ['extra']"),
+        ({"schema": 2, "sources": [{"id": "Bad Id", "title": "x"}], "gpus": [_row()]}, "sources[0]: id"),
+        ({"schema": 2, "sources": [{"id": "acme", "title": "x"}] * 2, "gpus": [_row()]}, "already defined"),
     ],
 )
-def test_catalog_errors_name_the_row(rows: list[dict[str, Any]], expected: str) -> None:
+def test_catalog_errors_name_the_file_row_and_field(doc: dict[str, Any], expected: str) -> None:
     with pytest.raises(CatalogError) as info:
-        parse_catalog({"gpus": rows}, "mine.yaml")
+        parse_catalog(doc, "mine.yaml")
     assert str(info.value).startswith("mine.yaml")
     assert expected in str(info.value)
 
 
 def test_empty_or_shapeless_catalog() -> None:
     with pytest.raises(CatalogError, match="holds no GPU"):
-        parse_catalog({"gpus": []}, "mine.yaml")
+        parse_catalog(_doc(), "mine.yaml")
     with pytest.raises(CatalogError, match="expected a mapping with a 'gpus' list"):
         parse_catalog(["x"], "mine.yaml")
 
@@ -252,3 +404,19 @@ def test_empty_or_shapeless_catalog() -> None:
 def test_catalog_is_parsed_once() -> None:
     assert load_catalog() is load_catalog()
     assert len(load_catalog()) >= len(REFERENCE)
+
+
+figures = st.dictionaries(
+    st.sampled_from(sorted(BITS)),
+    st.floats(min_value=0.001, max_value=1e6, allow_nan=False, allow_infinity=False),
+    min_size=1,
+)
+
+
+@given(figures)
+def test_tpp_is_the_maximum_over_precisions(values: dict[str, float]) -> None:
+    dense = {p: {"tflops": v, "source": "acme", "confidence": "S"} for p, v in values.items()}
+    spec = next(iter(parse_catalog(_doc(_row(dense=dense)), "prop.yaml")))
+    assert spec.tpp == pytest.approx(max(v * BITS[p] for p, v in values.items()))
+    assert all(spec.tpp >= v * BITS[p] * (1 - 1e-9) for p, v in values.items())
+    assert spec.tpp_precision in values

@@ -180,8 +180,8 @@ def test_unknown_gpu_product_is_counted_as_the_strongest_with_a_warning() -> Non
     assert result.exit_code == 0, result.stderr
     (row,) = rows(result)
     assert row["decision"] == "warned"
-    assert row["model"] == "GB200"
-    assert row["tpp"] == 40_000
+    assert row["model"] == "GB300"  # the strongest NVIDIA part: FP4 x 4 = 60,000
+    assert row["tpp"] == 60_000
     assert any("Mystery-9000" in w for w in row["warnings"])
     table = run("-j", "US", "-", stdin=pod)
     assert "warning Pod any-gpu:" in table.stdout

@@ -20,7 +20,7 @@ def run(*args: str) -> Result:
 def test_policy_list() -> None:
     result = run("policy", "list")
     assert result.exit_code == 0
-    assert "ai-diffusion-2025\t2025.3\teffective 2025-01-13" in result.stdout
+    assert "ai-diffusion-2025\t2025.4\teffective 2025-01-13" in result.stdout
     assert "unrestricted" in result.stdout
 
 
@@ -29,7 +29,7 @@ def test_validate_a_good_profile(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(load_policy("ai-diffusion-2025").spec.model_dump(mode="json", by_alias=True)))
     result = run("policy", "validate", str(path))
     assert result.exit_code == 0, result.stderr
-    assert "valid — ai-diffusion-2025 2025.3" in result.stdout
+    assert "valid — ai-diffusion-2025 2025.4" in result.stdout
     assert "4 rules" in result.stdout
 
 
@@ -104,3 +104,29 @@ def test_gpus_json() -> None:
     assert h100["confidence"] == "P"
     assert h100["pci_device_ids"] == ["0x2330"]
     assert "3g.40gb" in h100["mig_profiles"]
+    assert h100["origin"] == "bundled"
+
+
+def test_gpus_one_part_shows_every_figure_and_its_source() -> None:
+    result = run("gpus", "NVIDIA-GB300", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    part = json.loads(result.stdout)
+    assert (part["key"], part["tpp"], part["tpp_precision"]) == ("GB300", 60_000, "fp4")
+    figures = {f["precision"]: f for f in part["figures"]}
+    assert figures["fp4"]["sets_tpp"]
+    assert not figures["fp16"]["sets_tpp"]
+    assert figures["fp16"]["tpp"] == 40_000
+    assert all(f["source_title"] and f["confidence"] in "PSCU" for f in part["figures"])
+    assert part["figures"][0]["precision"] == "fp4"  # highest TPP first
+    table = run("gpus", "NVIDIA H100 80GB HBM3")
+    assert table.exit_code == 0
+    assert "H100-SXM5-80GB" in table.stdout
+    assert "set by fp16" in table.stdout
+    assert "nvidia-h100-datasheet" in table.stdout
+    assert "MIG: 1g.10gb 16/132 SMs" in table.stdout
+
+
+def test_gpus_unknown_part_is_a_clear_error() -> None:
+    result = run("gpus", "Voodoo-5-6000")
+    assert result.exit_code == 2
+    assert "not in the GPU catalog" in result.stderr

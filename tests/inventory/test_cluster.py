@@ -129,7 +129,7 @@ def test_agent_labels_without_annotation(catalog: Catalog) -> None:
     node["metadata"]["labels"].update({"gpuquota.io/gpu-model": "RTX-4090", "gpuquota.io/gpu-count": "2"})
     view = ClusterInventory(catalog)
     view.apply_node(node)
-    assert view.capacity() == [CapacityRow("RTX-4090", "3A090.a", 2, 2 * 5285.0)]
+    assert view.capacity() == [CapacityRow("RTX-4090", "3A090.a", 2, 2 * 5284.8)]  # 660.6 FP8 TOPS x 8
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "eight", ""])

@@ -3,25 +3,35 @@
 from gpuquota.catalog.classify import classify, h100_equivalents, performance_density
 from gpuquota.catalog.estimate import TppEstimate, estimate_tpp
 from gpuquota.catalog.spec import (
+    BUNDLED,
+    PRECISION_BITS,
     Catalog,
     CatalogError,
+    Figure,
     GpuSpec,
+    SourceRef,
     load_catalog,
     load_catalog_file,
+    load_local_catalog,
     normalise_name,
     parse_catalog,
 )
 
 __all__ = [
+    "BUNDLED",
+    "PRECISION_BITS",
     "Catalog",
     "CatalogError",
+    "Figure",
     "GpuSpec",
+    "SourceRef",
     "TppEstimate",
     "classify",
     "estimate_tpp",
     "h100_equivalents",
     "load_catalog",
     "load_catalog_file",
+    "load_local_catalog",
     "normalise_name",
     "parse_catalog",
     "performance_density",

@@ -164,7 +164,7 @@ def mig_tpp(raw: RawMig, profile: str | None, device_tpp: float, parent_sms: int
     """Prorate the parent's TPP by SMs (what the instance can compute with); fall back to the catalog's SM
     count for the profile, then to compute slices out of seven."""
     if raw.sm_count and parent_sms:
-        return device_tpp * min(raw.sm_count, parent_sms) / parent_sms
+        return device_tpp * (min(raw.sm_count, parent_sms) / parent_sms)  # a whole-GPU slice is exactly the parent
     if spec is not None and profile is not None:
         from_catalog = spec.mig_tpp(profile.split(".", 1)[1] if profile.count(".") == 2 else profile)
         if from_catalog is not None:

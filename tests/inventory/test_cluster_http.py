@@ -21,7 +21,7 @@ def test_node_watch_over_http(catalog: Catalog, tmp_path: Path) -> None:
     token.write_text(state.token)
     view = ClusterInventory(catalog)
     stop = threading.Event()
-    with api_server(state) as url, KubeClient(url, token_file=token) as kube:
+    with api_server(state) as url, KubeClient.connect(url, token_file=token) as kube:
         thread = threading.Thread(
             target=run_node_watch,
             args=(kube, view, stop),

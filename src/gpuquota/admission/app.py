@@ -50,6 +50,7 @@ class Readiness:
         self.ledger_error = "not checked yet"
         self.policy_loaded = False
         self.namespaces_synced: Callable[[], bool] = lambda: True
+        self.kube_problems: Callable[[], dict[str, str]] = dict  # watch → why it fails (``WatchHealth.problems``)
 
     def problems(self) -> list[str]:
         out = []
@@ -59,6 +60,7 @@ class Readiness:
             out.append(f"ledger unreachable: {self.ledger_error}")
         if not self.namespaces_synced():
             out.append("namespace cache not synced yet")
+        out.extend(f"watch {name} failing: {why}" for name, why in self.kube_problems().items())
         return out
 
 

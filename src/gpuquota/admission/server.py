@@ -38,7 +38,9 @@ from gpuquota.admission.tls import CertPair, generate_self_signed, reload_cert_c
 from gpuquota.admission.transport import CoalescingHttpToolsProtocol
 from gpuquota.errors import UserError
 from gpuquota.inventory import ClusterInventory, run_node_watch
-from gpuquota.kube import KubeApi, KubeClient
+from gpuquota.kube import KubeApi, KubeClient, KubeSource
+from gpuquota.kube.config import in_pod
+from gpuquota.kube.health import WatchHealth
 from gpuquota.ledger import LedgerError, open_ledger
 from gpuquota.policy import Policy
 
@@ -47,7 +49,6 @@ log = logging.getLogger("gpuquota.admission.server")
 DEFAULT_POLICY: Final = "ai-diffusion-2025"
 DEFAULT_PORT: Final = 8443
 KubeMode = Literal["auto", "in-cluster", "none"]
-SERVICE_ACCOUNT_TOKEN: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,9 @@ class ServeSettings:
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
     api_server: str | None = None  # reach an API server from outside a cluster (development, tests)
     token_file: Path | None = None
+    ca_file: Path | None = None  # the API server's CA (a development cluster's own)
+    kubeconfig: Path | None = None  # else $KUBECONFIG, else the pod's service account (gpuquota.kube.config)
+    context: str | None = None
     trusted_controllers: tuple[str, ...] = ()  # users whose owner claims are believed, beyond the built-in ones
 
     def resolved_ledger_url(self) -> str:
@@ -79,13 +83,15 @@ class ServeSettings:
 
 
 def _kube(settings: ServeSettings) -> KubeApi | None:
+    """``none``: no cluster. ``auto``: the cluster the flags or ``$KUBECONFIG`` name, else the pod's own, else none.
+    ``in-cluster``: the same, but finding none is an error."""
     if settings.kube == "none":
         return None
-    if settings.api_server is not None:
-        return KubeClient.connect(settings.api_server, settings.token_file)
-    if settings.kube == "auto" and not SERVICE_ACCOUNT_TOKEN.exists():
+    source = KubeSource(settings.kubeconfig, settings.context, settings.api_server, settings.token_file,
+                        settings.ca_file)
+    if settings.kube == "auto" and not source.explicit() and not in_pod():
         return None
-    return KubeClient.in_cluster()
+    return KubeClient.from_source(source)
 
 
 class Webhook:
@@ -113,6 +119,7 @@ class Webhook:
         self.audit = AuditLog(settings.audit_log)
         self.stop = threading.Event()
         self.kube = _kube(settings)
+        self.kube_health = self._watch_health()
         self.namespaces: NamespaceCache | None = None
         self.inventory: ClusterInventory | None = None
         if self.kube is not None:
@@ -148,6 +155,13 @@ class Webhook:
                 if not path.is_file():
                     raise UserError(f"TLS file {path} does not exist")
 
+    def _watch_health(self) -> WatchHealth:
+        """Where the caches' list-and-watch loops report: ``/readyz`` and ``gpuquota_kube_watch_*`` read it."""
+        health = WatchHealth()
+        self.metrics.registry.register(health.collector())
+        self.readiness.kube_problems = health.problems
+        return health
+
     def _reload_failed(self, what: str, message: str) -> None:
         self.metrics.errors.labels("reload_failed").inc()
 
@@ -157,12 +171,14 @@ class Webhook:
     # --- background work --------------------------------------------------------------------------------------
 
     def start_threads(self) -> None:
+        health = self.kube_health
         if self.kube is not None and self.namespaces is not None:
             kube, cache = self.kube, self.namespaces
-            threading.Thread(target=cache.run, args=(kube, self.stop), name="namespace-watch", daemon=True).start()
+            threading.Thread(target=cache.run, args=(kube, self.stop), kwargs={"health": health},
+                             name="namespace-watch", daemon=True).start()
         if self.kube is not None and self.inventory is not None:
-            threading.Thread(target=run_node_watch, args=(self.kube, self.inventory, self.stop), name="node-watch",
-                             daemon=True).start()
+            threading.Thread(target=run_node_watch, args=(self.kube, self.inventory, self.stop),
+                             kwargs={"health": health}, name="node-watch", daemon=True).start()
 
     def check_ledger(self) -> None:
         """The cached ping behind ``/readyz`` and ``gpuquota_ledger_up`` (probes never hit the database)."""

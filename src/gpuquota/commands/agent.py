@@ -18,7 +18,9 @@ import typer
 from gpuquota.commands.kubeopts import (
     ApiServerOption,
     CaFileOption,
+    ContextOption,
     InsecureOption,
+    KubeconfigOption,
     KubeOptions,
     LogLevelOption,
     TokenFileOption,
@@ -38,6 +40,8 @@ def agent(  # noqa: PLR0917 - typer maps each parameter to an option
     port: Annotated[int, typer.Option(help="Port of /metrics and /healthz (0: any free port).")] = 9402,
     host: Annotated[str, typer.Option(help="Address of /metrics and /healthz.")] = "0.0.0.0",  # noqa: S104 - pod
     once: Annotated[bool, typer.Option("--once", help="Discover and publish once, then exit.")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
     api_server: ApiServerOption = None,
     token_file: TokenFileOption = None,
     ca_file: CaFileOption = None,
@@ -56,7 +60,7 @@ def agent(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError(f"--port must be between 0 and 65535, not {port}")
     setup_logging(log_level)
 
-    kube = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify).connect()
+    kube = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify, kubeconfig, context).connect()
     node_agent = NodeAgent(kube, node_name, lambda: discover(node_name=node_name), interval_s=interval, poll_s=poll)
 
     published = node_agent.tick()

@@ -25,7 +25,9 @@ import typer
 from gpuquota.commands.kubeopts import (
     ApiServerOption,
     CaFileOption,
+    ContextOption,
     InsecureOption,
+    KubeconfigOption,
     KubeOptions,
     LogLevelOption,
     TokenFileOption,
@@ -89,6 +91,8 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
             help="Seconds without a turn of the work loop after which /healthz fails (default: 4 intervals, ≥ 120)."
         ),
     ] = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
     api_server: ApiServerOption = None,
     token_file: TokenFileOption = None,
     ca_file: CaFileOption = None,
@@ -97,13 +101,14 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
 ) -> None:
     """Follow admitted workloads and move their reservations: running, settled, released, expired."""
     from gpuquota.kube import ElectionTiming  # noqa: PLC0415 - keep `gpuquota --help` fast
+    from gpuquota.kube.health import WatchHealth  # noqa: PLC0415
     from gpuquota.ledger import LedgerError, open_ledger  # noqa: PLC0415
     from gpuquota.reconcile import Reconciler, ReconcilerMetrics  # noqa: PLC0415
     from gpuquota.reconcile.health import Heartbeat, ReconcilerHealth, stuck_after_default  # noqa: PLC0415
 
     _check_numbers(grace, interval, resync, metrics_port, stuck_after)
     setup_logging(log_level)
-    kube_options = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify)
+    kube_options = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify, kubeconfig, context)
     election: Election | None = None
     if not once and (leader_elect if leader_elect is not None else kube_options.in_cluster):
         try:
@@ -126,13 +131,17 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
         opened.close()
         raise
     metrics = ReconcilerMetrics()
-    reconciler = Reconciler(kube, opened, grace=timedelta(seconds=grace), resync_s=resync, metrics=metrics)
+    watches = WatchHealth()
+    metrics.registry.register(watches.collector())
+    reconciler = Reconciler(kube, opened, grace=timedelta(seconds=grace), resync_s=resync, metrics=metrics,
+                            health=watches)
     try:
         if once:
             _once(reconciler)
         else:
             health = ReconcilerHealth(
-                Heartbeat(), opened.ping, stuck_after_s=stuck_after or stuck_after_default(interval)
+                Heartbeat(), opened.ping, stuck_after_s=stuck_after or stuck_after_default(interval),
+                kube_problems=watches.problems,
             )
             server = _serve(metrics, health, metrics_host, metrics_port)
             try:

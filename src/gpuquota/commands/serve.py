@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from gpuquota.commands.kubeopts import ApiServerOption, LogLevelOption, TokenFileOption, log_level_name
+from gpuquota.commands.kubeopts import (
+    ApiServerOption,
+    CaFileOption,
+    ContextOption,
+    KubeconfigOption,
+    LogLevelOption,
+    TokenFileOption,
+    log_level_name,
+)
 from gpuquota.errors import UserError
 
 _KUBE_MODES = ("auto", "in-cluster", "none")
@@ -30,10 +38,15 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         str | None, typer.Option(help="Where decision JSON lines go: a file, '-' for stdout, 'off' for nowhere.")
     ] = "-",
     kube: Annotated[
-        str, typer.Option(help="Namespace labels from the cluster: in-cluster, none, or auto (in a pod: in-cluster).")
+        str,
+        typer.Option(help="Namespace labels and nodes from the cluster: in-cluster (required), none, or auto (the "
+                     "cluster --kubeconfig/$KUBECONFIG/--api-server names, else the pod's, else none)."),
     ] = "auto",
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
     api_server: ApiServerOption = None,
     token_file: TokenFileOption = None,
+    ca_file: CaFileOption = None,
     state_dir: Annotated[
         Path, typer.Option(help="Where the default SQLite ledger and a generated self-signed certificate live.")
     ] = Path("var"),
@@ -62,8 +75,8 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError(f"--kube must be one of {', '.join(_KUBE_MODES)}, not {kube!r}")
     if insecure and (tls_cert is not None or tls_key is not None):
         raise UserError("--insecure and --tls-cert/--tls-key exclude each other")
-    if kube == "none" and api_server is not None:
-        raise UserError("--api-server needs --kube in-cluster or auto")
+    if kube == "none" and (api_server is not None or kubeconfig is not None or context is not None):
+        raise UserError("--api-server, --kubeconfig and --context need --kube in-cluster or auto")
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, not {port}")
     if reload_interval <= 0 or ping_interval <= 0:
@@ -88,6 +101,9 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         state_dir=state_dir,
         api_server=api_server,
         token_file=token_file,
+        ca_file=ca_file,
+        kubeconfig=kubeconfig,
+        context=context,
         reload_interval_s=reload_interval,
         trusted_controllers=trusted,
         ping_interval_s=ping_interval,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,9 @@ from gpuquota.inventory.node_keys import (
     UNKNOWN_MODEL,
 )
 from gpuquota.inventory.rating import MAX_MIG_SLICES
-from gpuquota.kube import KubeApi, KubeError
+from gpuquota.kube.api import KubeApi, WatchEvent
+from gpuquota.kube.health import WatchHealth
+from gpuquota.kube.reflector import Backoff, Reflector
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,22 @@ class ClusterInventory:
             return tuple(sorted(self._nodes))
 
 
+class _NodeStore:
+    """``ClusterInventory`` as a reflector's ``Store``."""
+
+    def __init__(self, inventory: ClusterInventory) -> None:
+        self.inventory = inventory
+
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        self.inventory.replace_all(items)
+
+    def apply(self, event: WatchEvent) -> None:
+        if event.type == "DELETED":
+            self.inventory.remove_node(str((event.object.get("metadata") or {}).get("name", "")))
+        elif event.type in ("ADDED", "MODIFIED"):
+            self.inventory.apply_node(event.object)
+
+
 def run_node_watch(
     kube: KubeApi,
     inventory: ClusterInventory,
@@ -248,34 +265,10 @@ def run_node_watch(
     watch_timeout_s: float = 300.0,
     max_backoff_s: float = 30.0,
     idle_wait_s: float = 1.0,
+    health: WatchHealth | None = None,
 ) -> None:
-    """List the nodes, then follow the watch; list again on 410 Gone, after ``resync_s``, and after errors
-    (with exponential backoff up to ``max_backoff_s``). Returns when ``stop`` is set."""
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            listing = kube.list(NODES_PATH)
-            inventory.replace_all(listing.items)
-            version = listing.resource_version
-            listed_at = time.monotonic()
-            backoff = 0.5
-            while not stop.is_set() and time.monotonic() - listed_at < resync_s:
-                started, seen = time.monotonic(), 0
-                for event in kube.watch(NODES_PATH, version, timeout_s=watch_timeout_s):
-                    if stop.is_set():
-                        return
-                    seen += 1
-                    version = str((event.object.get("metadata") or {}).get("resourceVersion") or version)
-                    if event.type == "DELETED":
-                        inventory.remove_node(str(event.object.get("metadata", {}).get("name", "")))
-                    elif event.type in ("ADDED", "MODIFIED"):
-                        inventory.apply_node(event.object)
-                if not seen and time.monotonic() - started < idle_wait_s:
-                    stop.wait(idle_wait_s)  # a server that ends watches at once must not make us spin
-        except KubeError as exc:
-            if exc.status == 410:
-                log.info("node watch expired (410 Gone); listing again")
-                continue
-            log.warning("node list/watch failed (%s); retrying in %.1fs", exc, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, max_backoff_s)
+    """Follow ``/api/v1/nodes`` into ``inventory`` until ``stop`` (``gpuquota.kube.reflector``: list, watch, list
+    again on 410 Gone and every ``resync_s``, back off with jitter after errors)."""
+    Reflector(kube, NODES_PATH, _NodeStore(inventory), name="nodes", health=health, resync_s=resync_s,
+              watch_timeout_s=watch_timeout_s, idle_wait_s=idle_wait_s,
+              backoff=Backoff(min(0.5, max_backoff_s), max_backoff_s)).run(stop)

@@ -10,21 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from gpuquota.kube.errors import KubeError
+
+__all__ = ["JsonObject", "KubeApi", "KubeError", "ObjectList", "WatchEvent"]
+
 JsonObject = dict[str, Any]
-
-
-class KubeError(Exception):
-    """An API call failed. ``status`` is the HTTP status (0 when the server could not be reached)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}" if status else message)
-        self.status = status
-        self.message = message
-
-    @property
-    def retriable(self) -> bool:
-        """Conflicts, throttling, server errors and unreachable servers are worth a retry with backoff."""
-        return self.status in (0, 409, 429) or self.status >= 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +38,8 @@ class KubeApi(Protocol):
 
     def watch(self, path: str, resource_version: str, timeout_s: float = 300.0) -> Iterator[WatchEvent]:
         """Events after ``resource_version`` until the server ends the watch or ``timeout_s`` passes.
-        A 410 Gone (too old a version) raises ``KubeError(410, …)``: the caller lists again."""
+        A 410 Gone (too old a version) raises ``GoneError``: the caller lists again (as ``gpuquota.kube.reflector``
+        does)."""
         ...
 
     def patch(self, path: str, body: JsonObject, patch_type: str = "merge") -> JsonObject:

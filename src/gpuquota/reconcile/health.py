@@ -8,9 +8,12 @@ loop thread needs no probe — it is the process's main thread, so the process e
 a stuck one does: when no beat came for ``stuck_after_s`` (several intervals, well above the slowest honest pass),
 ``/healthz`` answers 503 and the kubelet restarts the container. The Lease then moves to a follower.
 
-Readiness is "can use the ledger": a replica that cannot reach it could not settle anything if it led. A follower
-that is healthy but not leading is ready — it is the standby that must be there when the leader goes. The ledger is
-pinged at most once per ``ping_every_s`` however often it is probed, so probes never load the database.
+Readiness is "can use the ledger" and, while leading, "can follow the API": a replica that cannot reach the ledger
+could not settle anything if it led, and a leader whose watches are refused (a credential or an RBAC rule missing for
+one resource) settles nothing of that resource — the body names the watch and the API server's words
+(``gpuquota.kube.health``). A follower that is healthy but not leading is ready — it is the standby that must be
+there when the leader goes. The ledger is pinged at most once per ``ping_every_s`` however often it is probed, so
+probes never load the database.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class ReconcilerHealth:
         stuck_after_s: float,
         ping_every_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        kube_problems: Callable[[], dict[str, str]] = dict,
     ) -> None:
         if stuck_after_s <= 0:
             raise ValueError("stuck_after_s must be positive")
@@ -62,6 +66,7 @@ class ReconcilerHealth:
         self.stuck_after_s = stuck_after_s
         self.leader = False
         self._ping = ping
+        self._kube_problems = kube_problems
         self._ping_every_s = ping_every_s
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -84,8 +89,14 @@ class ReconcilerHealth:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         error = self._ledger_state()
+        watches = self._kube_problems()
         status = "ok" if error is None else "ledger unreachable"
-        return error is None, {"status": status, "leader": self.leader, "ledger_error": error}
+        if watches:
+            status = "watch failing" if error is None else f"{status}, watch failing"
+        body: dict[str, Any] = {"status": status, "leader": self.leader, "ledger_error": error}
+        if watches:
+            body["watch_errors"] = watches
+        return error is None and not watches, body
 
     def _ledger_state(self) -> str | None:
         """The last ping's error (``None``: reachable), pinging again when the last one is old. Concurrent probes

@@ -1,5 +1,5 @@
-"""The reconciler's shell: follow workloads through the Kubernetes API (list, then watch from the list's resource
-version, relisting on 410 Gone, on errors and every resync period) and apply ``plan``'s transitions.
+"""The reconciler's shell: follow workloads through the Kubernetes API (``gpuquota.kube.reflector``: list, then watch
+from the list's resource version, relisting on 410 Gone and every resync period) and apply ``plan``'s transitions.
 
 Only namespaces with active reservations are followed, and in each only the kinds reserved there, the
 controllers under them and pods — a cluster's GPU work, not the whole cluster. Each (kind, namespace) has its own
@@ -15,11 +15,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gpuquota.kube import KubeApi, KubeError
+from gpuquota.kube.api import WatchEvent
+from gpuquota.kube.errors import NotFoundError
+from gpuquota.kube.health import WatchHealth
+from gpuquota.kube.reflector import Reflector
 from gpuquota.ledger import LedgerError, ReconcilerLedger, ReservationRecord, ReservationState, WorkloadRef
 from gpuquota.reconcile.metrics import ReconcilerMetrics
 from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, plan
@@ -35,77 +39,68 @@ def _ref(key: KindKey, namespace: str, obj: JsonObject) -> WorkloadRef | None:
     return WorkloadRef(namespace, key[1], str(name), key[0]) if name else None
 
 
-@dataclass(slots=True)
 class KindCache:
-    """The objects of one kind in one namespace, as last listed and watched. ``version``: the one the cluster serves
-    the kind at, asked before the first list and again after a 404 (a CRD replaced by another operator's)."""
+    """The objects of one kind in one namespace, as last listed and watched: the store of a ``Reflector`` that the
+    pass moves on one bounded step at a time (list when due, else a watch of at most ``watch_timeout_s``).
+    ``version``: the one the cluster serves the kind at, asked before the first list and again after a 404 (a CRD
+    replaced by another operator's)."""
 
-    key: KindKey
-    namespace: str
-    resource: Resource
-    version: str = ""
-    objects: dict[WorkloadRef, JsonObject] = field(default_factory=dict)
-    resource_version: str = ""
-    synced: bool = False
-    listed_at: float = float("-inf")
-    relists: int = 0
+    def __init__(self, key: KindKey, namespace: str, resource: Resource, kube: KubeApi, *, resync_s: float = 300.0,
+                 health: WatchHealth | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.key = key
+        self.namespace = namespace
+        self.resource = resource
+        self.kube = kube
+        self.version = ""
+        self.objects: dict[WorkloadRef, JsonObject] = {}
+        label = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+        self.reflector = Reflector(kube, self.path, self, name=f"{label} in {namespace}", label=label,
+                                   health=health, resync_s=resync_s, monotonic=monotonic)
 
     @property
     def path(self) -> str:
         return self.resource.collection(self.version, self.namespace)
 
-    def relist(self, kube: KubeApi, monotonic: float) -> None:
-        try:
-            self.version = self.version or served_version(kube, self.resource) or ""
-            if not self.version:
-                self.synced = False
-                log.debug("%s: no version of %s is served", self.namespace, self.resource.plural)
-                return
-            listed = kube.list(self.path)
-        except KubeError as exc:
-            # 404: the kind's CRD is not installed; 403: no RBAC for it. Either way nothing of it can be judged.
-            self.synced = False
-            if exc.status == 404:
-                self.version = ""
-            log.log(logging.DEBUG if exc.status == 404 else logging.WARNING, "cannot list %s: %s", self.path, exc)
-            return
+    @property
+    def synced(self) -> bool:
+        """Listed, and the last list or watch succeeded: only then is an object's absence evidence of anything."""
+        return bool(self.version) and self.reflector.current
+
+    @property
+    def relists(self) -> int:
+        return self.reflector.relists
+
+    def replace(self, items: list[JsonObject]) -> None:
         objects: dict[WorkloadRef, JsonObject] = {}
-        for item in listed.items:
+        for item in items:
             ref = _ref(self.key, self.namespace, item)
             if ref is not None:
                 objects[ref] = item
         self.objects = objects
-        self.resource_version = listed.resource_version
-        self.synced = True
-        self.listed_at = monotonic
-        self.relists += 1
 
-    def follow(self, kube: KubeApi, timeout_s: float) -> None:
-        """Apply the events since the last version seen; a 410 Gone or any error means listing again."""
-        try:
-            for event in kube.watch(self.path, self.resource_version, timeout_s=timeout_s):
-                version = (event.object.get("metadata") or {}).get("resourceVersion")
-                if version:
-                    self.resource_version = str(version)
-                if event.type == "BOOKMARK":
-                    continue
-                ref = _ref(self.key, self.namespace, event.object)
-                if ref is None:
-                    continue
-                if event.type == "DELETED":
-                    self.objects.pop(ref, None)
-                else:
-                    self.objects[ref] = event.object
-        except KubeError as exc:
-            if exc.status != 410:
-                log.warning("watch on %s failed: %s", self.path, exc)
-            self.synced = False  # list again before trusting this cache
+    def apply(self, event: WatchEvent) -> None:
+        ref = _ref(self.key, self.namespace, event.object)
+        if ref is None:
+            return
+        if event.type == "DELETED":
+            self.objects.pop(ref, None)
+        else:
+            self.objects[ref] = event.object
 
-    def update(self, kube: KubeApi, monotonic: Callable[[], float], resync_s: float, timeout_s: float) -> None:
-        if self.synced and monotonic() - self.listed_at < resync_s:
-            self.follow(kube, timeout_s)
-        if not self.synced or monotonic() - self.listed_at >= resync_s:
-            self.relist(kube, monotonic())
+    def update(self, timeout_s: float) -> None:
+        if not self.version:
+            try:
+                self.version = served_version(self.kube, self.resource) or ""
+            except KubeError as exc:
+                self.reflector.failed(exc)
+                return
+            if not self.version:  # the kind's CRD is not installed: nothing of it can be judged
+                log.debug("%s: no version of %s is served", self.namespace, self.resource.plural)
+                return
+            self.reflector.retarget(self.path)
+        self.reflector.poll(timeout_s)
+        if isinstance(self.reflector.last_error, NotFoundError):
+            self.version = ""  # the CRD went (or another operator's replaced it): ask again next pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +127,7 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         metrics: ReconcilerMetrics | None = None,
+        health: WatchHealth | None = None,
     ) -> None:
         self.kube = kube
         self.ledger = ledger
@@ -142,6 +138,7 @@ class Reconciler:
         self.clock = clock
         self.monotonic = monotonic
         self.metrics = metrics
+        self.health = health
         self.caches: dict[CacheKey, KindCache] = {}
 
     def _wanted(self, active: Iterable[ReservationRecord]) -> set[CacheKey]:
@@ -158,13 +155,14 @@ class Reconciler:
         """Follow exactly the (kind, namespace) pairs the active reservations need, each brought up to date."""
         wanted = self._wanted(active)
         for stale in set(self.caches) - wanted:
-            del self.caches[stale]
+            self._drop(stale)
         for key in sorted(wanted - set(self.caches)):
-            self.caches[key] = KindCache(key[0], key[1], RESOURCES[key[0]])
+            self.caches[key] = KindCache(key[0], key[1], RESOURCES[key[0]], self.kube, resync_s=self.resync_s,
+                                         health=self.health, monotonic=self.monotonic)
         caches = [self.caches[k] for k in sorted(self.caches)]
 
         def update(cache: KindCache) -> None:
-            cache.update(self.kube, self.monotonic, self.resync_s, self.watch_timeout_s)
+            cache.update(self.watch_timeout_s)
 
         if self.workers == 1 or len(caches) <= 1:
             for cache in caches:
@@ -172,6 +170,11 @@ class Reconciler:
         else:
             with ThreadPoolExecutor(min(self.workers, len(caches)), thread_name_prefix="reconcile-watch") as pool:
                 list(pool.map(update, caches))
+
+    def _drop(self, key: CacheKey) -> None:
+        gone = self.caches.pop(key)
+        if self.health is not None:
+            self.health.forget(gone.reflector.name)
 
     def view(self) -> ClusterView:
         objects: dict[WorkloadRef, JsonObject] = {}
@@ -212,14 +215,19 @@ class Reconciler:
         """Pass after pass until ``stop`` is set; a failed pass (ledger or API down) is logged and retried.
         Caches start empty on every call: a replica that leads again after a pause lists afresh. ``heartbeat`` is
         called once per turn of the loop (the liveness probe's evidence that it is not stuck)."""
-        self.caches.clear()
-        while not stop.is_set():
-            if heartbeat is not None:
-                heartbeat()
-            try:
-                result = self.reconcile_once()
-                if result.applied:
-                    log.info("reconcile pass: %s", dict(result.applied))
-            except (LedgerError, KubeError) as exc:
-                log.warning("reconcile pass failed, retrying in %.0f s: %s", interval_s, exc)
-            stop.wait(interval_s)
+        for key in list(self.caches):
+            self._drop(key)
+        try:
+            while not stop.is_set():
+                if heartbeat is not None:
+                    heartbeat()
+                try:
+                    result = self.reconcile_once()
+                    if result.applied:
+                        log.info("reconcile pass: %s", dict(result.applied))
+                except (LedgerError, KubeError) as exc:
+                    log.warning("reconcile pass failed, retrying in %.0f s: %s", interval_s, exc)
+                stop.wait(interval_s)
+        finally:
+            for key in list(self.caches):  # a follower watches nothing: its readiness reports no watch
+                self._drop(key)

@@ -1,10 +1,12 @@
-"""The real Kubernetes client behind ``KubeApi``: a lean HTTP transport (httpx, orjson) fed by the configuration the
-official ``kubernetes`` package loads (``gpuquota.kube.config``).
+"""The real Kubernetes client behind ``KubeApi``: the official ``kubernetes`` package end to end — its loaders find
+and renew the credentials (``gpuquota.kube.config``), its ``ApiClient`` (urllib3) carries the requests — with raw
+JSON: bodies are parsed by orjson straight into dicts, never into the package's generated models.
 
-Why not the package's ``ApiClient`` for the calls themselves: measured in bench/bench_kube_client.py (figures in
-docs/benchmarks.md, "Kubernetes client"), the same list of 10,000 nodes and the same watch streams cost less time and
-memory on this transport, and six verbs by REST path need none of the package's generated models. What the package
-is good at — finding and renewing credentials — it still does.
+Why this transport: measured in bench/bench_kube_client.py against a lean httpx transport fed by the same
+configuration (figures in docs/benchmarks.md, "Kubernetes client"), the package's urllib3 path listed 10,000 nodes
+faster and carried watch events several times faster (httpx pays per chunk, and the API server flushes one chunk per
+event), in less memory. Six verbs by REST path need none of the models, whose deserialisation costs more than the
+transport itself.
 
 Every failure surfaces as a typed ``KubeError`` (``gpuquota.kube.errors``): HTTP errors with their status and the
 API server's message, transport failures (refused, reset, timed out, TLS) as ``TransportError`` (status 0).
@@ -12,13 +14,13 @@ API server's message, transport failures (refused, reset, timed out, TLS) as ``T
 
 from __future__ import annotations
 
-import ssl
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, Literal, cast
+from urllib.parse import urlencode
 
-import httpx
 import orjson
 
 from gpuquota.kube.api import JsonObject, KubeError, ObjectList, WatchEvent
@@ -33,6 +35,8 @@ from gpuquota.kube.config import (
 
 __all__ = ["SERVICE_ACCOUNT_DIR", "KubeClient", "KubeConfigError"]
 
+log = logging.getLogger(__name__)
+
 _PATCH_CONTENT_TYPES: Final = {
     "merge": "application/merge-patch+json",
     "json": "application/json-patch+json",
@@ -42,60 +46,59 @@ _WATCH_TYPES: Final = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
 _LIST_PAGE: Final = 500
 
 
-def _status_message(response: httpx.Response) -> str:
+def _status_message(status: int, reason: str, data: bytes) -> str:
     """The ``message`` of a Kubernetes ``Status`` body when there is one, else the start of the raw body."""
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(data)
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
-    text = response.text.strip()
-    return text[:300] if text else response.reason_phrase
+    text = data.decode("utf-8", "replace").strip()
+    return text[:300] if text else reason or str(status)
 
 
-def _verify(endpoint: Endpoint) -> ssl.SSLContext | bool:
-    if not endpoint.host.startswith("https://"):
-        return True
+def _api_client(credentials: Credentials) -> Any:
+    """An ``ApiClient`` for the credentials' configuration; its TLS files are checked now, not at the first call."""
+    from kubernetes.client import ApiClient  # noqa: PLC0415 - a heavy import, done when a client is made
+
+    endpoint = credentials.endpoint
+    for path in (endpoint.ca_file, endpoint.cert_file, endpoint.key_file):
+        if path is not None and endpoint.host.startswith("https://"):
+            _check_pem(path, endpoint)
+    if not endpoint.verify:  # asked for (insecure-skip-tls-verify): said once here, not on every request
+        import urllib3  # noqa: PLC0415
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        log.warning("not verifying the certificate of %s (insecure-skip-tls-verify)", endpoint.host)
+    return ApiClient(credentials.configuration)
+
+
+def _check_pem(path: str, endpoint: Endpoint) -> None:
+    import ssl  # noqa: PLC0415
+
     try:
-        context = ssl.create_default_context(cafile=endpoint.ca_file)
-        if not endpoint.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if endpoint.cert_file and endpoint.key_file:
-            context.load_cert_chain(endpoint.cert_file, endpoint.key_file)
+        if path == endpoint.ca_file:
+            ssl.create_default_context(cafile=path)
+        elif endpoint.cert_file and endpoint.key_file and path == endpoint.cert_file:
+            ssl.create_default_context().load_cert_chain(endpoint.cert_file, endpoint.key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise KubeConfigError(f"cannot load the TLS files of {endpoint.host} ({endpoint.ca_file}, "
-                              f"{endpoint.cert_file}): {exc}") from None
-    return context
+        raise KubeConfigError(f"cannot load the TLS file {path} for {endpoint.host}: {exc}") from None
 
 
 class KubeClient:
     """``KubeApi`` over HTTP(S). Thread-safe: httpx's client pools connections across threads."""
 
-    def __init__(self, credentials: Credentials, *, timeout_s: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, credentials: Credentials, *, timeout_s: float = 30.0) -> None:
         self.credentials = credentials
         self._timeout = timeout_s
-        self._transport = transport
         self._lock = threading.Lock()
         self._endpoint = credentials.endpoint
-        self._http = self._new_http(self._endpoint)
+        self._api = _api_client(credentials)
 
     @property
     def api_server(self) -> str:
         return self._endpoint.host
-
-    def _new_http(self, endpoint: Endpoint) -> httpx.Client:
-        return httpx.Client(
-            base_url=endpoint.host,
-            verify=_verify(endpoint),
-            timeout=httpx.Timeout(self._timeout),
-            headers={"Accept": "application/json", "User-Agent": "gpuquota"},
-            proxy=endpoint.proxy,
-            transport=self._transport,
-            trust_env=False,  # the kubeconfig's proxy-url decides, as in kubectl; not HTTPS_PROXY meant for others
-        )
 
     # -- construction -------------------------------------------------------------------------------------
 
@@ -132,7 +135,7 @@ class KubeClient:
         return cls.from_source(KubeSource(kubeconfig, context, api_server, token_file, ca_file, insecure))
 
     def close(self) -> None:
-        self._http.close()
+        self._api.close()
 
     def __enter__(self) -> KubeClient:
         return self
@@ -150,59 +153,82 @@ class KubeClient:
         return headers
 
     def _renewed(self) -> bool:
-        """After a 401: renew the credential; rebuild the transport when its TLS material or proxy changed (an
-        exec plugin may hand out client certificates). ``True`` when the request is worth one more try."""
+        """After a 401: renew the credential; a new ``ApiClient`` when its TLS material or proxy changed (an exec
+        plugin may hand out client certificates). ``True`` when the request is worth one more try."""
         if not self.credentials.renew_after_401():
             return False
         endpoint = self.credentials.endpoint
         with self._lock:
             if endpoint != self._endpoint:
-                self._http, self._endpoint = self._new_http(endpoint), endpoint  # the old one ends with its streams
+                self._api, self._endpoint = _api_client(self.credentials), endpoint  # the old one ends with its streams
         return True
 
     def _send(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None,
-              content_type: str | None = None, stream: bool = False,
-              timeout: httpx.Timeout | None = None) -> httpx.Response:
-        content = orjson.dumps(body) if body is not None else None
-        extensions = {"sni_hostname": self._endpoint.tls_server_name} if self._endpoint.tls_server_name else None
+              content_type: str | None = None, read_timeout_s: float | None = None) -> Any:
+        """The response (urllib3's, body not read yet). One retry after a 401 that renewed the credential."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        from urllib3.exceptions import HTTPError  # noqa: PLC0415
+
+        url = f"{self._endpoint.host}{path}" + (f"?{urlencode(params)}" if params else "")
+        timeout = (self._timeout, read_timeout_s if read_timeout_s is not None else self._timeout)
         for attempt in (1, 2):
-            http = self._http
+            headers = {"Accept": "application/json", "User-Agent": "gpuquota"}
+            if content_type:
+                headers["Content-Type"] = content_type
+            token = self.credentials.authorization()
+            if token:
+                headers["Authorization"] = token
             try:
-                request = http.build_request(method, path, params=params, content=content,
-                                             headers=self._headers(content_type), extensions=extensions,
-                                             timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
-                response = http.send(request, stream=stream)
-            except httpx.HTTPError as exc:
+                response = self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+            except (HTTPError, ApiException, OSError) as exc:
                 raise KubeError(0, f"{method} {path}: {type(exc).__name__}: {exc}") from None
-            if response.status_code == 401 and attempt == 1 and self._renewed():
-                response.close()
+            raw = response.response
+            if raw.status == 401 and attempt == 1 and self._renewed():
+                raw.drain_conn()
+                raw.release_conn()
                 continue
-            return response
+            return raw
         raise AssertionError("unreachable")  # pragma: no cover
 
-    @staticmethod
-    def _json(response: httpx.Response, what: str) -> JsonObject:
+    def _body(self, method: str, path: str, **kwargs: Any) -> tuple[int, str, bytes]:
+        from urllib3.exceptions import HTTPError  # noqa: PLC0415
+
+        raw = self._send(method, path, **kwargs)
         try:
-            body = orjson.loads(response.content)
+            return raw.status, raw.reason or "", raw.data
+        except HTTPError as exc:
+            raise KubeError(0, f"{method} {path}: {type(exc).__name__}: {exc}") from None
+        finally:
+            raw.release_conn()
+
+    @staticmethod
+    def _json(status: int, data: bytes, what: str) -> JsonObject:
+        try:
+            body = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise KubeError(response.status_code, f"{what}: the API server sent a body that is not JSON") from None
+            raise KubeError(status, f"{what}: the API server sent a body that is not JSON") from None
         if not isinstance(body, dict):
-            raise KubeError(response.status_code, f"{what}: expected a JSON object")
+            raise KubeError(status, f"{what}: expected a JSON object")
         return body
 
     @staticmethod
-    def _raise_for(response: httpx.Response, what: str) -> None:
-        if response.status_code >= 400:
-            raise KubeError(response.status_code, f"{what}: {_status_message(response)}")
+    def _raise_for(status: int, reason: str, data: bytes, what: str) -> None:
+        if status >= 400:
+            raise KubeError(status, f"{what}: {_status_message(status, reason, data)}")
+
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> JsonObject:
+        status, reason, data = self._body(method, path, **kwargs)
+        self._raise_for(status, reason, data, what)
+        return self._json(status, data, what)
 
     # -- KubeApi ------------------------------------------------------------------------------------------
 
     def get(self, path: str) -> JsonObject | None:
-        response = self._send("GET", path)
-        if response.status_code == 404:
+        status, reason, data = self._body("GET", path)
+        if status == 404:
             return None
-        self._raise_for(response, f"GET {path}")
-        return self._json(response, f"GET {path}")
+        self._raise_for(status, reason, data, f"GET {path}")
+        return self._json(status, data, f"GET {path}")
 
     def list(self, path: str, label_selector: str | None = None) -> ObjectList:
         """All items, following ``continue`` tokens page by page; the resource version is the last page's."""
@@ -211,12 +237,10 @@ class KubeClient:
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
-            response = self._send("GET", path, params=params)
-            self._raise_for(response, f"LIST {path}")
-            body = self._json(response, f"LIST {path}")
+            body = self._call("GET", path, f"LIST {path}", params=params)
             page = body.get("items") or []
             if not isinstance(page, list):
-                raise KubeError(response.status_code, f"LIST {path}: 'items' is not a list")
+                raise KubeError(200, f"LIST {path}: 'items' is not a list")
             items.extend(page)
             metadata = body.get("metadata") or {}
             token = metadata.get("continue")
@@ -227,20 +251,20 @@ class KubeClient:
     def watch(self, path: str, resource_version: str, timeout_s: float = 300.0) -> Iterator[WatchEvent]:
         """Streams one JSON event per line. The server ends the stream at ``timeoutSeconds``; the read timeout
         allows a margin beyond it so a quiet watch is not mistaken for a dead connection."""
+        from urllib3.exceptions import HTTPError  # noqa: PLC0415
+
         params = {
             "watch": "1",
             "resourceVersion": resource_version,
             "timeoutSeconds": str(max(1, int(timeout_s))),
             "allowWatchBookmarks": "true",
         }
-        timeout = httpx.Timeout(self._timeout, read=timeout_s + 30.0)
-        response = self._send("GET", path, params=params, stream=True, timeout=timeout)
+        raw = self._send("GET", path, params=params, read_timeout_s=timeout_s + 30.0)
         try:
-            if response.status_code >= 400:
-                response.read()
-                self._raise_for(response, f"WATCH {path}")
+            if raw.status >= 400:
+                self._raise_for(raw.status, raw.reason, raw.data, f"WATCH {path}")
             pending = b""
-            for chunk in response.iter_bytes():
+            for chunk in raw.stream(None, decode_content=True):
                 pending += chunk
                 if b"\n" not in pending:
                     continue
@@ -250,10 +274,10 @@ class KubeClient:
                         yield self._watch_event(line, path)
             if pending.strip():
                 yield self._watch_event(pending, path)
-        except httpx.HTTPError as exc:
+        except (HTTPError, OSError) as exc:
             raise KubeError(0, f"WATCH {path}: {type(exc).__name__}: {exc}") from None
         finally:
-            response.close()
+            raw.release_conn()
 
     @staticmethod
     def _watch_event(line: bytes, path: str) -> WatchEvent:
@@ -277,16 +301,10 @@ class KubeClient:
         if content_type is None:
             raise KubeError(415, f"unknown patch type {patch_type!r}; use one of {sorted(_PATCH_CONTENT_TYPES)}")
         payload: Any = body["ops"] if patch_type == "json" else body
-        response = self._send("PATCH", path, body=payload, content_type=content_type)
-        self._raise_for(response, f"PATCH {path}")
-        return self._json(response, f"PATCH {path}")
+        return self._call("PATCH", path, f"PATCH {path}", body=payload, content_type=content_type)
 
     def create(self, path: str, body: JsonObject) -> JsonObject:
-        response = self._send("POST", path, body=body, content_type="application/json")
-        self._raise_for(response, f"POST {path}")
-        return self._json(response, f"POST {path}")
+        return self._call("POST", path, f"POST {path}", body=body, content_type="application/json")
 
     def replace(self, path: str, body: JsonObject) -> JsonObject:
-        response = self._send("PUT", path, body=body, content_type="application/json")
-        self._raise_for(response, f"PUT {path}")
-        return self._json(response, f"PUT {path}")
+        return self._call("PUT", path, f"PUT {path}", body=body, content_type="application/json")

@@ -1,7 +1,8 @@
 """A tiny Kubernetes API server on 127.0.0.1 for testing the real HTTP client: it speaks the wire format of
 get, paginated list, watch streams (including the in-stream 410 ERROR event), merge and JSON patches, create
 (POST, 409 AlreadyExists) and replace (PUT, 409 Conflict on a stale resourceVersion), bearer tokens and ``Status``
-error bodies. Objects are keyed by path, as in ``FakeKube``."""
+error bodies, and client certificates (over TLS, a verified certificate whose common name is in ``cert_users``
+stands for a token). Objects are keyed by path, as in ``FakeKube``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Recorded:
 @dataclass
 class ApiState:
     token: str = "t0ken"
+    cert_users: set[str] = field(default_factory=set)  # common names of client certificates let in without a token
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Events served to watches: (resourceVersion, type, object). A watch from below ``oldest_version`` gets 410.
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
@@ -83,7 +85,7 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
             state.requests.append(Recorded(method, url.path, query, dict(self.headers.items()), body))
-            if self.headers.get("Authorization") != f"Bearer {state.token}":
+            if self.headers.get("Authorization") != f"Bearer {state.token}" and not self._cert_user():
                 self._send(401, _status(401, "Unauthorized", "Unauthorized"))
                 return None
             if url.path in state.fail:
@@ -91,6 +93,12 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
                 self._send(code, None, raw=text.encode())
                 return None
             return url.path, query, body
+
+        def _cert_user(self) -> bool:
+            getpeercert = getattr(self.connection, "getpeercert", None)
+            cert = getpeercert() if getpeercert is not None else None
+            names = [value for rdn in (cert or {}).get("subject", ()) for key, value in rdn if key == "commonName"]
+            return any(name in state.cert_users for name in names)
 
         def _children(self, path: str) -> list[str]:
             prefix = path.rstrip("/") + "/"

@@ -6,7 +6,7 @@ webhook, the reconciler's workloads and pods), as client-go's reflector does it:
 - when the server ends a watch, watch again from the last version seen; list again after ``resync_s``;
 - 410 Gone (the version is older than the server keeps): list again at once;
 - any other failure (API server down, credential refused, permission missing): report it to ``WatchHealth``, wait
-  with exponential backoff and full jitter (replicas do not retry in step), then watch again from the last version
+  with exponential backoff and jitter (replicas do not retry in step), then watch again from the last version
   — or list, if nothing was listed yet. The loop never dies of an exception; it ends only when ``stop`` is set.
 
 ``run`` is that loop for a thread of its own; ``poll`` is one bounded step of it for a caller that drives its own
@@ -40,7 +40,8 @@ class Store(Protocol):
 
 @dataclass(slots=True)
 class Backoff:
-    """Exponential backoff with full jitter: the n-th wait is uniform in [base·2ⁿ/2, base·2ⁿ], capped."""
+    """Exponential backoff with jitter: the n-th wait is uniform in [c/2, c] for c = base·2ⁿ, capped — never less
+    than half (no hammering), never in step with another replica."""
 
     initial_s: float = 0.5
     max_s: float = 30.0

@@ -13,7 +13,8 @@ A stand-in API server runs in a process of its own (so its CPU is not counted) a
 ``--nodes`` realistic Node objects listed in pages of 500 (as the client asks), and a watch stream of ``--events``
 MODIFIED node events, one chunk per event as the API server flushes them. Each candidate runs in a fresh process:
 the time to list every node (the cache's sync; best and median of ``--repeat``), watch events per second through one
-stream (best of ``--repeat``), and the process's peak RSS after importing and listing.
+stream (best of ``--repeat``), the client process's own CPU time for each (``time.process_time``: other work on a
+shared machine does not count), and the process's peak RSS after importing and listing.
 
     .venv/bin/python bench/bench_kube_client.py            # 10,000 nodes, 20,000 events, 5 rounds
 """
@@ -186,26 +187,30 @@ def measure(variant: str, url: str, token_file: Path, repeat: int) -> dict[str, 
     credentials = load_credentials(KubeSource(api_server=url, token_file=token_file))
     client: Any = KubeClient(credentials) if variant == "apiclient" else HttpxTransport(credentials)
     setup_s = time.perf_counter() - started
-    lists, watches, count = [], [], 0
+    lists, list_cpu, watches, watch_cpu, count = [], [], [], [], 0
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         listed = client.list("/api/v1/nodes")
         items = listed.items if variant == "apiclient" else listed
         lists.append(time.perf_counter() - started)
+        list_cpu.append(time.process_time() - cpu)
         count = len(items)
         del listed, items
     rss_after_list = peak_rss_mib()
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         if variant == "apiclient":
             seen = sum(1 for e in client.watch("/api/v1/nodes", "1000", timeout_s=300) if e.type == "MODIFIED")
         else:
             seen = client.watch("/api/v1/nodes")
         watches.append((seen, time.perf_counter() - started))
+        watch_cpu.append(time.process_time() - cpu)
     return {
         "variant": variant, "nodes": count, "import_and_config_s": round(setup_s, 3),
         "list_best_s": round(min(lists), 3), "list_median_s": round(statistics.median(lists), 3),
+        "list_cpu_best_s": round(min(list_cpu), 3),
         "watch_events": watches[0][0],
+        "watch_cpu_us_per_event": round(min(watch_cpu) / watches[0][0] * 1e6, 1),
         "watch_best_events_per_s": round(max(n / s for n, s in watches)),
         "watch_median_events_per_s": round(statistics.median(n / s for n, s in watches)),
         "peak_rss_mib_after_list": round(rss_after_list, 1),
@@ -217,7 +222,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each candidate")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each candidate")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=3, metavar=("VARIANT", "URL", "TOKEN_FILE"), help=argparse.SUPPRESS)
     opts = parser.parse_args()

@@ -17,7 +17,7 @@ from gpuquota.inventory.agent_metrics import AgentMetrics
 from gpuquota.inventory.discovery import NvmlUnavailable
 from gpuquota.inventory.model import NodeInventory
 from gpuquota.inventory.node_keys import node_patch
-from gpuquota.kube import KubeApi, KubeError
+from gpuquota.kube import ForbiddenError, KubeApi, KubeError
 from gpuquota.probe_http import ProbeServer
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,8 @@ class NodeAgent:
             delay = self._backoff
             self._retry_at = self._clock() + delay
             self._backoff = min(self._backoff * 2, self.max_backoff_s)
-            hint = " (the agent's ServiceAccount needs RBAC to get and patch nodes)" if exc.status == 403 else ""
+            denied = isinstance(exc, ForbiddenError)
+            hint = " (the agent's ServiceAccount needs RBAC to get and patch nodes)" if denied else ""
             log.warning(
                 "publishing the inventory to node %s failed: %s%s; retrying in %.0fs", self.node, exc, hint, delay
             )

@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Any, Final
 
 from gpuquota.kube.api import JsonObject, KubeApi, KubeError
+from gpuquota.kube.errors import ConflictError
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ class LeaderElector:
             self.kube.replace(self.path, self._updated(lease, renewing=renewing, previous_holder=holder))
             return Attempt.RENEWED if renewing else Attempt.ACQUIRED
         except KubeError as exc:
-            level = logging.DEBUG if exc.status == 409 else logging.WARNING  # 409: another candidate wrote first
+            # A conflict: another candidate wrote first, the normal way to lose a race.
+            level = logging.DEBUG if isinstance(exc, ConflictError) else logging.WARNING
             log.log(level, "%s: lease %s/%s: %s", self.identity, self.namespace, self.name, exc)
             return Attempt.FAILED
 

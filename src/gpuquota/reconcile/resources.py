@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpuquota.kube import KubeApi, KubeError
+from gpuquota.kube import KubeApi, NotFoundError
 from gpuquota.workloads.kind import KindKey
 from gpuquota.workloads.registry import KINDS
 
@@ -59,10 +59,8 @@ def served_version(kube: KubeApi, resource: Resource) -> str | None:
     for version in resource.versions:
         try:
             document = kube.get(resource.group_version(version))
-        except KubeError as exc:
-            if exc.status == 404:
-                continue
-            raise
+        except NotFoundError:
+            continue
         listed = (document or {}).get("resources")
         if isinstance(listed, list) and any(isinstance(r, dict) and r.get("name") == resource.plural for r in listed):
             return version

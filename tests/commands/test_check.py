@@ -172,7 +172,7 @@ spec:
 """
 
 
-def test_unknown_gpu_product_is_counted_as_the_strongest_with_a_warning() -> None:
+def test_unknown_gpu_product_is_counted_at_the_profiles_unknown_part_figure_with_a_warning() -> None:
     pod = _no_selector_pod().replace(
         "spec:\n", "spec:\n  nodeSelector: {nvidia.com/gpu.product: NVIDIA-Mystery-9000}\n"
     )
@@ -180,8 +180,8 @@ def test_unknown_gpu_product_is_counted_as_the_strongest_with_a_warning() -> Non
     assert result.exit_code == 0, result.stderr
     (row,) = rows(result)
     assert row["decision"] == "warned"
-    assert row["model"] == "GB300"  # the strongest NVIDIA part: FP4 x 4 = 60,000
-    assert row["tpp"] == 60_000
+    assert row["model"] == "unknown"  # not the strongest catalog part: no bound on a newer one
+    assert row["tpp"] == 120_000  # ai-diffusion-2025's unknownModelTpp
     assert any("Mystery-9000" in w for w in row["warnings"])
     table = run("-j", "US", "-", stdin=pod)
     assert "warning Pod any-gpu:" in table.stdout

@@ -18,7 +18,7 @@ UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
 REQUIRED_ALERTS = {
     "GpuQuotaCapNearlyUsed", "GpuQuotaCapAlmostExhausted", "GpuQuotaDenialSpike", "GpuQuotaWebhookErrors",
     "GpuQuotaAdmissionLatencyHigh", "GpuQuotaLedgerUnreachable", "GpuQuotaAgentNotReporting",
-    "GpuQuotaReconcilerNoLeader", "GpuQuotaReconcilerStale",
+    "GpuQuotaReconcilerNoLeader", "GpuQuotaReconcilerStale", "GpuQuotaUnknownGpuModel",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gpuquota.catalog import Catalog
+from gpuquota.catalog import Catalog, parse_estimate_entry
 from gpuquota.domain import GpuClass
 from gpuquota.inventory import (
     ANNOTATION_INVENTORY,
@@ -23,8 +23,9 @@ from gpuquota.inventory import (
     node_patch,
     run_node_watch,
 )
-from gpuquota.inventory.cluster import conservative_spec
+from gpuquota.inventory.cluster import stands_for
 from gpuquota.kube import FakeKube, KubeError
+from tests.inventory.conftest import profile_variant
 
 NODES = Path(__file__).parent / "nodes"
 Discover = Callable[..., NodeInventory]
@@ -66,10 +67,13 @@ def test_shared_suffix_is_the_same_model_and_counts_physical_gpus(catalog: Catal
     assert row.tpp == pytest.approx(4 * spec.tpp)
 
 
-def test_unknown_product_counts_as_the_strongest(catalog: Catalog) -> None:
+def test_unknown_product_is_listed_by_name_for_the_unknown_part_figure(catalog: Catalog) -> None:
     view = ClusterInventory(catalog)
-    view.apply_node(recorded("gfd-unknown-product"))
-    assert view.models() == (catalog.strongest.key,)
+    node = recorded("gfd-unknown-product")
+    view.apply_node(node)
+    (model,) = view.models()
+    assert catalog.get(model) is None  # not a catalog part: workloads count the policy's unknownModelTpp
+    assert model == node["metadata"]["labels"]["nvidia.com/gpu.product"]
     (row,) = view.capacity()
     assert row.model == "unknown"
     assert row.tpp == pytest.approx(4 * catalog.strongest.tpp)
@@ -104,15 +108,17 @@ def test_the_annotation_wins_over_gfd_labels(discover_profile: Discover, catalog
     assert view.models() == ("L4",)
 
 
-def test_estimated_device_resolves_to_a_model_not_weaker(discover_profile: Discover, catalog: Catalog) -> None:
-    inventory = discover_profile("unknown-future", node="b300-1")
+def test_estimated_device_stands_for_its_nvml_estimate(discover_profile: Discover, catalog: Catalog) -> None:
+    """The issue's case: an uncatalogued Blackwell-Ultra-like part estimated above every catalog part is listed
+    at its estimate, not folded onto the strongest catalog part (which would under-count it)."""
+    inventory = discover_profile("unknown-future", node="x300-1")
     (device,) = inventory.devices
+    assert device.estimated
+    assert device.tpp > catalog.strongest.tpp
     view = ClusterInventory(catalog)
     view.apply_node(published_node(inventory))
     (model,) = view.models()
-    spec = catalog.get(model)
-    assert spec is not None
-    assert spec.tpp >= device.tpp or spec is catalog.strongest
+    assert parse_estimate_entry(model) == ("nvidia-x300-sxm7", pytest.approx(device.tpp, abs=0.1))
     assert [r.model for r in view.capacity()] == ["unknown"]
 
 
@@ -154,12 +160,13 @@ def test_a_node_that_loses_its_labels_leaves_the_view(catalog: Catalog) -> None:
     assert view.models() == ()
 
 
-def test_conservative_spec_is_the_weakest_not_weaker(catalog: Catalog) -> None:
-    assert conservative_spec(catalog, None) is catalog.strongest
-    assert conservative_spec(catalog, 10**9) is catalog.strongest
-    spec = conservative_spec(catalog, 15000)
-    assert spec.tpp >= 15000
-    assert all(not (15000 <= s.tpp < spec.tpp) for s in catalog)
+def test_a_device_without_an_estimate_stands_for_its_name(
+    discover_profile: Discover, catalog: Catalog, tmp_path: Path
+) -> None:
+    profile = profile_variant("unknown-future", tmp_path, replace={"  cores 20480\n": "  cores 0\n"})
+    (device,) = discover_profile(profile).devices
+    assert device.estimated  # the placeholder TPP of "no NVML-derived figure"
+    assert stands_for(device, catalog) == "NVIDIA X300 SXM7"
 
 
 # -- list + watch ---------------------------------------------------------------------------------------------

@@ -181,6 +181,8 @@ def test_scientific_amount_written_without_a_dot_is_a_number() -> None:
         ({"operations": {"unboundedRuntime": {"horizon": "1h", "assume": "2h"}}}, "horizon and assume are the same"),
         ({"sharedGpuFraction": 0}, "sharedGpuFraction"),
         ({"defaultModel": "Voodoo-5"}, "defaultModel: 'Voodoo-5' is not in the GPU catalog"),
+        ({"unknownModelTpp": 0}, "unknownModelTpp"),
+        ({"unknownModelTpp": 50_000}, "unknownModelTpp: 50,000 is below the strongest catalog part (MI355X"),
         ({"schema": 2}, "schema 2 is not supported"),
         ({"name": "Bad Name"}, "name"),
         ({"effective": "someday"}, "effective"),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gpuquota.catalog import Catalog
+from gpuquota.catalog import Catalog, estimate_entry
 from gpuquota.domain import GpuClass, ModelSource
 from gpuquota.workloads import ExtractContext, extract
 from tests.workloads.conftest import manifest, spec
@@ -112,18 +112,44 @@ def test_contradicting_selectors_count_the_union(ctx: ExtractContext) -> None:
     assert group.model == "H200-SXM"
 
 
-def test_unknown_product_counts_as_strongest_with_warning(ctx: ExtractContext, catalog: Catalog) -> None:
+def test_unknown_product_counts_at_the_unknown_part_figure_with_warning(
+    ctx: ExtractContext, catalog: Catalog
+) -> None:
+    """A future product is not bounded by the strongest catalog part: it counts at the policy's figure, which is
+    never below it (twice it when the policy says nothing)."""
     group, demand = only_group(manifest("pod-unknown-product"), ctx)
-    assert group.model == strongest_nvidia(catalog)
-    assert group.model_source is ModelSource.UNKNOWN
+    assert (group.model, group.model_source) == ("unknown", ModelSource.UNKNOWN)
+    assert group.tpp_per_gpu == ctx.unknown_model_tpp == 2 * catalog.strongest.tpp
     assert group.gpus_per_pod == 4
-    assert any("NVIDIA-X300-288GB-HBM4" in w and "not in the catalog" in w for w in demand.warnings)
+    assert any("NVIDIA-X300-288GB-HBM4" in w and "add a catalog row" in w for w in demand.warnings)
+    set_by_policy = ExtractContext(catalog, ctx.inventory_models, unknown_model_tpp=200_000)
+    group, _ = only_group(manifest("pod-unknown-product"), set_by_policy)
+    assert group.tpp_per_gpu == 200_000
+    too_low = ExtractContext(catalog, ctx.inventory_models, unknown_model_tpp=1_000)
+    group, _ = only_group(manifest("pod-unknown-product"), too_low)
+    assert group.tpp_per_gpu == catalog.strongest.tpp  # never below a part the catalog knows
 
 
 def test_unknown_among_alternatives_is_still_conservative(ctx: ExtractContext, catalog: Catalog) -> None:
     obj = pod({"nvidia.com/gpu": 1}, affinity=affinity([product("In", "Tesla-T4", "NVIDIA-Z9")]))
     group, _ = only_group(obj, ctx)
-    assert (group.model, group.model_source) == (strongest_nvidia(catalog), ModelSource.UNKNOWN)
+    assert (group.model, group.model_source) == ("unknown", ModelSource.UNKNOWN)
+    assert group.tpp_per_gpu > max(s.tpp for s in catalog)
+
+
+def test_unknown_product_counts_at_its_nvml_estimate_when_the_inventory_has_one(catalog: Catalog) -> None:
+    estimate = estimate_entry("NVIDIA X300 SXM7", 63_921.2)
+    ctx = ExtractContext(catalog, inventory_models=("L4", estimate), unknown_model_tpp=120_000)
+    by_selector = pod({"nvidia.com/gpu": 2}, nodeSelector={"nvidia.com/gpu.product": "NVIDIA-X300-SXM7"})
+    group, demand = only_group(by_selector, ctx)
+    assert (group.model, group.model_source, group.tpp_per_gpu) == ("unknown", ModelSource.UNKNOWN, 63_921.2)
+    assert any("NVML estimate, 63,921 TPP" in w for w in demand.warnings)
+    group, demand = only_group(manifest("pod-h100-single"), ctx)  # no selector: the inventory's strongest
+    assert (group.model, group.tpp_per_gpu) == ("unknown", 63_921.2)
+    assert any("nvidia-x300-sxm7" in w for w in demand.warnings)
+    other = pod({"nvidia.com/gpu": 1}, nodeSelector={"nvidia.com/gpu.product": "NVIDIA-Q900"})
+    group, _ = only_group(other, ctx)  # an unknown product with no estimate of its own
+    assert group.tpp_per_gpu == 120_000
 
 
 def test_default_model_without_inventory(catalog: Catalog) -> None:
@@ -142,7 +168,8 @@ def test_last_resort_is_the_strongest_catalog_gpu(bare_ctx: ExtractContext, cata
 def test_unknown_inventory_entry_counts_conservatively(catalog: Catalog) -> None:
     ctx = ExtractContext(catalog, inventory_models=("L4", "NVIDIA-Z9-Ultra"))
     group, demand = only_group(manifest("pod-h100-single"), ctx)
-    assert (group.model, group.model_source) == (strongest_nvidia(catalog), ModelSource.UNKNOWN)
+    assert (group.model, group.model_source) == ("unknown", ModelSource.UNKNOWN)
+    assert group.tpp_per_gpu == ctx.unknown_model_tpp
     assert any("NVIDIA-Z9-Ultra" in w for w in demand.warnings)
 
 

@@ -36,7 +36,7 @@ from gpuquota.admission.review import (
     parse_review,
     resource_of,
 )
-from gpuquota.domain import Action, Decision, Demand, Tenant, Usage
+from gpuquota.domain import Action, Decision, Demand, ModelSource, Tenant, Usage
 from gpuquota.errors import UserError
 from gpuquota.kube import KubeApi, KubeError
 from gpuquota.kube.api import JsonObject
@@ -250,6 +250,8 @@ class Admission:
                 demand = scale_delta(before, demand)  # only growth needs new room
         if demand is None or not demand.groups:
             return self._skip(request, started)
+        if any(g.model_source is ModelSource.UNKNOWN for g in demand.groups):
+            self.metrics.unknown_gpu_models.inc()  # the admin's cue to add a catalog row (alert GpuQuotaUnknownGpuModel)
         job = _Job(request, snap, demand, whole if whole is not demand else None, self._tenant(snap, request.namespace),
                    self._workload(request, obj), unchecked, started)
         return Pending(lambda: self._guarded(job), blocking=reads)
@@ -334,7 +336,10 @@ class Admission:
         models = self._inventory_models()
         ctx = self._ctx
         if ctx is None or self._ctx_policy is not snap.policy or ctx.inventory_models != models:
-            ctx = ExtractContext(snap.catalog, models, snap.policy.default_model, snap.policy.shared_gpu_fraction)
+            policy = snap.policy
+            ctx = ExtractContext(
+                snap.catalog, models, policy.default_model, policy.shared_gpu_fraction, policy.unknown_model_tpp
+            )
             self._ctx, self._ctx_policy = ctx, snap.policy
         return ctx
 

@@ -97,6 +97,11 @@ class WebhookMetrics:
         self.policy_info = Gauge("gpuquota_policy_info", "The policy profile in force", ["profile", "version"],
                                  registry=r)
         self.errors = Counter("gpuquota_errors", "Errors by type", ["type"], registry=r)
+        self.unknown_gpu_models = Counter(
+            "gpuquota_unknown_gpu_models",
+            "GPU workloads counted at a model the catalog lacks (NVML estimate or the policy's unknown-part figure)",
+            registry=r,
+        )
         self.ledger_up = Gauge("gpuquota_ledger_up", "1 when the last ledger call succeeded, else 0", registry=r)
         self.active_reservations: int | None = None  # unknown until the ledger can count them
         r.register(_ActiveReservationsCollector(self))

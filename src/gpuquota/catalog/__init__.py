@@ -16,6 +16,7 @@ from gpuquota.catalog.spec import (
     normalise_name,
     parse_catalog,
 )
+from gpuquota.catalog.unknown import UNKNOWN_KEY, estimate_entry, parse_estimate_entry, unknown_part
 
 __all__ = [
     "BUNDLED",
@@ -25,8 +26,10 @@ __all__ = [
     "Figure",
     "GpuSpec",
     "SourceRef",
+    "UNKNOWN_KEY",
     "TppEstimate",
     "classify",
+    "estimate_entry",
     "estimate_tpp",
     "h100_equivalents",
     "load_catalog",
@@ -34,5 +37,7 @@ __all__ = [
     "load_local_catalog",
     "normalise_name",
     "parse_catalog",
+    "parse_estimate_entry",
     "performance_density",
+    "unknown_part",
 ]

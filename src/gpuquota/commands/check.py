@@ -143,7 +143,9 @@ def evaluate(
     inventory: tuple[str, ...] = (),
 ) -> list[Row]:
     """Judge each object in order; the charges of admitted ones accumulate into the usage later ones see."""
-    ctx = ExtractContext(load_catalog(), inventory, policy.default_model, policy.shared_gpu_fraction)
+    ctx = ExtractContext(
+        load_catalog(), inventory, policy.default_model, policy.shared_gpu_fraction, policy.unknown_model_tpp
+    )
     running = dict(usage)
     rows: list[Row] = []
     for obj in objects:

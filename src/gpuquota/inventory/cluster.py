@@ -2,8 +2,8 @@
 
 Each node is read from the agent's annotation when present (exact: per device, MIG-aware), else from the
 agent's labels, else from GPU Feature Discovery's ``nvidia.com/gpu.product``/``gpu.count``. A model the
-catalog does not know is never counted as nothing: it stands for the least powerful catalog GPU at least as
-strong as its estimate, or the strongest GPU in the catalog when there is no estimate.
+catalog does not know is never counted as nothing: workloads that may land on it count at the agent's NVML
+estimate, or at the policy's unknown-part figure when there is none (``stands_for``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gpuquota.catalog import Catalog, GpuSpec, load_catalog
+from gpuquota.catalog import Catalog, estimate_entry, load_catalog
 from gpuquota.domain import GpuClass
-from gpuquota.inventory.model import InventoryFormatError, NodeInventory
+from gpuquota.inventory.model import DeviceInfo, InventoryFormatError, NodeInventory
 from gpuquota.inventory.node_keys import (
     ANNOTATION_INVENTORY,
     GFD_COUNT,
@@ -26,7 +26,7 @@ from gpuquota.inventory.node_keys import (
     LABEL_MODEL,
     UNKNOWN_MODEL,
 )
-from gpuquota.inventory.rating import MAX_MIG_SLICES
+from gpuquota.inventory.rating import MAX_MIG_SLICES, has_estimate
 from gpuquota.kube.api import KubeApi, WatchEvent
 from gpuquota.kube.health import WatchHealth
 from gpuquota.kube.reflector import Backoff, Reflector
@@ -56,7 +56,7 @@ class GpuGroup:
     gpu_class: GpuClass
     count: int
     tpp_each: float
-    resolves_to: str  # the catalog key a workload landing here is counted at (conservative for unknown)
+    resolves_to: str  # what a workload landing here is counted at: a catalog key, an estimate entry or a name
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +70,16 @@ class NodeGpus:
         return sum(g.tpp_each * g.count for g in self.groups)
 
 
-def conservative_spec(catalog: Catalog, tpp: float | None) -> GpuSpec:
-    """The catalog model an uncatalogued device stands for: the weakest one not weaker than it."""
-    if tpp is None:
-        return catalog.strongest
-    stronger = [s for s in catalog if s.tpp >= tpp]
-    return min(stronger, key=lambda s: s.tpp) if stronger else catalog.strongest
+def stands_for(device: DeviceInfo, catalog: Catalog) -> str:
+    """What a workload that may land on ``device`` is counted at: its catalog key; for a part the catalog lacks,
+    the agent's NVML estimate (an ``estimate_entry``) or, without one, its name (the policy's unknown-part
+    figure then applies) — never a catalog part, since the strongest is no bound on a newer one."""
+    known = catalog.get(device.catalog_key) if device.catalog_key else None
+    if known is not None:
+        return known.key
+    if has_estimate(device):
+        return estimate_entry(device.name, device.tpp)
+    return device.name or UNKNOWN_MODEL
 
 
 def _count(value: Any) -> int | None:
@@ -88,16 +92,15 @@ def _count(value: Any) -> int | None:
 
 def _from_annotation(name: str, text: str, catalog: Catalog) -> NodeGpus:
     inventory = NodeInventory.from_json(text)
-    groups: dict[tuple[str, GpuClass, float], int] = {}
+    groups: dict[tuple[str, GpuClass, float, str], int] = {}
     for device in inventory.devices:
         if device.identified:
-            key = (device.catalog_key or UNKNOWN_MODEL, device.gpu_class, device.tpp)
+            key = (device.catalog_key or UNKNOWN_MODEL, device.gpu_class, device.tpp, stands_for(device, catalog))
             groups[key] = groups.get(key, 0) + 1
-    result = []
-    for (model, gpu_class, tpp), count in sorted(groups.items()):
-        known = catalog.get(model) if model != UNKNOWN_MODEL else None
-        resolves_to = known.key if known is not None else conservative_spec(catalog, tpp).key
-        result.append(GpuGroup(model, gpu_class, count, tpp, resolves_to))
+    result = [
+        GpuGroup(model, gpu_class, count, tpp, resolves_to)
+        for (model, gpu_class, tpp, resolves_to), count in sorted(groups.items())
+    ]
     return NodeGpus(name, "agent", tuple(result))
 
 
@@ -116,9 +119,9 @@ def _from_product(name: str, source: str, product: str, count: int, catalog: Cat
     if count == 0:
         return NodeGpus(name, source, ())
     spec = catalog.get(product) if product != UNKNOWN_MODEL else None
-    if spec is None:
+    if spec is None:  # capacity shows the strongest catalog part; workloads count the policy's unknown figure
         strongest = catalog.strongest
-        group = GpuGroup(UNKNOWN_MODEL, strongest.gpu_class, count, strongest.tpp, strongest.key)
+        group = GpuGroup(UNKNOWN_MODEL, strongest.gpu_class, count, strongest.tpp, product)
     else:
         group = GpuGroup(spec.key, spec.gpu_class, count, spec.tpp, spec.key)
     return NodeGpus(name, source, (group,))

@@ -109,6 +109,20 @@ def sm_count_from_cores(raw: RawDevice) -> int | None:
     return raw.cuda_cores // per_sm or None
 
 
+NO_FIGURE = "estimate: not in the catalog and no NVML-derived figure"
+"""How a device's basis starts when nothing could be estimated (its TPP is then a placeholder, not a figure)."""
+
+
+def has_estimate(device: DeviceInfo) -> bool:
+    """Whether an uncatalogued device's TPP is a real NVML-derived estimate (not the no-figure placeholder)."""
+    return (
+        device.catalog_key is None
+        and device.estimated
+        and device.tpp > 0
+        and not (device.estimate_basis or "").startswith(NO_FIGURE)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Rating:
     catalog_key: str | None
@@ -136,8 +150,8 @@ def _rate(raw: RawDevice, catalog: Catalog) -> _Rating:
     strongest = catalog.strongest
     cc = f"{raw.cc_major}.{raw.cc_minor}" if raw.cc_major is not None else "unknown"
     basis = (
-        f"estimate: not in the catalog and no NVML-derived figure (compute capability {cc}); "
-        f"counted as the most powerful catalog GPU, {strongest.key} ({strongest.tpp:g} TPP)"
+        f"{NO_FIGURE} (compute capability {cc}); shown as the most powerful catalog GPU, {strongest.key} "
+        f"({strongest.tpp:g} TPP); workloads count the policy's unknown-part figure"
     )
     return _Rating(None, strongest.tpp, strongest.gpu_class, True, basis, derived_sms)
 

@@ -96,6 +96,12 @@ def _rule(spec: RuleSpec) -> Rule:
 
 
 def compile_policy(spec: ProfileSpec, origin: str) -> Policy:
+    strongest = load_catalog().strongest
+    if spec.unknown_model_tpp < strongest.tpp:
+        raise PolicyError(
+            f"{origin}: unknownModelTpp: {spec.unknown_model_tpp:,.0f} is below the strongest catalog part "
+            f"({strongest.key}, {strongest.tpp:,.0f} TPP): a GPU the catalog lacks would be under-counted"
+        )
     if spec.default_model is not None:
         catalog = load_catalog()
         gpu = catalog.get(spec.default_model)
@@ -116,6 +122,7 @@ def compile_policy(spec: ProfileSpec, origin: str) -> Policy:
         effective=spec.effective,
         description=spec.description,
         default_model=default_model,
+        unknown_model_tpp=spec.unknown_model_tpp,
         shared_gpu_fraction=spec.shared_gpu_fraction,
         tiers=tiers,
         default_tier=spec.default_tier,

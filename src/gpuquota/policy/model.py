@@ -128,6 +128,7 @@ class Policy:
     effective: date
     description: str
     default_model: str | None
+    unknown_model_tpp: float  # what a GPU the catalog lacks counts as when no NVML estimate says more
     shared_gpu_fraction: float
     tiers: tuple[Tier, ...]
     default_tier: str

@@ -242,6 +242,7 @@ class ProfileSpec(_Spec):
     default_tier: str
     unknown_jurisdiction: UnknownJurisdictionSpec = Field(default_factory=UnknownJurisdictionSpec)
     default_model: str | None = None
+    unknown_model_tpp: Number = Field(default=120_000, gt=0)
     shared_gpu_fraction: Number = Field(default=0.5, gt=0, le=1)
     operations: OperationsSpec = Field(default_factory=OperationsSpec)
     rules: tuple[RuleSpec, ...] = ()

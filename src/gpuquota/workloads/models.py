@@ -1,8 +1,10 @@
 """Which GPU model a pod is counted at: its selector, else the cluster inventory, else the policy default.
 
 Never under-count: a selector with alternatives counts the most powerful alternative; a product the catalog
-does not know counts as the most powerful catalog part that could serve the request, with a warning. A
-selector is trusted because it really constrains where pods land; tenant-set annotations are not read here.
+does not know counts at the node agent's NVML estimate for it when the inventory has one, else at the policy's
+unknown-part figure (above every catalog part: the strongest catalog part is no bound on a newer one), with a
+warning. A selector is trusted because it really constrains where pods land; tenant-set annotations are not
+read here.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from gpuquota.catalog import GpuSpec
+from gpuquota.catalog import UNKNOWN_KEY, GpuSpec, normalise_name, parse_estimate_entry, unknown_part
 from gpuquota.domain import ModelSource
 from gpuquota.workloads.context import ExtractContext
 from gpuquota.workloads.errors import WorkloadError
@@ -129,7 +131,36 @@ def _split(counts: tuple[tuple[str, int], ...]) -> _Request | None:
 
 
 def _capable(spec: GpuSpec, request: _Request) -> bool:
+    if spec.key == UNKNOWN_KEY:  # no MIG table: its slices count as whole GPUs
+        return spec.vendor == request.vendor
     return spec.vendor == request.vendor and all(spec.mig_fraction(p) is not None for p, _ in request.mig)
+
+
+def _estimates(ctx: ExtractContext) -> dict[str, float]:
+    """The node agent's NVML estimates in the inventory, by folded product name (highest per product)."""
+    found: dict[str, float] = {}
+    for entry in ctx.inventory_models:
+        parsed = parse_estimate_entry(entry)
+        if parsed is not None:
+            found[parsed[0]] = max(parsed[1], found.get(parsed[0], 0.0))
+    return found
+
+
+def _stranger(ctx: ExtractContext, request: _Request, name: str) -> tuple[GpuSpec, str]:
+    """The stand-in for a product the catalog lacks, and how it was counted (for the warning)."""
+    parsed = parse_estimate_entry(name)
+    tpp = parsed[1] if parsed is not None else _estimates(ctx).get(normalise_name(name))
+    if tpp is not None and request.vendor == "nvidia":  # NVML estimates are of NVIDIA parts
+        basis = f"the node agent's NVML estimate, {tpp:,.0f} TPP"
+        return unknown_part("nvidia", tpp, basis), basis
+    figure = ctx.unknown_model_tpp or 0.0
+    basis = f"the policy's unknown-part figure, {figure:,.0f} TPP"
+    return unknown_part(request.vendor, figure, basis), basis
+
+
+def _shown(name: str) -> str:
+    parsed = parse_estimate_entry(name)
+    return name if parsed is None else parsed[0]
 
 
 def _gpus(spec: GpuSpec, request: _Request, shared_fraction: float) -> float:
@@ -177,11 +208,13 @@ def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
         known = [catalog.get(value) for value in selector]
         unknown = [value for value, spec in zip(selector, known, strict=True) if spec is None]
         if unknown:
-            best = _best(capable, request, fraction)
+            strangers = [_stranger(ctx, request, value) for value in unknown]
+            pool = [*(s for s in known if s is not None and _capable(s, request)), *(p for p, _ in strangers)]
+            best = _best(pool, request, fraction)
             assert best is not None
             warnings.append(
-                f"GPU product {', '.join(map(repr, unknown))} ({PRODUCT_LABEL}) is not in the catalog; "
-                f"counted as the most powerful catalog GPU, {best.key}"
+                f"GPU product {', '.join(map(repr, unknown))} ({PRODUCT_LABEL}) is not in the catalog; counted at "
+                f"{'; '.join(sorted({basis for _, basis in strangers}))} per GPU: ask the admin to add a catalog row"
             )
             return done(best, ModelSource.UNKNOWN)
         fits = [s for s in known if s is not None and _capable(s, request)]
@@ -194,16 +227,20 @@ def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
         )
     if ctx.inventory_models:
         inventory = [catalog.get(name) for name in ctx.inventory_models]
-        if any(spec is None for spec in inventory):
-            best = _best(capable, request, fraction)
-            assert best is not None
-            missing = [n for n, s in zip(ctx.inventory_models, inventory, strict=True) if s is None]
+        missing = [n for n, s in zip(ctx.inventory_models, inventory, strict=True) if s is None]
+        strangers = [_stranger(ctx, request, name) for name in missing]
+        pool = [
+            *(s for s in inventory if s is not None and _capable(s, request)),
+            *(p for p, _ in strangers if _capable(p, request)),
+        ]
+        best = _best(pool, request, fraction)
+        if best is not None and best.key == UNKNOWN_KEY:
+            bases = "; ".join(sorted({basis for spec, basis in strangers if spec is best}))
             warnings.append(
-                f"cluster inventory holds GPU(s) the catalog does not know ({', '.join(missing)}); "
-                f"counted as the most powerful catalog GPU, {best.key}"
+                f"cluster inventory holds GPU(s) the catalog does not know ({', '.join(map(_shown, missing))}); "
+                f"counted at {bases} per GPU: ask the admin to add a catalog row"
             )
             return done(best, ModelSource.UNKNOWN)
-        best = _best((s for s in inventory if s is not None and _capable(s, request)), request, fraction)
         if best is not None:
             return done(best, ModelSource.INVENTORY)
     if ctx.default_model is not None:

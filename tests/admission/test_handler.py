@@ -220,3 +220,17 @@ def test_only_named_controllers_are_trusted(live: LiveConfig) -> None:
     bare = Admission(live, ScriptedLedger(usages=[{}]), WebhookMetrics(frozenset), AuditLog(None))
     request = parse_review(json.dumps(review(gpu_pod("p", "team-a", 1), user=TRAINING_OPERATOR)).encode())
     assert not bare.controller_made(request)  # an operator not named is not trusted
+
+
+def test_an_unknown_gpu_product_is_counted_high_warned_and_metered(live: LiveConfig) -> None:
+    """A product the catalog lacks is not the strongest catalog part: it counts at the profile's unknownModelTpp,
+    the tenant is told, and the admin's counter (alert GpuQuotaUnknownGpuModel) moves; a known one leaves it."""
+    ledger = ScriptedLedger(usages=[{TENANT_KEY: 0.0}] * 2, reserves=[ReserveStatus.RESERVED] * 2)
+    admission, metrics = _admission(live, ledger)
+    _run(admission, review(gpu_pod("known", "race", 1)))
+    assert _sample(metrics, "gpuquota_unknown_gpu_models_total", {}) == 0
+    answer = _run(admission, review(gpu_pod("future", "race", 1, product="NVIDIA-Z900-SXM9")))
+    assert any("NVIDIA-Z900-SXM9" in w and "catalog" in w for w in answer.get("warnings", []))
+    assert ledger.reserved[-1].model == "unknown"
+    assert ledger.reserved[-1].tpp == live.current.policy.unknown_model_tpp
+    assert _sample(metrics, "gpuquota_unknown_gpu_models_total", {}) == 1

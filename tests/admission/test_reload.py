@@ -149,3 +149,28 @@ def test_self_signed_certificate_is_generated_on_first_start_and_reused(setup: S
         assert again.review(review(gpu_pod("p", "tls", 1)))["allowed"] is True
     finally:
         again.stop()
+
+
+def test_a_local_catalog_file_is_reloaded_and_a_broken_one_rejected(setup: Setup, tmp_path: Path) -> None:
+    from gpuquota.admission.live import LiveConfig  # noqa: PLC0415 - only this test builds one directly
+
+    catalog = tmp_path / "catalog.yaml"
+    row = ("schema: 2\nsources: [{id: acme, title: Acme datasheet}]\ngpus:\n"
+           "  - {key: Acme-X1, vendor: nvidia, names: [NVIDIA Acme X1], source: mine,\n"
+           "     dense: {fp8: {tflops: TFLOPS, source: acme, confidence: P}}}\n")
+    catalog.write_text(row.replace("TFLOPS", "9000"))
+    rejected: list[str] = []
+    live = LiveConfig(str(setup.policy), None, on_reload_failed=lambda what, _msg: rejected.append(what),
+                      catalog_path=catalog)
+    first = live.current.catalog.get("Acme-X1")
+    assert first is not None
+    assert (first.tpp, first.local) == (72_000, True)
+    catalog.write_text(row.replace("TFLOPS", "10000") + "\n")
+    assert live.check() == ["catalog"]
+    second = live.current.catalog.get("Acme-X1")
+    assert second is not None
+    assert second.tpp == 80_000
+    catalog.write_text(row.replace("TFLOPS", "-1"))
+    assert live.check() == []
+    assert rejected == ["catalog"]
+    assert live.current.catalog.get("Acme-X1") is second  # the last good catalog stays in force

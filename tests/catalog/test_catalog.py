@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from gpuquota.catalog import (
     estimate_tpp,
     h100_equivalents,
     load_catalog,
+    load_local_catalog,
     normalise_name,
     parse_catalog,
     performance_density,
@@ -420,3 +422,64 @@ def test_tpp_is_the_maximum_over_precisions(values: dict[str, float]) -> None:
     assert spec.tpp == pytest.approx(max(v * BITS[p] for p, v in values.items()))
     assert all(spec.tpp >= v * BITS[p] * (1 - 1e-9) for p, v in values.items())
     assert spec.tpp_precision in values
+
+
+LOCAL = """\
+schema: 2
+sources:
+  - {id: acme-x1-datasheet, title: "Acme X1 accelerator datasheet, rev. 3"}
+gpus:
+  - key: Acme-X1
+    vendor: nvidia
+    names: ["NVIDIA Acme X1"]
+    labels: ["NVIDIA-Acme-X1"]
+    dense:
+      fp8: {tflops: 9000, source: acme-x1-datasheet, confidence: P}
+    source: "the operator's row"
+  - key: H20
+    vendor: nvidia
+    names: ["NVIDIA H20"]
+    labels: ["NVIDIA-H20"]
+    dense:
+      fp16: {tflops: 150, source: gpuquota-reference, confidence: S, note: "an operator's re-rating"}
+    source: "the operator's correction of a bundled row"
+"""
+
+
+def test_a_local_catalog_file_adds_and_replaces_rows_marked_local(tmp_path: Path) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text(LOCAL)
+    merged = load_local_catalog(path)
+    bundled = load_catalog()
+    x1, h20 = merged.get("NVIDIA-Acme-X1"), merged.get("NVIDIA H20")
+    assert x1 is not None
+    assert h20 is not None
+    assert (x1.tpp, x1.local, x1.origin) == (72_000, True, str(path))
+    assert (h20.tpp, h20.local) == (2400, True)  # replaced by key; it may cite a bundled source
+    assert len(merged) == len(bundled) + 1
+    assert merged.strongest is x1
+    assert "acme-x1-datasheet" in merged.sources
+    assert bundled.get("NVIDIA-Acme-X1") is None  # the bundled catalog itself is untouched
+    h100 = merged.get("H100-SXM5-80GB")
+    assert h100 is not None
+    assert not h100.local
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (LOCAL.replace("tflops: 9000", "tflops: -1"), "gpus[0] (Acme-X1): dense.fp8.tflops"),
+        (LOCAL.replace('names: ["NVIDIA Acme X1"]', 'names: ["NVIDIA H100 80GB HBM3"]'),
+         "name 'NVIDIA H100 80GB HBM3' is used by both H100-SXM5-80GB and Acme-X1"),
+        (LOCAL.replace("id: acme-x1-datasheet", "id: nvidia-h100-datasheet"), "id 'nvidia-h100-datasheet' is already"),
+        (LOCAL.replace("schema: 2", "schema: 1"), "schema: 1 is not supported"),
+        ("gpus: [", "while parsing"),
+    ],
+)
+def test_a_broken_local_catalog_is_refused_with_file_row_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text(text)
+    with pytest.raises(CatalogError) as info:
+        load_local_catalog(path)
+    assert str(info.value).startswith(str(path))
+    assert expected in str(info.value)

@@ -225,3 +225,38 @@ def test_the_installed_command_never_prints_a_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("gpuquota: ")
     assert "Traceback" not in proc.stderr
+
+
+LOCAL_CATALOG = """\
+schema: 2
+sources: [{id: acme-x1-datasheet, title: "Acme X1 accelerator datasheet, rev. 3"}]
+gpus:
+  - key: Acme-X1
+    vendor: nvidia
+    names: ["NVIDIA Acme X1"]
+    labels: ["NVIDIA-Acme-X1"]
+    dense: {fp8: {tflops: 9000, source: acme-x1-datasheet, confidence: P}}
+    source: "the operator's row"
+"""
+
+
+def test_a_local_catalog_row_counts_and_says_it_is_local(tmp_path: Path) -> None:
+    catalog = tmp_path / "local.yaml"
+    catalog.write_text(LOCAL_CATALOG)
+    pod = _no_selector_pod().replace("spec:\n", "spec:\n  nodeSelector: {nvidia.com/gpu.product: NVIDIA-Acme-X1}\n")
+    result = run("-j", "US", "-o", "json", "--catalog", str(catalog), "-", stdin=pod)
+    assert result.exit_code == 0, result.stderr
+    (row,) = rows(result)
+    assert (row["model"], row["tpp"]) == ("Acme-X1", 72_000)
+    assert any("local catalog row (local.yaml)" in w for w in row["warnings"])
+    without = run("-j", "US", "-o", "json", "-", stdin=pod)  # the bundled catalog alone: an unknown part
+    (row,) = rows(without)
+    assert row["model"] == "unknown"
+
+
+def test_a_broken_local_catalog_is_exit_2_with_the_file_and_row(tmp_path: Path) -> None:
+    catalog = tmp_path / "local.yaml"
+    catalog.write_text(LOCAL_CATALOG.replace("tflops: 9000", "tflops: 0"))
+    result = run("-j", "US", "--catalog", str(catalog), "-", stdin=_no_selector_pod())
+    assert result.exit_code == 2
+    assert f"{catalog}: gpus[0] (Acme-X1): dense.fp8.tflops" in result.stderr

@@ -128,3 +128,21 @@ def test_gpus_unknown_part_is_a_clear_error() -> None:
     result = run("gpus", "Voodoo-5-6000")
     assert result.exit_code == 2
     assert "not in the GPU catalog" in result.stderr
+
+
+def test_gpus_marks_the_rows_of_a_local_catalog(tmp_path: Path) -> None:
+    local = tmp_path / "local.yaml"
+    local.write_text(
+        "schema: 2\nsources: [{id: acme, title: Acme X1 datasheet}]\ngpus:\n"
+        "  - {key: Acme-X1, vendor: nvidia, names: [NVIDIA Acme X1], source: mine,\n"
+        "     dense: {fp8: {tflops: 9000, source: acme, confidence: P}}}\n"
+    )
+    table = run("gpus", "--catalog", str(local))
+    assert table.exit_code == 0, table.stderr
+    assert "Acme-X1 (local)" in table.stdout
+    one = run("gpus", "Acme-X1", "--catalog", str(local), "-o", "json")
+    assert json.loads(one.stdout)["origin"] == str(local)
+    local.write_text("schema: 2\ngpus: [{key: Acme-X1}]\n")
+    broken = run("gpus", "--catalog", str(local))
+    assert broken.exit_code == 2
+    assert "gpus[0] (Acme-X1)" in broken.stderr

@@ -42,6 +42,17 @@ INLINE_PROFILE: dict[str, Any] = {
     "description": "An operator's own profile, supplied inline through the chart.",
 }
 
+# An operator's local GPU catalog: one part this release does not know, with its figure and source.
+LOCAL_CATALOG: dict[str, Any] = {
+    "schema": 2,
+    "sources": [{"id": "acme-x1-datasheet", "title": "Acme X1 accelerator datasheet, rev. 3"}],
+    "gpus": [{
+        "key": "Acme-X1", "vendor": "nvidia", "names": ["NVIDIA Acme X1"], "labels": ["NVIDIA-Acme-X1"],
+        "dense": {"fp8": {"tflops": 9000, "source": "acme-x1-datasheet", "confidence": "P"}},
+        "source": "operator's row",
+    }],
+}
+
 TENANTS: list[dict[str, Any]] = [
     {"name": "acme", "jurisdiction": "JP", "namespaces": ["acme-train", "acme-dev"], "exemptions": []},
     {"name": "initech", "jurisdiction": "IN", "namespaces": ["initech"],
@@ -68,7 +79,7 @@ CASES: tuple[Case, ...] = (
           "ledger": {"postgresql": {"existingSecret": PG_SECRET}}},
          monitoring=True, postgres=True),
     Case("inline-policy-tenants",
-         {"policy": {"inline": INLINE_PROFILE}, "tenants": TENANTS,
+         {"policy": {"inline": INLINE_PROFILE}, "tenants": TENANTS, "catalog": {"local": LOCAL_CATALOG},
           "ledger": {"sqlite": {"persistence": {"enabled": False}}},
           "webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 10, "excludeNamespaces": ["monitoring"],
                       "trustedControllers": ["system:serviceaccount:ml-ops:training-operator"]}}),

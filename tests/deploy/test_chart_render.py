@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gpuquota.catalog import load_catalog, parse_catalog
 from tests.deploy.chart import (
     CASE_NAMES,
     KUBE_VERSIONS,
@@ -105,6 +106,23 @@ def test_trusted_controllers_become_webhook_arguments() -> None:
             "jobset-system:jobset-controller-manager", "lws-system:lws-controller-manager",
             "ray-system:kuberay-operator")]
     assert "--trusted-controller=system:serviceaccount:ml-ops:training-operator" in args("inline-policy-tenants")
+
+
+def test_a_local_catalog_reaches_the_webhook_as_a_mounted_file() -> None:
+    docs = render("inline-policy-tenants")
+    webhook = find(docs, "Deployment", "-webhook")
+    containers = {c["name"]: c for c in webhook["spec"]["template"]["spec"]["containers"]}
+    assert "--catalog=/etc/gpuquota/config/catalog.yaml" in containers["webhook"]["args"]
+    volumes = {v["name"]: v for v in webhook["spec"]["template"]["spec"]["volumes"]}
+    assert {"key": "catalog.yaml", "path": "catalog.yaml"} in volumes["config"]["configMap"]["items"]
+    text = find(docs, "ConfigMap", "-config")["data"]["catalog.yaml"]
+    merged = parse_catalog(yaml.safe_load(text), "catalog.yaml", base=load_catalog())
+    part = merged.get("NVIDIA-Acme-X1")
+    assert part is not None
+    assert (part.tpp, part.local) == (72_000, True)
+    defaults = find(render("defaults"), "Deployment", "-webhook")
+    assert not [a for c in defaults["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])
+                if a.startswith("--catalog")]
 
 
 @pytest.mark.parametrize("name", ["ha-postgresql", "ha-postgresql-url-3-replicas", "monitoring-forced"])

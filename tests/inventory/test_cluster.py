@@ -118,7 +118,10 @@ def test_estimated_device_stands_for_its_nvml_estimate(discover_profile: Discove
     view = ClusterInventory(catalog)
     view.apply_node(published_node(inventory))
     (model,) = view.models()
-    assert parse_estimate_entry(model) == ("nvidia-x300-sxm7", pytest.approx(device.tpp, abs=0.1))
+    parsed = parse_estimate_entry(model)
+    assert parsed is not None
+    assert parsed[0] == "nvidia-x300-sxm7"
+    assert parsed[1] == pytest.approx(device.tpp, abs=0.1)
     assert [r.model for r in view.capacity()] == ["unknown"]
 
 

@@ -251,7 +251,7 @@ class Admission:
         if demand is None or not demand.groups:
             return self._skip(request, started)
         if any(g.model_source is ModelSource.UNKNOWN for g in demand.groups):
-            self.metrics.unknown_gpu_models.inc()  # the admin's cue to add a catalog row (alert GpuQuotaUnknownGpuModel)
+            self.metrics.unknown_gpu_models.inc()  # the admin's cue to add a catalog row (GpuQuotaUnknownGpuModel)
         job = _Job(request, snap, demand, whole if whole is not demand else None, self._tenant(snap, request.namespace),
                    self._workload(request, obj), unchecked, started)
         return Pending(lambda: self._guarded(job), blocking=reads)
@@ -335,7 +335,8 @@ class Admission:
     def _context(self, snap: Snapshot) -> ExtractContext:
         models = self._inventory_models()
         ctx = self._ctx
-        if ctx is None or self._ctx_policy is not snap.policy or ctx.inventory_models != models:
+        if (ctx is None or self._ctx_policy is not snap.policy or ctx.catalog is not snap.catalog
+                or ctx.inventory_models != models):
             policy = snap.policy
             ctx = ExtractContext(
                 snap.catalog, models, policy.default_model, policy.shared_gpu_fraction, policy.unknown_model_tpp

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gpuquota.catalog import Catalog, load_catalog
+from gpuquota.catalog import Catalog, load_catalog, load_local_catalog
 from gpuquota.errors import UserError
 from gpuquota.policy import Policy, load_policy
 from gpuquota.tenancy import TenantDirectory, load_tenants
@@ -62,7 +62,7 @@ class FileWatch:
 
 
 class LiveConfig:
-    """Holds the current snapshot and reloads the policy and tenants files when they change.
+    """Holds the current snapshot and reloads the policy, tenants and local catalog files when they change.
 
     ``policy_ref`` is a bundled profile name (never reloaded) or a file path (watched).
     """
@@ -74,6 +74,8 @@ class LiveConfig:
         on_reload_failed: Callable[[str, str], None] | None = None,
         on_policy: Callable[[Policy], None] | None = None,
         on_tenants: Callable[[], None] | None = None,
+        *,
+        catalog_path: Path | None = None,
     ) -> None:
         self._policy_ref = policy_ref
         self._tenants_path = tenants_path
@@ -85,7 +87,10 @@ class LiveConfig:
         self._tenants_watch = FileWatch(tenants_path) if tenants_path is not None else None
         tenants = load_tenants(tenants_path) if tenants_path is not None else TenantDirectory()
         policy = load_policy(policy_ref)
-        self.current = Snapshot(policy, tenants, load_catalog(), _known(tenants))
+        self._catalog_path = catalog_path
+        self._catalog_watch = FileWatch(catalog_path) if catalog_path is not None else None
+        catalog = load_local_catalog(catalog_path) if catalog_path is not None else load_catalog()
+        self.current = Snapshot(policy, tenants, catalog, _known(tenants))
         self._on_policy(policy)
 
     def check(self) -> list[str]:
@@ -113,6 +118,15 @@ class LiveConfig:
                 self.current = snap
                 self._on_tenants()
                 log.warning("tenants reloaded from %s", self._tenants_path)
+        if self._catalog_watch is not None and self._catalog_path is not None and self._catalog_watch.changed():
+            try:
+                catalog = load_local_catalog(self._catalog_path)
+            except (UserError, OSError) as exc:
+                self._reject("catalog", str(exc))
+            else:
+                snap = replace(snap, catalog=catalog)
+                reloaded.append("catalog")
+                log.warning("GPU catalog reloaded with %s", self._catalog_path)
         self.current = snap
         return reloaded
 

@@ -58,6 +58,7 @@ class ServeSettings:
     ledger_url: str | None = None  # None: sqlite in the state dir
     policy: str = DEFAULT_POLICY
     tenants: Path | None = None
+    catalog: Path | None = None  # an operator's catalog file merged over the bundled rows (reloaded on change)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     insecure: bool = False
@@ -104,7 +105,8 @@ class Webhook:
         self.metrics = WebhookMetrics(lambda: self._live_holder[0].current.known_tenants if self._live_holder
                                       else frozenset())
         self.live = LiveConfig(settings.policy, settings.tenants, on_reload_failed=self._reload_failed,
-                               on_policy=self._policy_loaded, on_tenants=self.metrics.tenants_changed)
+                               on_policy=self._policy_loaded, on_tenants=self.metrics.tenants_changed,
+                               catalog_path=settings.catalog)
         self._live_holder.append(self.live)
         self.readiness.policy_loaded = True
         url = settings.resolved_ledger_url()

@@ -21,12 +21,12 @@ from gpuquota.catalog.unknown import UNKNOWN_KEY, estimate_entry, parse_estimate
 __all__ = [
     "BUNDLED",
     "PRECISION_BITS",
+    "UNKNOWN_KEY",
     "Catalog",
     "CatalogError",
     "Figure",
     "GpuSpec",
     "SourceRef",
-    "UNKNOWN_KEY",
     "TppEstimate",
     "classify",
     "estimate_entry",

@@ -28,6 +28,7 @@ from pydantic import (
 
 from gpuquota.catalog.classify import classify, h100_equivalents, performance_density
 from gpuquota.domain import GpuClass
+from gpuquota.errors import UserError
 
 PRECISION_BITS: Mapping[str, int] = {
     "fp4": 4,
@@ -46,6 +47,8 @@ PRECISION_BITS: Mapping[str, int] = {
 CATALOG_SCHEMA = 2
 BUNDLED = "bundled"
 """``GpuSpec.origin`` of the rows shipped with gpuquota; a local catalog file's rows carry its path."""
+STAND_IN = "stand-in"
+"""``GpuSpec.origin`` of the row a part the catalog lacks is counted as (catalog/unknown.py)."""
 
 Vendor = Literal["nvidia", "amd", "intel"]
 PCI_VENDORS: Mapping[Vendor, int] = {"nvidia": 0x10DE, "amd": 0x1002, "intel": 0x8086}
@@ -55,7 +58,7 @@ Confidence = Literal["P", "S", "C", "U"]
 _CONFIDENCE_RANK = {"P": 3, "S": 2, "C": 1, "U": 0}
 
 
-class CatalogError(ValueError):
+class CatalogError(UserError, ValueError):
     """The catalog file is unreadable or inconsistent; the message names the file and the row."""
 
 
@@ -171,7 +174,8 @@ class GpuSpec(_Row):
 
     @property
     def local(self) -> bool:
-        return self._origin != BUNDLED
+        """Whether the row comes from an operator's local catalog file (decisions using it say so)."""
+        return self._origin not in (BUNDLED, STAND_IN)
 
     @property
     def pci_vendor_id(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from gpuquota.catalog.spec import GpuSpec, Vendor, normalise_name
+from gpuquota.catalog.spec import STAND_IN, GpuSpec, Vendor, normalise_name
 
 UNKNOWN_KEY = "unknown"
 """The model name an uncatalogued part is recorded under (one value: metric labels stay bounded)."""
@@ -48,4 +48,4 @@ def unknown_part(vendor: Vendor, tpp: float, basis: str) -> GpuSpec:
         "dense": {"fp16": {"tflops": tpp / 16, "source": "unknown-part", "confidence": "U", "note": basis}},
         "source": basis,
     }
-    return GpuSpec.model_validate(row, context={"sources": _SOURCES, "origin": UNKNOWN_KEY})
+    return GpuSpec.model_validate(row, context={"sources": _SOURCES, "origin": STAND_IN})

@@ -22,7 +22,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from gpuquota.catalog import h100_equivalents, load_catalog
+from gpuquota.catalog import Catalog, h100_equivalents, load_catalog
+from gpuquota.commands.catalog_option import CatalogOption, catalog_from
 from gpuquota.domain import Action, Decision, Demand, RuleOutcome, Tenant, UsageKey
 from gpuquota.errors import UserError
 from gpuquota.policy import Policy, decide, load_policy
@@ -141,10 +142,12 @@ def evaluate(
     now: datetime,
     *,
     inventory: tuple[str, ...] = (),
+    catalog: Catalog | None = None,
 ) -> list[Row]:
     """Judge each object in order; the charges of admitted ones accumulate into the usage later ones see."""
     ctx = ExtractContext(
-        load_catalog(), inventory, policy.default_model, policy.shared_gpu_fraction, policy.unknown_model_tpp
+        catalog or load_catalog(), inventory, policy.default_model, policy.shared_gpu_fraction,
+        policy.unknown_model_tpp,
     )
     running = dict(usage)
     rows: list[Row] = []
@@ -336,13 +339,14 @@ def run_check(
     output: OutputFormat,
     inventory: list[str],
     now_text: str | None,
+    catalog_file: Path | None = None,
 ) -> int:
     """The command's body, returning the exit status (UserError for bad input)."""
     policy = load_policy(policy_name)
     who = _who(tenants, namespace, jurisdiction)
     now = _now(now_text)
     usage = load_usage(usage_file, now.date()) if usage_file is not None else {}
-    catalog = load_catalog()
+    catalog = catalog_from(catalog_file)
     models: list[str] = []
     for name in inventory:
         for part in filter(None, (p.strip() for p in name.split(","))):
@@ -350,7 +354,7 @@ def run_check(
             if spec is None:
                 raise UserError(f"--inventory: {part!r} is not in the GPU catalog (see `gpuquota gpus`)")
             models.append(spec.key)
-    rows = evaluate(read_manifests(files), policy, who, usage, now, inventory=tuple(models))
+    rows = evaluate(read_manifests(files), policy, who, usage, now, inventory=tuple(models), catalog=catalog)
     if output is OutputFormat.JSON:
         sys.stdout.write(json.dumps([row_json(r) for r in rows], indent=2, ensure_ascii=False) + "\n")
     else:
@@ -383,6 +387,7 @@ def check(  # noqa: PLR0917 - typer maps parameters to options
     now: Annotated[
         str | None, typer.Option("--now", help="Evaluate at this ISO 8601 time (default: now, UTC).")
     ] = None,
+    catalog_file: CatalogOption = None,
 ) -> None:
     """Evaluate workload manifests offline against a policy profile (exit 0 allowed, 1 denied, 2 bad input)."""
     try:
@@ -396,6 +401,7 @@ def check(  # noqa: PLR0917 - typer maps parameters to options
             output=output,
             inventory=inventory or [],
             now_text=now,
+            catalog_file=catalog_file,
         )
     except UserError as exc:
         print(f"gpuquota: {exc}", file=sys.stderr)

@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gpuquota.catalog import PRECISION_BITS, Catalog, GpuSpec, load_catalog
+from gpuquota.catalog import PRECISION_BITS, Catalog, GpuSpec
+from gpuquota.commands.catalog_option import CatalogOption, catalog_from
+from gpuquota.errors import UserError
 
 
 class OutputFormat(StrEnum):
@@ -120,9 +122,14 @@ def gpus(
         str | None, typer.Argument(help="Show one part's per-precision figures and sources (any spelling).")
     ] = None,
     output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json.")] = OutputFormat.TABLE,
+    catalog_file: CatalogOption = None,
 ) -> None:
     """List the GPU catalog: TPP, performance density, 3A090 class, H100-equivalents and confidence."""
-    catalog = load_catalog()
+    try:
+        catalog = catalog_from(catalog_file)
+    except UserError as exc:
+        sys.stderr.write(f"gpuquota: {exc}\n")
+        raise typer.Exit(2) from None
     if model is not None:
         spec = catalog.get(model)
         if spec is None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gpuquota.commands.catalog_option import CatalogOption
 from gpuquota.commands.kubeopts import (
     ApiServerOption,
     CaFileOption,
@@ -31,6 +32,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         "ai-diffusion-2025"
     ),
     tenants: Annotated[Path | None, typer.Option(help="Tenants file (reloaded on change).")] = None,
+    catalog: CatalogOption = None,
     tls_cert: Annotated[Path | None, typer.Option(help="Serving certificate (PEM), reloaded when it changes.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="Private key of --tls-cert (PEM).")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain HTTP, no TLS (local testing only).")] = False,
@@ -93,6 +95,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         ledger_url=ledger,
         policy=policy,
         tenants=tenants,
+        catalog=catalog,
         tls_cert=tls_cert,
         tls_key=tls_key,
         insecure=insecure,

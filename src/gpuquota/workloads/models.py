@@ -158,6 +158,13 @@ def _stranger(ctx: ExtractContext, request: _Request, name: str) -> tuple[GpuSpe
     return unknown_part(request.vendor, figure, basis), basis
 
 
+def _lookup(ctx: ExtractContext, name: str) -> GpuSpec | None:
+    """An inventory entry's catalog row; an estimated part that a local catalog row now names counts as that row."""
+    spec = ctx.catalog.get(name)
+    parsed = parse_estimate_entry(name) if spec is None else None
+    return ctx.catalog.get(parsed[0]) if parsed is not None else spec
+
+
 def _shown(name: str) -> str:
     parsed = parse_estimate_entry(name)
     return name if parsed is None else parsed[0]
@@ -202,6 +209,9 @@ def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
     warnings: list[str] = []
 
     def done(spec: GpuSpec, source: ModelSource) -> Resolution:
+        if spec.local:
+            where = spec.origin.rpartition("/")[2]  # the file's name: kubectl warnings stay short
+            warnings.append(f"GPU model {spec.key} is counted from a local catalog row ({where})")
         return Resolution(spec, source, _gpus(spec, request, fraction), tuple(warnings))
 
     if selector is not None:
@@ -226,7 +236,7 @@ def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
             "counted as if the pod had no selector"
         )
     if ctx.inventory_models:
-        inventory = [catalog.get(name) for name in ctx.inventory_models]
+        inventory = [_lookup(ctx, name) for name in ctx.inventory_models]
         missing = [n for n, s in zip(ctx.inventory_models, inventory, strict=True) if s is None]
         strangers = [_stranger(ctx, request, name) for name in missing]
         pool = [

@@ -131,12 +131,10 @@ def test_gpus_unknown_part_is_a_clear_error() -> None:
 
 
 def test_gpus_marks_the_rows_of_a_local_catalog(tmp_path: Path) -> None:
+    row = {"key": "Acme-X1", "vendor": "nvidia", "names": ["NVIDIA Acme X1"], "source": "mine",
+           "dense": {"fp8": {"tflops": 9000, "source": "acme", "confidence": "P"}}}
     local = tmp_path / "local.yaml"
-    local.write_text(
-        "schema: 2\nsources: [{id: acme, title: Acme X1 datasheet}]\ngpus:\n"
-        "  - {key: Acme-X1, vendor: nvidia, names: [NVIDIA Acme X1], source: mine,\n"
-        "     dense: {fp8: {tflops: 9000, source: acme, confidence: P}}}\n"
-    )
+    local.write_text(yaml.safe_dump({"schema": 2, "sources": [{"id": "acme", "title": "Acme X1"}], "gpus": [row]}))
     table = run("gpus", "--catalog", str(local))
     assert table.exit_code == 0, table.stderr
     assert "Acme-X1 (local)" in table.stdout

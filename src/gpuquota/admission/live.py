@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from gpuquota.catalog import Catalog, load_catalog, load_local_catalog
 from gpuquota.errors import UserError
@@ -20,6 +21,12 @@ from gpuquota.policy import Policy, load_policy
 from gpuquota.tenancy import TenantDirectory, load_tenants
 
 log = logging.getLogger("gpuquota.admission.live")
+_T = TypeVar("_T")
+
+
+def load_policy_file(ref: str) -> Callable[[Path], Policy]:
+    """The loader of a watched policy: the reference as given (its path is what is watched)."""
+    return lambda _path: load_policy(ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,41 +101,40 @@ class LiveConfig:
         self._on_policy(policy)
 
     def check(self) -> list[str]:
-        """Reload whatever changed; returns what was reloaded (``policy``, ``tenants``) for logs and tests."""
+        """Reload whatever changed; returns what was reloaded (``policy``, ``tenants``, ``catalog``)."""
         reloaded: list[str] = []
         snap = self.current
-        if self._policy_watch is not None and self._policy_watch.changed():
-            try:
-                policy = load_policy(self._policy_ref)
-            except (UserError, OSError) as exc:
-                self._reject("policy", str(exc))
-            else:
-                snap = replace(snap, policy=policy)
-                reloaded.append("policy")
-                log.warning("policy reloaded: %s version %s", policy.name, policy.version)
-                self._on_policy(policy)
-        if self._tenants_watch is not None and self._tenants_path is not None and self._tenants_watch.changed():
-            try:
-                tenants = load_tenants(self._tenants_path)
-            except (UserError, OSError) as exc:
-                self._reject("tenants", str(exc))
-            else:
-                snap = replace(snap, tenants=tenants, known_tenants=_known(tenants))
-                reloaded.append("tenants")
-                self.current = snap
-                self._on_tenants()
-                log.warning("tenants reloaded from %s", self._tenants_path)
-        if self._catalog_watch is not None and self._catalog_path is not None and self._catalog_watch.changed():
-            try:
-                catalog = load_local_catalog(self._catalog_path)
-            except (UserError, OSError) as exc:
-                self._reject("catalog", str(exc))
-            else:
-                snap = replace(snap, catalog=catalog)
-                reloaded.append("catalog")
-                log.warning("GPU catalog reloaded with %s", self._catalog_path)
+        policy = self._changed("policy", self._policy_watch, load_policy_file(self._policy_ref))
+        if policy is not None:
+            snap = replace(snap, policy=policy)
+            reloaded.append("policy")
+            log.warning("policy reloaded: %s version %s", policy.name, policy.version)
+            self._on_policy(policy)
+        tenants = self._changed("tenants", self._tenants_watch, load_tenants)
+        if tenants is not None:
+            snap = replace(snap, tenants=tenants, known_tenants=_known(tenants))
+            reloaded.append("tenants")
+            self.current = snap
+            self._on_tenants()
+            log.warning("tenants reloaded from %s", self._tenants_path)
+        catalog = self._changed("catalog", self._catalog_watch, load_local_catalog)
+        if catalog is not None:
+            snap = replace(snap, catalog=catalog)
+            reloaded.append("catalog")
+            log.warning("GPU catalog reloaded with %s", self._catalog_path)
         self.current = snap
         return reloaded
+
+    def _changed(self, what: str, watch: FileWatch | None, load: Callable[[Path], _T]) -> _T | None:
+        """A watched file's new contents when it changed and loads; ``None`` otherwise (a failure is rejected,
+        the last good contents stay in force)."""
+        if watch is None or not watch.changed():
+            return None
+        try:
+            return load(watch.path)
+        except (UserError, OSError) as exc:
+            self._reject(what, str(exc))
+            return None
 
     def _reject(self, what: str, message: str) -> None:
         log.error("rejected the new %s file, keeping the last good one: %s", what, message)

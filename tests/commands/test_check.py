@@ -260,3 +260,21 @@ def test_a_broken_local_catalog_is_exit_2_with_the_file_and_row(tmp_path: Path) 
     result = run("-j", "US", "--catalog", str(catalog), "-", stdin=_no_selector_pod())
     assert result.exit_code == 2
     assert f"{catalog}: gpus[0] (Acme-X1): dense.fp8.tflops" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("product", "model", "tpp"),
+    [
+        ("NVIDIA-GB300", "GB300", 60_000),  # FP4 x 4, not FP16 x 16 (40,000)
+        ("NVIDIA-B300-SXM6-AC", "B300", 56_000),
+        ("NVIDIA-H800", "H800-SXM", 15_832),  # no longer the PCIe row's 12,104
+        ("NVIDIA-H800-PCIe", "H800-PCIe", 12_104),
+    ],
+)
+def test_decisions_for_the_newest_parts(product: str, model: str, tpp: float) -> None:
+    pod = _no_selector_pod().replace("spec:\n", f"spec:\n  nodeSelector: {{nvidia.com/gpu.product: {product}}}\n")
+    result = run("-j", "US", "-o", "json", "-", stdin=pod.replace("nvidia.com/gpu: 1", "nvidia.com/gpu: 8"))
+    assert result.exit_code == 0, result.stderr
+    (row,) = rows(result)
+    assert (row["model"], row["model_source"]) == (model, "selector")
+    assert row["tpp"] == pytest.approx(8 * tpp)

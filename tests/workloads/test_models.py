@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gpuquota.catalog import Catalog, estimate_entry
+from gpuquota.catalog import UNKNOWN_MODEL_TPP, Catalog, estimate_entry
 from gpuquota.domain import GpuClass, ModelSource
 from gpuquota.workloads import ExtractContext, extract
 from tests.workloads.conftest import manifest, spec
@@ -119,7 +119,7 @@ def test_unknown_product_counts_at_the_unknown_part_figure_with_warning(
     never below it (twice it when the policy says nothing)."""
     group, demand = only_group(manifest("pod-unknown-product"), ctx)
     assert (group.model, group.model_source) == ("unknown", ModelSource.UNKNOWN)
-    assert group.tpp_per_gpu == ctx.unknown_model_tpp == 2 * catalog.strongest.tpp
+    assert group.tpp_per_gpu == ctx.unknown_model_tpp == UNKNOWN_MODEL_TPP > catalog.strongest.tpp
     assert group.gpus_per_pod == 4
     assert any("NVIDIA-X300-288GB-HBM4" in w and "add a catalog row" in w for w in demand.warnings)
     set_by_policy = ExtractContext(catalog, ctx.inventory_models, unknown_model_tpp=200_000)

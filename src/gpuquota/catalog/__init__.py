@@ -16,12 +16,19 @@ from gpuquota.catalog.spec import (
     normalise_name,
     parse_catalog,
 )
-from gpuquota.catalog.unknown import UNKNOWN_KEY, estimate_entry, parse_estimate_entry, unknown_part
+from gpuquota.catalog.unknown import (
+    UNKNOWN_KEY,
+    UNKNOWN_MODEL_TPP,
+    estimate_entry,
+    parse_estimate_entry,
+    unknown_part,
+)
 
 __all__ = [
     "BUNDLED",
     "PRECISION_BITS",
     "UNKNOWN_KEY",
+    "UNKNOWN_MODEL_TPP",
     "Catalog",
     "CatalogError",
     "Figure",

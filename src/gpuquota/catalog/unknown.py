@@ -12,6 +12,10 @@ from functools import lru_cache
 
 from gpuquota.catalog.spec import STAND_IN, GpuSpec, Vendor, normalise_name
 
+UNKNOWN_MODEL_TPP = 120_000.0
+"""What a part the catalog lacks counts as when nothing says otherwise (a profile's ``unknownModelTpp`` default):
+twice the strongest bundled part, never below the strongest part of the catalog in use."""
+
 UNKNOWN_KEY = "unknown"
 """The model name an uncatalogued part is recorded under (one value: metric labels stay bounded)."""
 

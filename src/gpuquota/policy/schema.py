@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from gpuquota.catalog import UNKNOWN_MODEL_TPP
 from gpuquota.domain import Action, GpuClass, Metric, Purpose, Scope, Weights
 from gpuquota.durations import parse_duration
 from gpuquota.tenancy.countries import country_codes, yaml_country
@@ -242,7 +243,7 @@ class ProfileSpec(_Spec):
     default_tier: str
     unknown_jurisdiction: UnknownJurisdictionSpec = Field(default_factory=UnknownJurisdictionSpec)
     default_model: str | None = None
-    unknown_model_tpp: Number = Field(default=120_000, gt=0)
+    unknown_model_tpp: Number = Field(default=UNKNOWN_MODEL_TPP, gt=0)
     shared_gpu_fraction: Number = Field(default=0.5, gt=0, le=1)
     operations: OperationsSpec = Field(default_factory=OperationsSpec)
     rules: tuple[RuleSpec, ...] = ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpuquota.catalog import Catalog
+from gpuquota.catalog import UNKNOWN_MODEL_TPP, Catalog
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,7 @@ class ExtractContext:
     ``default_model`` is the policy's fallback when there is no inventory. ``shared_gpu_fraction`` is what one
     time-sliced/shared GPU (``nvidia.com/gpu.shared``) counts as; it must be in (0, 1] — never zero.
     ``unknown_model_tpp`` is what one GPU the catalog lacks counts as when no NVML estimate is at hand (the
-    policy's ``unknownModelTpp``); never less than the strongest catalog part, and twice it when not given.
+    policy's ``unknownModelTpp``, by default ``UNKNOWN_MODEL_TPP``); never less than the strongest catalog part.
 
     The context is hashable (the catalog hashes by identity), so resolution results are cached per context.
     """
@@ -34,6 +34,5 @@ class ExtractContext:
             raise ValueError(f"shared_gpu_fraction must be in (0, 1], got {self.shared_gpu_fraction!r}")
         if self.default_model is not None and self.catalog.get(self.default_model) is None:
             raise ValueError(f"default_model {self.default_model!r} is not in the GPU catalog")
-        strongest = self.catalog.strongest.tpp
-        given = self.unknown_model_tpp
-        object.__setattr__(self, "unknown_model_tpp", max(strongest, given if given is not None else 2 * strongest))
+        given = UNKNOWN_MODEL_TPP if self.unknown_model_tpp is None else self.unknown_model_tpp
+        object.__setattr__(self, "unknown_model_tpp", max(self.catalog.strongest.tpp, given))

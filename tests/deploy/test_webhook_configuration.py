@@ -19,8 +19,8 @@ from gpuquota.workloads.chart import CHART_FILE
 from gpuquota.workloads.chart import render as render_kinds
 from gpuquota.workloads.resources import NVIDIA_MIG_PREFIX, VENDOR_OF_RESOURCE
 from tests.deploy import admission_cel as ac
-from tests.deploy.chart import CASE_NAMES, case, find, render
-from tests.deploy.tools import NAMESPACE
+from tests.deploy.chart import CASE_NAMES, OLDEST_KUBE, case, find, render
+from tests.deploy.tools import NAMESPACE, documents, helm, template_args
 
 WORKLOAD_KINDS = sorted(k for k in SUPPORTED_KINDS if k != ("", "Pod"))
 POD = ("", "Pod")
@@ -294,3 +294,38 @@ def test_the_scale_condition_leaves_the_workload_itself_alone(kind: tuple[str, s
         assert ac.sent(hook, ac.request(kind, "UPDATE", new, old))
         assert ac.sent(hook, ac.request(kind, "UPDATE", new, old) | {"request": {
             **ac.request(kind, "UPDATE", new, old)["request"], "subResource": ""}})
+
+
+def _render_values(values: dict[str, Any], tmp_path: Path) -> tuple[int, list[dict[str, Any]], str]:
+    result = helm(*template_args(values, tmp_path / "values.yaml", OLDEST_KUBE))
+    return result.returncode, documents(result.stdout) if result.returncode == 0 else [], result.output
+
+
+@pytest.mark.parametrize("cert_manager", [False, True])
+def test_external_url_points_every_hook_at_a_webhook_outside_the_cluster(cert_manager: bool, tmp_path: Path) -> None:
+    url = "https://10.1.2.3:8443/validate"
+    bundle = "TUlJQi4uLg=="
+    code, docs, output = _render_values({"webhook": {"externalURL": url, "caBundle": bundle},
+                                         "tls": {"certManager": {"enabled": cert_manager}}}, tmp_path)
+    assert code == 0, output
+    vwc = find(docs, "ValidatingWebhookConfiguration")
+    assert [hook["clientConfig"] for hook in vwc["webhooks"]] == [{"url": url, "caBundle": bundle}] * 3
+    assert "cert-manager.io/inject-ca-from" not in vwc["metadata"].get("annotations", {})  # would overwrite it
+
+
+def test_external_url_without_ca_bundle_trusts_the_api_servers_roots(tmp_path: Path) -> None:
+    code, docs, output = _render_values({"webhook": {"externalURL": "https://gq.example.com/validate"}}, tmp_path)
+    assert code == 0, output
+    vwc = find(docs, "ValidatingWebhookConfiguration")
+    assert [hook["clientConfig"] for hook in vwc["webhooks"]] == [{"url": "https://gq.example.com/validate"}] * 3
+
+
+@pytest.mark.parametrize("values", [
+    {"externalURL": "http://127.0.0.1:8443/validate"},  # the API server calls webhooks over HTTPS only
+    {"externalURL": "https://127.0.0.1:8443/validate?x=1"},  # no query (the API server refuses one)
+    {"externalURL": "https://127.0.0.1/validate", "caBundle": "-----BEGIN CERTIFICATE-----"},  # PEM, not base64
+])
+def test_bad_external_webhook_values_are_refused(values: dict[str, Any], tmp_path: Path) -> None:
+    code, _, output = _render_values({"webhook": values}, tmp_path)
+    assert code != 0
+    assert "values don't meet the specifications of the schema" in output or "schema" in output, output

@@ -1,0 +1,77 @@
+"""A tenant meets gpuquota through a real API server: the chart's webhook configuration (its CEL matchConditions
+included) routes the tenant's own requests (``kubectl --as``, so ``userInfo`` is real) to the local webhook, and
+kubectl shows the answer — allowed, allowed with ``Warning:``, or denied with the message."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.install import NAMESPACE, RELEASE, WEBHOOK_SA, Gpuquota
+from tests.e2e.manifests import job, pod
+
+# TEST_POLICY: a tier-2 tenant holds at most 16 H100 SXM (the profile's default model: no node says otherwise),
+# warned from 75 % (12 GPUs).
+
+
+def test_chart_objects_are_served_as_rendered(gpuquota: Gpuquota) -> None:
+    cluster = gpuquota.cluster
+    vwc = cluster.get("validatingwebhookconfiguration", f"{RELEASE}-gpuquota")
+    assert vwc is not None
+    hooks = {hook["name"]: hook for hook in vwc["webhooks"]}
+    assert set(hooks) == {"workloads.gpuquota.io", "pods.gpuquota.io", "releases.gpuquota.io"}
+    for hook in hooks.values():
+        assert hook["clientConfig"]["url"] == f"{gpuquota.webhook.base_url}/validate"
+        assert hook["matchConditions"], "the API server kept the CEL conditions (it compiled them)"
+    account = f"system:serviceaccount:{NAMESPACE}:{WEBHOOK_SA}"
+    can = cluster.kubectl("auth", "can-i", "list", "namespaces", f"--as={account}", check=False)
+    assert can.stdout.strip() == "yes", can.output
+    cannot = cluster.kubectl("auth", "can-i", "delete", "pods", "-A", f"--as={account}", check=False)
+    assert cannot.stdout.strip() == "no", cannot.output
+
+
+def test_tenant_is_allowed_warned_and_denied_dry_run_reserves_nothing_and_delete_frees(gpuquota: Gpuquota) -> None:
+    tenant = gpuquota.tenant("e2e-globex", "globex", "BR")
+    ns = tenant.namespace
+
+    first = tenant.apply(job("train-a", 4))
+    assert first.ok, first.output
+    assert first.warnings == []
+    assert [r.workload.name for r in gpuquota.reservations(ns)] == ["train-a"]
+
+    dry = tenant.apply(job("train-dry", 4), "--dry-run=server")
+    assert dry.ok, dry.output
+    assert [r.workload.name for r in gpuquota.reservations(ns)] == ["train-a"]  # a dry run reserves nothing
+
+    warned = tenant.apply(job("train-b", 4, parallelism=2))  # 12 of 16 GPUs: the warning threshold
+    assert warned.ok, warned.output
+    assert any("tenant-cap" in w for w in warned.warnings), warned.output
+
+    denied = tenant.apply(job("train-c", 8))  # 20 of 16
+    assert not denied.ok
+    assert 'admission webhook "workloads.gpuquota.io" denied the request' in denied.stderr, denied.output
+    assert f"Job {ns}/train-c denied for tenant globex" in denied.stderr, denied.output
+    assert tenant.kubectl("get", "job", "train-c").returncode != 0  # nothing was created
+    assert sorted(r.workload.name for r in gpuquota.reservations(ns)) == ["train-a", "train-b"]
+
+    # userInfo is the tenant's own: the decision was recorded under the impersonated user.
+    audit = [json.loads(line) for line in gpuquota.webhook.audit_path.read_text().splitlines()]
+    assert {"user": tenant.user, "name": "train-c", "allowed": False} in [
+        {k: rec.get(k) for k in ("user", "name", "allowed")} for rec in audit]
+
+    deleted = tenant.kubectl("delete", "job", "train-a", "--wait=false")
+    assert deleted.ok, deleted.output
+    assert [r.workload.name for r in gpuquota.reservations(ns)] == ["train-b"]
+    now_fits = tenant.apply(job("train-c", 4))  # 4 freed: 12 of 16 again
+    assert now_fits.ok, now_fits.output
+
+
+def test_pods_without_gpus_never_reach_the_webhook(gpuquota: Gpuquota) -> None:
+    tenant = gpuquota.tenant("e2e-cpu", "cpuonly", "BR")
+    before = gpuquota.reviews("Pod")
+    created = tenant.apply(pod("cpu-only"))
+    assert created.ok, created.output
+    assert gpuquota.reviews("Pod") == before  # the matchConditions kept it from the webhook
+    gpu = tenant.apply(pod("one-gpu", gpus=1))
+    assert gpu.ok, gpu.output
+    assert gpuquota.reviews("Pod") == before + 1
+    assert [r.workload.name for r in gpuquota.reservations(tenant.namespace)] == ["one-gpu"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from tests.e2e.install import NAMESPACE, RELEASE, WEBHOOK_SA, Gpuquota
-from tests.e2e.manifests import job, pod
+from tests.e2e.manifests import cronjob, job, pod, pytorchjob
 
 # TEST_POLICY: a tier-2 tenant holds at most 16 H100 SXM (the profile's default model: no node says otherwise),
 # warned from 75 % (12 GPUs).
@@ -75,3 +75,42 @@ def test_pods_without_gpus_never_reach_the_webhook(gpuquota: Gpuquota) -> None:
     assert gpu.ok, gpu.output
     assert gpuquota.reviews("Pod") == before + 1
     assert [r.workload.name for r in gpuquota.reservations(tenant.namespace)] == ["one-gpu"]
+
+
+def test_kubectl_scale_is_judged_on_the_growth(gpuquota: Gpuquota) -> None:
+    tenant = gpuquota.tenant("e2e-scale", "scaler", "BR")
+    ns = tenant.namespace
+    created = tenant.apply(pytorchjob("ddp", workers=2, gpus_per_pod=4))  # 8 of 16
+    assert created.ok, created.output
+    before = sum(r.gpus for r in gpuquota.reservations(ns))
+    assert before == 8
+
+    too_far = tenant.kubectl("scale", "pytorchjob/ddp", "--replicas=5")  # 20 of 16
+    assert not too_far.ok
+    assert 'admission webhook "workloads.gpuquota.io" denied the request' in too_far.stderr, too_far.output
+    job_now = gpuquota.cluster.get("pytorchjob", "ddp", ns)
+    assert job_now is not None
+    assert job_now["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2  # the scale was refused whole
+
+    grown = tenant.kubectl("scale", "pytorchjob/ddp", "--replicas=3")  # 12 of 16: allowed, warned
+    assert grown.ok, grown.output
+    assert any("tenant-cap" in w for w in grown.warnings), grown.output
+    assert sum(r.gpus for r in gpuquota.reservations(ns)) == 12  # the growth was reserved
+
+    shrunk = tenant.kubectl("scale", "pytorchjob/ddp", "--replicas=1")  # not sent (CEL: replicas do not grow)
+    assert shrunk.ok, shrunk.output
+
+
+def test_a_tenants_job_from_its_cronjob_is_counted_on_its_own(gpuquota: Gpuquota) -> None:
+    """``kubectl create job --from=cronjob/…`` gives the Job a controller reference to the CronJob, as the CronJob
+    controller does; made by the tenant, it must not ride on the CronJob's reservation."""
+    tenant = gpuquota.tenant("e2e-cron", "cron", "BR")
+    ns = tenant.namespace
+    assert tenant.apply(cronjob("nightly", 4, schedule="0 0 1 1 *")).ok
+    held = {r.workload.name for r in gpuquota.reservations(ns)}
+    manual = tenant.kubectl("create", "job", "manual", "--from=cronjob/nightly")
+    assert manual.ok, manual.output
+    made = gpuquota.cluster.get("job", "manual", ns)
+    assert made is not None
+    assert made["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+    assert {r.workload.name for r in gpuquota.reservations(ns)} == held | {"manual"}

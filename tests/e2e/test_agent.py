@@ -1,0 +1,78 @@
+"""The node agent on a real API server: it reads a fake NVML (the real pynvml bindings over a small C library),
+publishes the inventory on its own Node with the chart's service account — its token bound to a pod on that node,
+as a DaemonSet pod's projected token is — and the chart's ValidatingAdmissionPolicy keeps it off every other Node.
+The webhook's cluster view (a watch on Nodes) then counts the node's GPUs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.cluster import wait_until
+from tests.e2e.install import NAMESPACE, RELEASE, Gpuquota
+from tests.e2e.procs import start
+
+FAKE_NVML = Path(__file__).resolve().parents[1] / "inventory" / "fakenvml"
+AGENT_SA = f"{RELEASE}-gpuquota-agent"
+
+
+@pytest.fixture(scope="module")
+def fake_nvml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.fail("the fake NVML library needs a C compiler (gcc); install it (apt-get install gcc)")
+    target = tmp_path_factory.mktemp("fakenvml-e2e") / "libnvidia-ml.so.1"
+    subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-o", str(target), str(FAKE_NVML / "fake_nvml.c")],
+                   check=True, capture_output=True)
+    return target.parent
+
+
+def _node(name: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}
+
+
+def _cluster_gpus(gpuquota: Gpuquota) -> float:
+    return sum(sample.value for family in text_string_to_metric_families(gpuquota.webhook.metrics())
+               for sample in family.samples if sample.name == "gpuquota_cluster_gpus")
+
+
+def test_agent_publishes_to_its_own_node_only_and_the_webhook_sees_it(gpuquota: Gpuquota, fake_nvml_dir: Path) -> None:
+    cluster = gpuquota.cluster
+    cluster.apply([_node("e2e-gpu-1"), _node("e2e-gpu-2")])
+    # The agent's pod on e2e-gpu-1 (no kubelet runs it: it only anchors the bound token, as a DaemonSet pod would).
+    cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-e2e-gpu-1", "namespace": NAMESPACE},
+                   "spec": {"nodeName": "e2e-gpu-1", "serviceAccountName": AGENT_SA,
+                            "containers": [{"name": "agent", "image": "registry.example/gpuquota:0"}]}})
+    token = gpuquota.root / "agent.token"
+    token.write_text(cluster.kubectl("create", "token", AGENT_SA, "-n", NAMESPACE, "--bound-object-kind", "Pod",
+                                     "--bound-object-name", "agent-e2e-gpu-1").stdout.strip())
+    profile = FAKE_NVML / "profiles" / "h100-sxm-8x.profile"
+    env = {"LD_LIBRARY_PATH": str(fake_nvml_dir), "FAKE_NVML_PROFILE": str(profile)}
+    before = _cluster_gpus(gpuquota)
+
+    def agent(node: str) -> subprocess.Popen[bytes]:
+        proc = start(f"agent-{node}", ["agent", "--once", "--node-name", node, "--log-level", "warning",
+                                       *cluster.api_flags(token)], gpuquota.root / "agents", env=env)
+        proc.proc.wait(60)
+        return proc.proc
+
+    own = agent("e2e-gpu-1")
+    assert own.returncode == 0, (gpuquota.root / "agents" / "agent-e2e-gpu-1.log").read_text()
+    node = cluster.get("node", "e2e-gpu-1")
+    assert node is not None
+    labels = node["metadata"]["labels"]
+    assert any(key.startswith("gpuquota.io/") for key in labels), labels
+    assert labels["kubernetes.io/hostname"] == "e2e-gpu-1"  # the agent left other labels alone
+    assert wait_until(lambda: _cluster_gpus(gpuquota) >= before + 8, what="the webhook's view of the 8 GPUs")
+
+    other = agent("e2e-gpu-2")
+    assert other.returncode != 0
+    log = (gpuquota.root / "agents" / "agent-e2e-gpu-2.log").read_text()
+    assert "may only change the Node it runs on" in log, log
+    untouched = cluster.get("node", "e2e-gpu-2")
+    assert untouched is not None
+    assert not any(key.startswith("gpuquota.io/") for key in untouched["metadata"].get("labels", {}))

@@ -37,6 +37,12 @@ class Gpuquota:
     webhook: Server
     token_file: Path  # the chart's webhook service account, for commands that read the cluster
     objects: list[dict[str, Any]]  # what the chart rendered (and the API server accepted)
+    run: str = ""  # suffix of this run's namespaces and nodes: a cluster kept between runs (GPUQUOTA_E2E_CLUSTER)
+    # then starts each run with fresh names
+
+    def name(self, base: str) -> str:
+        """``base`` made unique to this run (namespaces, nodes)."""
+        return f"{base}-{self.run}" if self.run else base
 
     @property
     def ledger_url(self) -> str:
@@ -58,9 +64,10 @@ class Gpuquota:
                    if sample.name == "gpuquota_admission_requests_total" and sample.labels.get("kind") == kind)
 
     def tenant(self, namespace: str, tenant: str, jurisdiction: str) -> Tenant:
-        """A tenant namespace labelled by the admin, with a namespace-admin user ``<tenant>-user``."""
+        """A tenant namespace (``name(namespace)``) labelled by the admin, with a namespace-admin user
+        ``<tenant>-user``."""
         return self.cluster.tenant_namespace(
-            namespace, f"{tenant}-user",
+            self.name(namespace), f"{tenant}-user",
             {"gpuquota.io/tenant": tenant, "gpuquota.io/jurisdiction": jurisdiction})
 
 
@@ -89,7 +96,7 @@ def externally_served(url: str, ca: TestCA, **webhook: Any) -> dict[str, Any]:
 
 @contextmanager
 def install(cluster: Cluster, root: Path, policy_text: str, *, exclude: Sequence[str] = (),
-            serve_args: Sequence[str] = ()) -> Iterator[Gpuquota]:
+            serve_args: Sequence[str] = (), run: str = "") -> Iterator[Gpuquota]:
     """The chart (release ``RELEASE``) and its local webhook under ``policy_text``; the webhook stops on exit."""
     root.mkdir(parents=True, exist_ok=True)
     ca = make_ca(root / "pki", "e2e")
@@ -105,6 +112,6 @@ def install(cluster: Cluster, root: Path, policy_text: str, *, exclude: Sequence
                           extra=("--kube", "in-cluster", *cluster.api_flags(token), *serve_args))
     try:
         wait_until(lambda: server.client().get("/readyz").status_code == 200, what="the webhook's /readyz")
-        yield Gpuquota(cluster, root, ca, policy, server, token, objects)
+        yield Gpuquota(cluster, root, ca, policy, server, token, objects, run)
     finally:
         server.stop()

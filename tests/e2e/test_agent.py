@@ -42,14 +42,15 @@ def _cluster_gpus(gpuquota: Gpuquota) -> float:
 
 def test_agent_publishes_to_its_own_node_only_and_the_webhook_sees_it(gpuquota: Gpuquota, fake_nvml_dir: Path) -> None:
     cluster = gpuquota.cluster
-    cluster.apply([_node("e2e-gpu-1"), _node("e2e-gpu-2")])
+    own_node, other_node = gpuquota.name("e2e-gpu-1"), gpuquota.name("e2e-gpu-2")
+    cluster.apply([_node(own_node), _node(other_node)])
     # The agent's pod on e2e-gpu-1 (no kubelet runs it: it only anchors the bound token, as a DaemonSet pod would).
-    cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-e2e-gpu-1", "namespace": NAMESPACE},
-                   "spec": {"nodeName": "e2e-gpu-1", "serviceAccountName": AGENT_SA,
+    cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"agent-{own_node}", "namespace": NAMESPACE},
+                   "spec": {"nodeName": own_node, "serviceAccountName": AGENT_SA,
                             "containers": [{"name": "agent", "image": "registry.example/gpuquota:0"}]}})
     token = gpuquota.root / "agent.token"
     token.write_text(cluster.kubectl("create", "token", AGENT_SA, "-n", NAMESPACE, "--bound-object-kind", "Pod",
-                                     "--bound-object-name", "agent-e2e-gpu-1").stdout.strip())
+                                     "--bound-object-name", f"agent-{own_node}").stdout.strip())
     profile = FAKE_NVML / "profiles" / "h100-sxm-8x.profile"
     env = {"LD_LIBRARY_PATH": str(fake_nvml_dir), "FAKE_NVML_PROFILE": str(profile)}
     before = _cluster_gpus(gpuquota)
@@ -60,19 +61,19 @@ def test_agent_publishes_to_its_own_node_only_and_the_webhook_sees_it(gpuquota: 
         proc.proc.wait(60)
         return proc.proc
 
-    own = agent("e2e-gpu-1")
-    assert own.returncode == 0, (gpuquota.root / "agents" / "agent-e2e-gpu-1.log").read_text()
-    node = cluster.get("node", "e2e-gpu-1")
+    own = agent(own_node)
+    assert own.returncode == 0, (gpuquota.root / "agents" / f"agent-{own_node}.log").read_text()
+    node = cluster.get("node", own_node)
     assert node is not None
     labels = node["metadata"]["labels"]
     assert any(key.startswith("gpuquota.io/") for key in labels), labels
-    assert labels["kubernetes.io/hostname"] == "e2e-gpu-1"  # the agent left other labels alone
+    assert labels["kubernetes.io/hostname"] == own_node  # the agent left other labels alone
     assert wait_until(lambda: _cluster_gpus(gpuquota) >= before + 8, what="the webhook's view of the 8 GPUs")
 
-    other = agent("e2e-gpu-2")
+    other = agent(other_node)
     assert other.returncode != 0
-    log = (gpuquota.root / "agents" / "agent-e2e-gpu-2.log").read_text()
+    log = (gpuquota.root / "agents" / f"agent-{other_node}.log").read_text()
     assert "may only change the Node it runs on" in log, log
-    untouched = cluster.get("node", "e2e-gpu-2")
+    untouched = cluster.get("node", other_node)
     assert untouched is not None
     assert not any(key.startswith("gpuquota.io/") for key in untouched["metadata"].get("labels", {}))

@@ -20,8 +20,20 @@ from tests.e2e.install import Gpuquota
 MANIFESTS = sorted((Path(__file__).resolve().parents[1] / "workloads" / "manifests").glob("*.yaml"))
 
 
+# Trainer v2.2 (the release Kueue v0.17 builds against) replaced podTemplateOverrides (v2.1; podSpecOverrides in
+# v2.0) with runtimePatches, which the TrainJob adapter does not read yet; the example is a v2.1 TrainJob.
+KNOWN_MISMATCHES = {
+    "trainjob-torch-distributed": "Trainer v2.2's CRD has no spec.podTemplateOverrides (now spec.runtimePatches)",
+}
+
+
 @pytest.fixture(scope="module")
 def kinds_tenant(gpuquota: Gpuquota) -> Tenant:
+    # The RuntimeClass the overhead example names: the API server refuses a pod whose RuntimeClass does not exist,
+    # and one whose spec.overhead differs from the RuntimeClass's.
+    gpuquota.cluster.apply({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                            "metadata": {"name": "kata-nvidia-gpu"}, "handler": "kata-nvidia-gpu",
+                            "overhead": {"podFixed": {"cpu": "250m", "memory": "160Mi"}}})
     return gpuquota.tenant("e2e-kinds", "kinds", "JP")
 
 
@@ -43,7 +55,9 @@ def test_every_supported_kind_has_an_example() -> None:
     assert kinds >= SUPPORTED_KINDS
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [
+    pytest.param(path, marks=pytest.mark.xfail(reason=KNOWN_MISMATCHES[path.stem], strict=True))
+    if path.stem in KNOWN_MISMATCHES else path for path in MANIFESTS], ids=lambda p: p.stem)
 def test_example_manifest_is_accepted_and_judged(path: Path, gpuquota: Gpuquota, kinds_tenant: Tenant) -> None:
     obj = _load(path)
     kind, name = obj["kind"], obj["metadata"]["name"]

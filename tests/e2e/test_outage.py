@@ -24,12 +24,13 @@ def outage(gpuquota: Gpuquota) -> Iterator[tuple[Tenant, Server]]:
     root = gpuquota.root / "outage"
     root.mkdir()
     port = free_port()
+    namespace = gpuquota.name(OUTAGE_NAMESPACE)
     values = externally_served(f"https://127.0.0.1:{port}/validate", gpuquota.ca, timeoutSeconds=TIMEOUT_S,
                                namespaceSelectorExpressions=[{"key": "kubernetes.io/metadata.name",
-                                                              "operator": "In", "values": [OUTAGE_NAMESPACE]}])
+                                                              "operator": "In", "values": [namespace]}])
     docs = install_chart(gpuquota.cluster, "gqo", values, root)
     tenants = root / "tenants.yaml"
-    tenants.write_text(tenants_yaml([f"{OUTAGE_NAMESPACE}:JP"]))
+    tenants.write_text(tenants_yaml([f"{namespace}:JP"]))
     server = start_server(root / "webhook", policy=gpuquota.policy, tenants=tenants, ca_file=gpuquota.ca.ca_file,
                           tls=gpuquota.ca.issue(root, "webhook"), port=port, name="outage")
     tenant = gpuquota.tenant(OUTAGE_NAMESPACE, "outage", "JP")

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from tests.deploy import tools
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = REPO / "scripts" / "cluster"
 T = TypeVar("T")
@@ -32,18 +34,10 @@ class KubectlError(AssertionError):
 
 
 @dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
+class Result(tools.Result):
     @property
     def ok(self) -> bool:
         return self.returncode == 0
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
 
     @property
     def warnings(self) -> list[str]:

@@ -18,6 +18,7 @@ from tests.admission.serverproc import TEST_POLICY
 from tests.cluster import Cluster, wait_until
 from tests.e2e.crds import crd_files
 from tests.e2e.install import Gpuquota, install
+from tests.inventory.conftest import fake_nvml_library  # noqa: F401 - re-exported fixture (the agent test)
 
 CRD_GROUPS = frozenset({"jobset.x-k8s.io", "leaderworkerset.x-k8s.io", "kubeflow.org", "trainer.kubeflow.org",
                         "ray.io", "kueue.x-k8s.io"})

@@ -5,11 +5,9 @@ The webhook's cluster view (a watch on Nodes) then counts the node's GPUs."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster import wait_until
@@ -18,17 +16,6 @@ from tests.e2e.procs import start
 
 FAKE_NVML = Path(__file__).resolve().parents[1] / "inventory" / "fakenvml"
 AGENT_SA = f"{RELEASE}-gpuquota-agent"
-
-
-@pytest.fixture(scope="module")
-def fake_nvml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        pytest.fail("the fake NVML library needs a C compiler (gcc); install it (apt-get install gcc)")
-    target = tmp_path_factory.mktemp("fakenvml-e2e") / "libnvidia-ml.so.1"
-    subprocess.run([gcc, "-shared", "-fPIC", "-O1", "-o", str(target), str(FAKE_NVML / "fake_nvml.c")],
-                   check=True, capture_output=True)
-    return target.parent
 
 
 def _node(name: str) -> dict[str, object]:
@@ -40,7 +27,9 @@ def _cluster_gpus(gpuquota: Gpuquota) -> float:
                for sample in family.samples if sample.name == "gpuquota_cluster_gpus")
 
 
-def test_agent_publishes_to_its_own_node_only_and_the_webhook_sees_it(gpuquota: Gpuquota, fake_nvml_dir: Path) -> None:
+def test_agent_publishes_to_its_own_node_only_and_the_webhook_sees_it(
+    gpuquota: Gpuquota, fake_nvml_library: Path
+) -> None:
     cluster = gpuquota.cluster
     own_node, other_node = gpuquota.name("e2e-gpu-1"), gpuquota.name("e2e-gpu-2")
     cluster.apply([_node(own_node), _node(other_node)])
@@ -52,7 +41,7 @@ def test_agent_publishes_to_its_own_node_only_and_the_webhook_sees_it(gpuquota: 
     token.write_text(cluster.kubectl("create", "token", AGENT_SA, "-n", NAMESPACE, "--bound-object-kind", "Pod",
                                      "--bound-object-name", f"agent-{own_node}").stdout.strip())
     profile = FAKE_NVML / "profiles" / "h100-sxm-8x.profile"
-    env = {"LD_LIBRARY_PATH": str(fake_nvml_dir), "FAKE_NVML_PROFILE": str(profile)}
+    env = {"LD_LIBRARY_PATH": str(fake_nvml_library.parent), "FAKE_NVML_PROFILE": str(profile)}
     before = _cluster_gpus(gpuquota)
 
     def agent(node: str) -> subprocess.Popen[bytes]:

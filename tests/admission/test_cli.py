@@ -28,9 +28,6 @@ def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (("--insecure", "--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"), "exclude each other"),
         (("--ledger-threads", "-1", "--insecure"), "--ledger-threads"),
         (("--trusted-controller", " ", "--insecure"), "--trusted-controller"),
-        (("--ca-file", "/etc/hostname", "--insecure"), "need --api-server"),
-        (("--kube", "in-cluster", "--api-server", "https://127.0.0.1:1", "--ca-file", "/etc/hostname", "--insecure"),
-         "cannot load the API server CA"),
     ],
 )
 def test_bad_configuration_exits_2_with_a_message(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:

@@ -27,7 +27,10 @@ SOURCES: tuple[CrdSource, ...] = (
     CrdSource("sigs.k8s.io/lws", "v0.8.0", ("config/crd/bases/leaderworkerset.x-k8s.io_leaderworkersets.yaml",)),
     CrdSource("github.com/kubeflow/training-operator", "v1.9.3", tuple(
         f"manifests/base/crds/kubeflow.org_{plural}.yaml"
-        for plural in ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs", "paddlejobs", "jaxjobs"))),
+        for plural in ("pytorchjobs", "tfjobs", "xgboostjobs", "paddlejobs", "jaxjobs"))),
+    # MPIJob: the MPI Operator's kubeflow.org/v2beta1. The training operator's MPIJob v1 CRD has the same name
+    # (mpijobs.kubeflow.org), so a cluster serves one or the other; Kueue v0.17 pairs with this one.
+    CrdSource("github.com/kubeflow/mpi-operator", "v0.8.0", ("manifests/base/kubeflow.org_mpijobs.yaml",)),
     CrdSource("github.com/kubeflow/trainer/v2", "v2.2.0", tuple(
         f"manifests/base/crds/trainer.kubeflow.org_{plural}.yaml"
         for plural in ("trainjobs", "trainingruntimes", "clustertrainingruntimes"))),

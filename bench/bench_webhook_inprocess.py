@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_webhook import OPERATOR, TENANT_NS, pod, pytorch_job, review  # noqa: E402
-from gpuquota.admission import handler as handler_module  # noqa: E402
+from gpuquota.admission import judge as judge_module  # noqa: E402
 from gpuquota.admission.audit import AuditLog  # noqa: E402
 from gpuquota.admission.handler import Admission, Pending, Reply  # noqa: E402
 from gpuquota.admission.live import LiveConfig  # noqa: E402
@@ -84,10 +84,10 @@ class TimedLedger:
 
 
 def time_functions(ledger: TimedLedger) -> None:
-    """Wrap the pure steps the handler calls (demand extraction, the GPU walk, usage keys, decide) so their time is
+    """Wrap the pure steps the judge calls (demand extraction, the GPU walk, usage keys, decide) so their time is
     counted with the ledger calls' (same table, same clock)."""
     for name in ("extract", "requests_gpu", "usage_keys", "decide", "scale_delta"):
-        original = getattr(handler_module, name)
+        original = getattr(judge_module, name)
 
         def timed(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -96,7 +96,7 @@ def time_functions(ledger: TimedLedger) -> None:
             finally:
                 ledger.seconds[_name] += time.perf_counter() - started
 
-        setattr(handler_module, name, timed)
+        setattr(judge_module, name, timed)
 
 
 def handle(admission: Admission, body: bytes) -> Reply:

@@ -10,7 +10,8 @@ import time
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.owners import OwnerCache, OwnerRef
 from gpuquota.admission.transport import CoalescingTransport
-from gpuquota.kube import FakeKube, KubeError
+from gpuquota.kube import KubeError
+from gpuquota.testing import FakeKube
 
 
 def _ns(name: str, **labels: str) -> dict[str, object]:

@@ -4,9 +4,6 @@ or failures (a reservation refused by the in-transaction re-check, a database th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,65 +17,17 @@ from gpuquota.admission.live import LiveConfig
 from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.review import parse_review
-from gpuquota.domain import Charge, Metric, Scope, UsageKey
+from gpuquota.domain import Metric, Scope, UsageKey
 from gpuquota.ledger import (
-    AuditRecord,
     LedgerUnavailable,
-    Reservation,
-    ReservationView,
-    ReserveResult,
     ReserveStatus,
-    WorkloadRef,
 )
+from gpuquota.testing import ScriptedLedger
 from tests.admission.reviews import H100_TPP, TRAINING_OPERATOR, gpu_pod, review
 from tests.admission.serverproc import TEST_POLICY, tenants_yaml
 
 TENANT_KEY = UsageKey(Scope.TENANT, "race", Metric.CONCURRENT_TPP)
 CAP = 16 * H100_TPP
-
-
-@dataclass
-class ScriptedLedger:
-    """Answers ``usage`` from a list (one entry per call, the last repeats) and ``reserve`` likewise."""
-
-    usages: list[dict[UsageKey, float]]
-    reserves: list[ReserveStatus] = field(default_factory=lambda: [ReserveStatus.RESERVED])
-    fail_with: Exception | None = None
-    reserved: list[Reservation] = field(default_factory=list)
-    recorded: list[AuditRecord] = field(default_factory=list)
-    usage_calls: int = 0
-
-    def usage(self, keys: Iterable[UsageKey], now: datetime) -> dict[UsageKey, float]:
-        if self.fail_with is not None:
-            raise self.fail_with
-        answer = self.usages[min(self.usage_calls, len(self.usages) - 1)]
-        self.usage_calls += 1
-        return {k: v for k, v in answer.items() if k in set(keys)}
-
-    def reserve(self, reservation: Reservation, now: datetime) -> ReserveResult:
-        status = self.reserves.pop(0) if len(self.reserves) > 1 else self.reserves[0]
-        if status is ReserveStatus.CAP_EXCEEDED:
-            return ReserveResult(status, None, Charge(TENANT_KEY, reservation.tpp, CAP, "tenant-cap"), CAP - 1000)
-        self.reserved.append(reservation)
-        return ReserveResult(status, len(self.reserved))
-
-    def record_decision(self, audit: AuditRecord) -> None:
-        self.recorded.append(audit)
-
-    def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
-        return 0
-
-    def find_active(self, workload: WorkloadRef) -> ReservationView | None:
-        return None
-
-    def count_active(self) -> int:
-        return len(self.reserved)
-
-    def ping(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture
@@ -203,7 +152,7 @@ def test_only_named_controllers_are_trusted(live: LiveConfig) -> None:
 
     def trusted(user: str, namespace: str = "team-a") -> bool:
         request = parse_review(json.dumps(review(gpu_pod("p", namespace, 1), user=user)).encode())
-        return admission.controller_made(request)
+        return admission.trust.controller_made(request)
 
     assert trusted("system:kube-controller-manager")
     for controller in ("job-controller", "cronjob-controller", "replicaset-controller", "statefulset-controller"):
@@ -219,7 +168,7 @@ def test_only_named_controllers_are_trusted(live: LiveConfig) -> None:
     assert not trusted("system:serviceaccounts:kube-system")  # a group name, not a service account
     bare = Admission(live, ScriptedLedger(usages=[{}]), WebhookMetrics(frozenset), AuditLog(None))
     request = parse_review(json.dumps(review(gpu_pod("p", "team-a", 1), user=TRAINING_OPERATOR)).encode())
-    assert not bare.controller_made(request)  # an operator not named is not trusted
+    assert not bare.trust.controller_made(request)  # an operator not named is not trusted
 
 
 def test_an_unknown_gpu_product_is_counted_high_warned_and_metered(live: LiveConfig) -> None:

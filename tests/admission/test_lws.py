@@ -17,8 +17,9 @@ import pytest
 
 from gpuquota.admission.lws import LwsStatefulSets, pod_path, statefulset_path
 from gpuquota.admission.owners import OwnerRef, candidate_owners
-from gpuquota.kube import FakeKube, KubeError
+from gpuquota.kube import KubeError
 from gpuquota.kube.api import JsonObject
+from gpuquota.testing import FakeKube
 from tests.admission.conftest import Setup, active_in, cluster_server, namespace_object
 from tests.admission.reviews import H100_TPP, gpu_pod, review
 from tests.admission.serverproc import Server

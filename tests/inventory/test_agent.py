@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gpuquota.inventory import ANNOTATION_INVENTORY, LABEL_COUNT, LABEL_MODEL, NodeInventory, discover
 from gpuquota.inventory.agent import AgentServer, NodeAgent
 from gpuquota.inventory.agent_metrics import AgentMetrics
-from gpuquota.kube import FakeKube, KubeError
+from gpuquota.kube import KubeError
+from gpuquota.testing import FakeKube
 from tests.inventory.conftest import PROFILES
 from tests.inventory.test_cluster import recorded
 

@@ -24,7 +24,8 @@ from gpuquota.inventory import (
     run_node_watch,
 )
 from gpuquota.inventory.cluster import stands_for
-from gpuquota.kube import FakeKube, KubeError
+from gpuquota.kube import KubeError
+from gpuquota.testing import FakeKube
 from tests.inventory.conftest import profile_variant
 
 NODES = Path(__file__).parent / "nodes"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gpuquota.domain import GpuClass
 from gpuquota.inventory import ANNOTATION_INVENTORY, LABEL_CLASS, LABEL_COUNT, LABEL_MODEL, NodeInventory, node_patch
 from gpuquota.inventory.node_keys import expected, label_value, node_labels, published
-from gpuquota.kube import FakeKube
+from gpuquota.testing import FakeKube
 from tests.inventory.conftest import ALL_PROFILES
 from tests.inventory.test_cluster import recorded
 

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gpuquota.kube.fake import merge_patch
+from gpuquota.testing import merge_patch
 
 
 @dataclass

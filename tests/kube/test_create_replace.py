@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from gpuquota.kube import FakeKube, KubeApi, KubeClient, KubeError
+from gpuquota.kube import KubeApi, KubeClient, KubeError
+from gpuquota.testing import FakeKube
 from tests.kube.apiserver import ApiState, api_server
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/gpuquota/leases"

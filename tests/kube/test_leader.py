@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuquota.kube import FakeKube, KubeApi, KubeClient, KubeError, ObjectList, WatchEvent
+from gpuquota.kube import KubeApi, KubeClient, KubeError, ObjectList, WatchEvent
 from gpuquota.kube.leader import ElectionTiming, LeaderElector, lease_collection, micro_time
+from gpuquota.testing import FakeKube
 from tests.kube.apiserver import ApiState, api_server
 
 NS = "gpuquota"

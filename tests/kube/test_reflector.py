@@ -14,10 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gpuquota.kube import FakeKube, KubeClient, KubeError
+from gpuquota.kube import KubeClient, KubeError
 from gpuquota.kube.api import JsonObject, WatchEvent
 from gpuquota.kube.health import WatchHealth
 from gpuquota.kube.reflector import Backoff, Reflector
+from gpuquota.testing import FakeKube
 from tests.kube.apiserver import ApiState, api_server
 
 NODES = "/api/v1/nodes"

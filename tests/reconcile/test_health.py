@@ -16,12 +16,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuquota.kube import FakeKube, LeaderElector
+from gpuquota.kube import LeaderElector
 from gpuquota.kube.leader import ElectionTiming
 from gpuquota.ledger import LedgerUnavailable, open_ledger
 from gpuquota.probe_http import ProbeServer
 from gpuquota.reconcile import Reconciler, ReconcilerMetrics
 from gpuquota.reconcile.health import MIN_STUCK_AFTER_S, Heartbeat, ReconcilerHealth, stuck_after_default
+from gpuquota.testing import FakeKube, ScriptedLedger
 
 
 class Clock:
@@ -31,24 +32,13 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
-
-class FlakyLedger:
-    """A ping that fails while ``down`` and counts its calls."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.pings = 0
-
-    def ping(self) -> None:
-        self.pings += 1
-        if self.down:
-            raise LedgerUnavailable("connection refused (db.example:5432)")
+DOWN = LedgerUnavailable("connection refused (db.example:5432)")
 
 
 def test_liveness_fails_once_the_loop_stops_beating() -> None:
     clock = Clock()
     beat = Heartbeat(clock)
-    health = ReconcilerHealth(beat, FlakyLedger().ping, stuck_after_s=60, monotonic=clock)
+    health = ReconcilerHealth(beat, ScriptedLedger().ping, stuck_after_s=60, monotonic=clock)
     assert health.liveness()[0]  # just started: alive before the first turn
     clock.now += 59
     assert health.liveness()[0]
@@ -64,10 +54,10 @@ def test_liveness_fails_once_the_loop_stops_beating() -> None:
 
 def test_readiness_follows_the_ledger_and_pings_at_most_once_per_period() -> None:
     clock = Clock()
-    ledger = FlakyLedger()
+    ledger = ScriptedLedger()
     health = ReconcilerHealth(Heartbeat(clock), ledger.ping, stuck_after_s=60, ping_every_s=5, monotonic=clock)
     assert health.readiness() == (True, {"status": "ok", "leader": False, "ledger_error": None})
-    ledger.down = True
+    ledger.fail_with = DOWN
     assert health.readiness()[0]  # cached for 5 s: probes do not load the database
     assert ledger.pings == 1
     clock.now += 5
@@ -75,7 +65,7 @@ def test_readiness_follows_the_ledger_and_pings_at_most_once_per_period() -> Non
     assert not ready
     assert body["ledger_error"] == "LedgerUnavailable: connection refused (db.example:5432)"
     assert ledger.pings == 2
-    ledger.down = False
+    ledger.fail_with = None
     clock.now += 5
     assert health.readiness()[0]
     health.set_leader(True)
@@ -83,7 +73,7 @@ def test_readiness_follows_the_ledger_and_pings_at_most_once_per_period() -> Non
 
 
 def test_a_follower_is_ready_while_not_leading() -> None:
-    health = ReconcilerHealth(Heartbeat(), FlakyLedger().ping, stuck_after_s=60)
+    health = ReconcilerHealth(Heartbeat(), ScriptedLedger().ping, stuck_after_s=60)
     health.set_leader(False)
     assert health.readiness()[0]
     assert health.liveness()[0]
@@ -98,7 +88,7 @@ def test_the_default_stuck_threshold_spans_several_passes(interval: float) -> No
 
 def test_bad_threshold_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
-        ReconcilerHealth(Heartbeat(), FlakyLedger().ping, stuck_after_s=0)
+        ReconcilerHealth(Heartbeat(), ScriptedLedger().ping, stuck_after_s=0)
 
 
 def test_the_reconcile_loop_beats_each_turn(tmp_path: Path) -> None:
@@ -150,8 +140,8 @@ def get(url: str) -> tuple[int, Any]:
 
 
 @pytest.fixture
-def probes() -> Iterator[tuple[str, Clock, FlakyLedger]]:
-    clock, ledger = Clock(), FlakyLedger()
+def probes() -> Iterator[tuple[str, Clock, ScriptedLedger]]:
+    clock, ledger = Clock(), ScriptedLedger()
     health = ReconcilerHealth(Heartbeat(clock), ledger.ping, stuck_after_s=60, ping_every_s=0, monotonic=clock)
     metrics = ReconcilerMetrics()
     server = ProbeServer(metrics.registry, {"/healthz": health.liveness, "/readyz": health.readiness}, "127.0.0.1", 0)
@@ -160,11 +150,11 @@ def probes() -> Iterator[tuple[str, Clock, FlakyLedger]]:
     server.stop()
 
 
-def test_probes_over_http(probes: tuple[str, Clock, FlakyLedger]) -> None:
+def test_probes_over_http(probes: tuple[str, Clock, ScriptedLedger]) -> None:
     url, clock, ledger = probes
     assert get(f"{url}/healthz")[0] == 200
     assert get(f"{url}/readyz")[0] == 200
-    ledger.down = True
+    ledger.fail_with = DOWN
     status, body = get(f"{url}/readyz")
     assert status == 503
     assert json.loads(body)["status"] == "ledger unreachable"

@@ -9,10 +9,10 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpuquota.kube import FakeKube
 from gpuquota.ledger import open_ledger
 from gpuquota.reconcile import Reconciler, ReconcilerMetrics
 from gpuquota.reconcile.metrics import TRANSITIONS
+from gpuquota.testing import FakeKube
 from tests.ledger.builders import reservation
 from tests.reconcile.objects import job, job_complete
 from tests.reconcile.test_reconciler import JOBS, NS, PODS, T0, Clock

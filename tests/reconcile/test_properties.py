@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpuquota.domain import Scope
-from gpuquota.kube import FakeKube
 from gpuquota.ledger import open_ledger
 from gpuquota.reconcile import Reconciler
+from gpuquota.testing import FakeKube
 from tests.ledger.builders import concurrent, reservation
 from tests.reconcile.objects import job, job_complete, job_failed, pod
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from gpuquota.domain import Charge, Metric, Scope, UsageKey
-from gpuquota.kube import FakeKube, KubeError, ObjectList
+from gpuquota.kube import KubeError, ObjectList
 from gpuquota.ledger import ReservationState, ReserveStatus, WorkloadRef, open_ledger
 from gpuquota.ledger.store import SqlLedger
 from gpuquota.reconcile import ClusterView, Reconciler, plan, pod_starts
+from gpuquota.testing import FakeKube
 from tests.ledger.builders import H100_TPP, concurrent, reservation
 from tests.reconcile.objects import (
     condition,

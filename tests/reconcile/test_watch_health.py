@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gpuquota.kube import FakeKube, KubeError, ObjectList
+from gpuquota.kube import KubeError, ObjectList
 from gpuquota.kube.health import WatchHealth
 from gpuquota.ledger import ReservationState
 from gpuquota.ledger.store import SqlLedger
 from gpuquota.reconcile import Reconciler
 from gpuquota.reconcile.health import Heartbeat, ReconcilerHealth
+from gpuquota.testing import FakeKube
 from tests.reconcile.objects import job
 from tests.reconcile.test_reconciler import JOBS, NS, T0, Clock, admit, ledger  # noqa: F401 - the ledger fixture
 

@@ -1,7 +1,8 @@
 """``gpuquota check``: evaluate workload manifests offline against a profile, as the webhook would.
 
-Manifests are judged in order and, like a sequence of ``kubectl apply``, each admitted workload's charges are
-added to the usage the next one sees — three Tier 2 jobs that each fit alone but not together are reported so.
+Each manifest is decided by the webhook's own judge (``gpuquota.admission.judge.Judge.decide``) on an in-memory
+ledger seeded with ``--usage``: in order and, like a sequence of ``kubectl apply``, each admitted workload's
+reservation counts against the next — three Tier 2 jobs that each fit alone but not together are reported so.
 Exit status: 0 all allowed, 1 any denied, 2 bad input (message on stderr, no traceback).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,16 +23,21 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from gpuquota.admission.judge import Judge
+from gpuquota.admission.outcome import Case, Decided
 from gpuquota.catalog import Catalog, h100_equivalents, load_catalog
 from gpuquota.commands.catalog_option import CatalogOption, catalog_from
 from gpuquota.domain import Action, Decision, Demand, RuleOutcome, Tenant, UsageKey
 from gpuquota.errors import UserError
-from gpuquota.policy import Policy, decide, load_policy
+from gpuquota.ledger import WorkloadRef
+from gpuquota.ledger.memory import MemoryLedger
+from gpuquota.policy import Policy, load_policy
 from gpuquota.policy import format as fmt
 from gpuquota.policy.usage_file import load_usage
 from gpuquota.tenancy import TenantDirectory, load_tenants, validate_country
 from gpuquota.tenancy.validation import one_line
 from gpuquota.workloads import ExtractContext, UnsupportedKind, extract, requests_gpu
+from gpuquota.workloads.registry import api_group
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -113,6 +119,10 @@ def read_manifests(files: list[str]) -> list[Mapping[str, Any]]:
     return objects
 
 
+CHECK_USER = "gpuquota-check"
+"""The user ``check``'s cases are judged as (recorded in the in-memory ledger's audit records)."""
+
+
 def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
@@ -135,7 +145,7 @@ class Who:
 
 
 def evaluate(
-    objects: list[Mapping[str, Any]],
+    objects: Sequence[Mapping[str, Any]],
     policy: Policy,
     who: Who,
     usage: Mapping[UsageKey, float],
@@ -144,14 +154,16 @@ def evaluate(
     inventory: tuple[str, ...] = (),
     catalog: Catalog | None = None,
 ) -> list[Row]:
-    """Judge each object in order; the charges of admitted ones accumulate into the usage later ones see."""
+    """Judge each object in order, as the webhook's judge on an in-memory ledger: the reservations of admitted ones
+    count against later ones."""
     ctx = ExtractContext(
         catalog or load_catalog(), inventory, policy.default_model, policy.shared_gpu_fraction,
         policy.unknown_model_tpp,
     )
-    running = dict(usage)
+    judge = Judge(MemoryLedger(usage), clock=lambda: now)
+    seen: set[WorkloadRef] = set()
     rows: list[Row] = []
-    for obj in objects:
+    for index, obj in enumerate(objects):
         kind, namespace, name = _identity(obj)
         try:
             demand = extract(obj, ctx)
@@ -162,15 +174,18 @@ def evaluate(
         if demand is None:
             rows.append(Row(kind, namespace, name, Status.NO_GPU, "requests no GPU"))
             continue
-        tenant = who.tenant(demand.namespace or namespace)
-        decision = decide(demand, tenant, running, policy, now=now)
-        if decision.allowed:
-            for charge in decision.charges:
-                running[charge.key] = running.get(charge.key, 0.0) + charge.amount
-            status = Status.WARNED if decision.warnings else Status.ALLOWED
-        else:
-            status = Status.DENIED
-        rows.append(Row(kind, demand.namespace or namespace, name, status, decision.message, demand, decision, tenant))
+        namespace = demand.namespace or namespace
+        tenant = who.tenant(namespace)
+        workload = WorkloadRef(namespace, kind, name, api_group(str(obj.get("apiVersion") or "")))
+        if workload in seen:  # every document is a workload of its own: a second one of a name is not a retry
+            workload = WorkloadRef(namespace, kind, f"{name}#{index + 1}", workload.group)
+        seen.add(workload)
+        outcome = judge.decide(Case(uid=f"check-{index + 1}", operation="CREATE", user=CHECK_USER, dry_run=False,
+                                    policy=policy, demand=demand, whole=None, tenant=tenant, workload=workload))
+        assert isinstance(outcome, Decided)  # no owner claims, every workload new: never Owned
+        decision = outcome.decision
+        status = Status.DENIED if not decision.allowed else Status.WARNED if decision.warnings else Status.ALLOWED
+        rows.append(Row(kind, namespace, name, status, decision.message, demand, decision, tenant))
     return rows
 
 

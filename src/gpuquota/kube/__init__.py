@@ -1,7 +1,7 @@
 """Kubernetes API access behind one small interface, so the agent, the reconciler and the webhook's caches are
-tested with recorded API objects (``FakeKube``) and run in a cluster with the real client. Configuration and
-credentials come from the official ``kubernetes`` package (``gpuquota.kube.config``); every cache follows the API
-through one list-and-watch loop (``gpuquota.kube.reflector``)."""
+tested with recorded API objects (``gpuquota.testing.FakeKube``) and run in a cluster with the real client.
+Configuration and credentials come from the official ``kubernetes`` package (``gpuquota.kube.config``); every cache
+follows the API through one list-and-watch loop (``gpuquota.kube.reflector``)."""
 
 from gpuquota.kube.api import KubeApi, ObjectList, WatchEvent
 from gpuquota.kube.client import KubeClient
@@ -16,14 +16,12 @@ from gpuquota.kube.errors import (
     TransportError,
     UnauthorizedError,
 )
-from gpuquota.kube.fake import FakeKube
 from gpuquota.kube.leader import ElectionTiming, LeaderElector
 
 __all__ = [
     "AccessDeniedError",
     "ConflictError",
     "ElectionTiming",
-    "FakeKube",
     "ForbiddenError",
     "GoneError",
     "KubeApi",

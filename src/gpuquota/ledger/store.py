@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gpuquota.domain import Metric, UsageKey
 from gpuquota.ledger.counters import (
@@ -52,6 +52,23 @@ _RESERVATION_COLUMNS = (
     "actual_operations, reason"
 )
 _ACTIVE_SQL = "('reserved', 'running')"
+
+
+def _fields(columns: str) -> tuple[str, ...]:
+    return tuple(column.strip() for column in columns.split(","))
+
+
+_RESERVATION_FIELDS = _fields(_RESERVATION_COLUMNS)
+_DECISION_FIELDS = _fields(DECISION_COLUMNS)
+
+
+def _named(fields: tuple[str, ...], row: Row) -> dict[str, Any]:
+    """A row selected with ``fields`` (the SELECT's column list), by column name: adding a column moves nothing."""
+    return dict(zip(fields, row, strict=True))
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _finite(value: float | None, *, optional: bool = False) -> bool:
@@ -357,26 +374,33 @@ class SqlLedger:
             rows = tx.execute(sql + " ORDER BY id", params)
         return [self._audit(r) for r in rows]
 
-    def _audit(self, r: Row) -> AuditRecord:
+    def _audit(self, row: Row) -> AuditRecord:
+        r = _named(_DECISION_FIELDS, row)
         return AuditRecord(
-            time=self.db.from_ts(r[0]), request_uid=r[1], operation=r[2], user=r[3], namespace=r[4], kind=r[5],
-            name=r[6], tenant=r[7], jurisdiction=r[8], tier=r[9], allowed=bool(r[10]), dry_run=bool(r[11]),
-            message=r[12], rules=tuple(json.loads(r[13])), warnings=tuple(json.loads(r[14])), gpus=float(r[15]),
-            model=r[16], tpp=float(r[17]), operations=None if r[18] is None else float(r[18]), profile=r[19],
-            profile_version=r[20],
+            time=self.db.from_ts(r["time"]), request_uid=r["request_uid"], operation=r["operation"],
+            user=r["user_name"], namespace=r["namespace"], kind=r["kind"], name=r["name"], tenant=r["tenant"],
+            jurisdiction=r["jurisdiction"], tier=r["tier"], allowed=bool(r["allowed"]), dry_run=bool(r["dry_run"]),
+            message=r["message"], rules=tuple(json.loads(r["rules"])), warnings=tuple(json.loads(r["warnings"])),
+            gpus=float(r["gpus"]), model=r["model"], tpp=float(r["tpp"]), operations=_opt_float(r["operations"]),
+            profile=r["profile"], profile_version=r["profile_version"],
         )  # fmt: skip
 
-    def _record(self, r: Row) -> ReservationRecord:
+    def _record(self, row: Row) -> ReservationRecord:
+        r = _named(_RESERVATION_FIELDS, row)
         return ReservationRecord(
-            id=int(r[0]), request_uid=r[1], workload=WorkloadRef(r[2], r[3], r[5], r[4]), tenant=r[6],
-            jurisdiction=r[7], tier=r[8], model=r[9], gpus=float(r[10]), tpp=float(r[11]),
-            operations=None if r[12] is None else float(r[12]), operations_per_second=float(r[13]),
-            max_runtime_s=None if r[14] is None else float(r[14]), profile=r[15], profile_version=r[16],
-            state=ReservationState(r[17]), reserved_at=self.db.from_ts(r[18]),
-            started_at=None if r[19] is None else self.db.from_ts(r[19]),
-            ended_at=None if r[20] is None else self.db.from_ts(r[20]),
-            actual_operations=None if r[21] is None else float(r[21]), reason=r[22],
+            id=int(r["id"]), request_uid=r["request_uid"],
+            workload=WorkloadRef(r["namespace"], r["kind"], r["name"], r["api_group"]), tenant=r["tenant"],
+            jurisdiction=r["jurisdiction"], tier=r["tier"], model=r["model"], gpus=float(r["gpus"]),
+            tpp=float(r["tpp"]), operations=_opt_float(r["operations"]),
+            operations_per_second=float(r["operations_per_second"]), max_runtime_s=_opt_float(r["max_runtime_s"]),
+            profile=r["profile"], profile_version=r["profile_version"], state=ReservationState(r["state"]),
+            reserved_at=self.db.from_ts(r["reserved_at"]), started_at=self._opt_ts(r["started_at"]),
+            ended_at=self._opt_ts(r["ended_at"]), actual_operations=_opt_float(r["actual_operations"]),
+            reason=r["reason"],
         )  # fmt: skip
+
+    def _opt_ts(self, value: object) -> datetime | None:
+        return None if value is None else self.db.from_ts(value)
 
     @staticmethod
     def _view(records: list[ReservationRecord]) -> ReservationView | None:

@@ -127,14 +127,14 @@ def _unknown_jurisdiction(tenant: Tenant, usage: Usage, policy: Policy, v: _Verd
         )
     action = policy.unknown_action
     outcome = RuleOutcome(
-        UNKNOWN_JURISDICTION_RULE,
-        "tenant jurisdiction unknown",
-        action,
-        key,
-        v.tpp,
-        usage.get(key, 0.0),
-        0.0,
-        True,
+        rule_id=UNKNOWN_JURISDICTION_RULE,
+        description="tenant jurisdiction unknown",
+        action=action,
+        key=key,
+        requested=v.tpp,
+        used=usage.get(key, 0.0),
+        cap=0.0,
+        exceeded=True,
         fits_gpus=0.0,
         message=reason,
     )
@@ -159,17 +159,17 @@ def _judge(planned: PlannedRule, usage: Usage, v: _Verdict) -> None:
     used = 0.0 if per_workload else usage.get(key, 0.0)
     exceeded = requested > 0 and used + requested > cap
     outcome = RuleOutcome(
-        rule.id,
-        rule.description,
-        rule.action,
-        key,
-        requested,
-        used,
-        cap,
-        exceeded,
-        rule.warn_at,
-        _fits(cap, used, per_gpu),
-        planned.exempted_by,
+        rule_id=rule.id,
+        description=rule.description,
+        action=rule.action,
+        key=key,
+        requested=requested,
+        used=used,
+        cap=cap,
+        exceeded=exceeded,
+        warn_threshold=rule.warn_at,
+        fits_gpus=_fits(cap, used, per_gpu),
+        exempted_by=planned.exempted_by,
     )
     v.outcomes.append(outcome)
     if exceeded:
@@ -344,31 +344,32 @@ def _finish(demand: Demand, policy: Policy, v: _Verdict, whole: Demand | None = 
             message = fmt.clip(f"{message}, {len(v.warnings)} warning(s)", MESSAGE_LIMIT)
     if v.notes:
         annotations["audit"] = ",".join(v.notes)
-    return Decision(  # positional: the field order of domain.Decision
-        not v.denials,
-        message,
-        v.plan.tier,
-        policy.name,
-        policy.version,
-        tuple(outcomes),
-        tuple(v.warnings),
-        tuple(map(Charge, v.keys, v.amounts, v.caps, v.cap_rules)),
-        v.operations,
-        v.rate,
-        annotations,
+    return Decision(
+        allowed=not v.denials,
+        message=message,
+        tier=v.plan.tier,
+        profile=policy.name,
+        profile_version=policy.version,
+        outcomes=tuple(outcomes),
+        warnings=tuple(v.warnings),
+        charges=tuple(map(Charge, v.keys, v.amounts, v.caps, v.cap_rules)),
+        operations=v.operations,
+        operations_per_second=v.rate,
+        annotations=annotations,
     )
 
 
 def _malformed_decision(demand: Demand, tenant: Tenant, policy: Policy, plan: TenantPlan, problem: str) -> Decision:
     key = UsageKey(Scope.TENANT, tenant.name, Metric.CONCURRENT_TPP)
     message = fmt.clip(f"{demand.kind} {demand.namespace}/{demand.name} denied: {problem}", MESSAGE_LIMIT)
-    outcome = RuleOutcome(MALFORMED_RULE, "malformed workload", Action.DENY, key, 0.0, 0.0, 0.0, True, message=message)
+    outcome = RuleOutcome(rule_id=MALFORMED_RULE, description="malformed workload", action=Action.DENY, key=key,
+                          requested=0.0, used=0.0, cap=0.0, exceeded=True, message=message)
     return Decision(
-        False,
-        message,
-        plan.tier,
-        policy.name,
-        policy.version,
+        allowed=False,
+        message=message,
+        tier=plan.tier,
+        profile=policy.name,
+        profile_version=policy.version,
         outcomes=(outcome,),
         warnings=tuple(fmt.clip(w, WARNING_LIMIT) for w in demand.warnings),
         annotations={"profile": plan.profile, "denied-by": MALFORMED_RULE},
@@ -378,16 +379,16 @@ def _malformed_decision(demand: Demand, tenant: Tenant, policy: Policy, plan: Te
 def _with_message(o: RuleOutcome, message: str) -> RuleOutcome:
     """``dataclasses.replace(o, message=message)``, without its per-call field introspection."""
     return RuleOutcome(
-        o.rule_id,
-        o.description,
-        o.action,
-        o.key,
-        o.requested,
-        o.used,
-        o.cap,
-        o.exceeded,
-        o.warn_threshold,
-        o.fits_gpus,
-        o.exempted_by,
-        message,
+        rule_id=o.rule_id,
+        description=o.description,
+        action=o.action,
+        key=o.key,
+        requested=o.requested,
+        used=o.used,
+        cap=o.cap,
+        exceeded=o.exceeded,
+        warn_threshold=o.warn_threshold,
+        fits_gpus=o.fits_gpus,
+        exempted_by=o.exempted_by,
+        message=message,
     )

@@ -237,7 +237,7 @@ def start(workdir: Path, port: int, tls: tuple[Path, Path], api: tuple[str, Path
             "--tenants", str(ROOT / "examples" / "tenants.yaml"), "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]),
             "--audit-log", str(workdir / "audit.jsonl"), "--state-dir", str(workdir / "state"),
             "--log-level", "warning", "--kube", "in-cluster", "--api-server", api[0], "--token-file", str(api[1]),
-            *extra]
+            "--trusted-controller", OPERATOR, *extra]
     if profile is None:
         cmd = [str(Path(sys.executable).parent / "gpuquota"), *args]
     else:

@@ -113,7 +113,7 @@ def main() -> None:
     live = LiveConfig("ai-diffusion-2025", ROOT / "examples" / "tenants.yaml")
     ledger = TimedLedger(open_ledger(f"sqlite:///{workdir / 'ledger.db'}"))
     metrics = WebhookMetrics(lambda: live.current.known_tenants)
-    admission = Admission(live, ledger, metrics, AuditLog(str(workdir / "audit.jsonl")))
+    admission = Admission(live, ledger, metrics, AuditLog(str(workdir / "audit.jsonl")), trusted_controllers=[OPERATOR])
     time_functions(ledger)
     trainer = pytorch_job("bench-trainer", TENANT_NS, workers=1)
     assert b'"allowed":true' in handle(admission, json.dumps(review(trainer)).encode()).body

@@ -1,4 +1,5 @@
-"""Fixtures: a test CA, and one real webhook (TLS, SQLite ledger, small-cap test profile) per test module."""
+"""Fixtures: a test CA, one real webhook (TLS, SQLite ledger, small-cap test profile) per test module, and the
+test profile and tenants loaded in-process (``live``) for the handler and judge without a server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gpuquota.admission.live import LiveConfig
 from gpuquota.ledger import ReservationRecord, open_ledger
 from tests.admission.pki import TestCA, make_ca
 from tests.admission.reviews import TRAINING_OPERATOR
@@ -20,6 +22,15 @@ from tests.ledger.conftest import postgres_server_url  # noqa: F401 - re-exporte
 TRUSTED_OPERATOR = "ci-operator@example.com"  # named with --trusted-controller on the test server
 # Operators are trusted only by name (the chart names the upstream ones): the test servers name these.
 TRUSTED = ("--trusted-controller", TRUSTED_OPERATOR, "--trusted-controller", TRAINING_OPERATOR)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> LiveConfig:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(TEST_POLICY)
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(tenants_yaml())
+    return LiveConfig(str(policy), tenants)
 
 
 @dataclass

@@ -4,10 +4,8 @@ or failures (a reservation refused by the in-transaction re-check, a database th
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import generate_latest
 
 from gpuquota.admission.audit import AuditLog
@@ -24,19 +22,9 @@ from gpuquota.ledger import (
 )
 from gpuquota.testing import ScriptedLedger
 from tests.admission.reviews import H100_TPP, TRAINING_OPERATOR, gpu_pod, review
-from tests.admission.serverproc import TEST_POLICY, tenants_yaml
 
 TENANT_KEY = UsageKey(Scope.TENANT, "race", Metric.CONCURRENT_TPP)
 CAP = 16 * H100_TPP
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> LiveConfig:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(TEST_POLICY)
-    tenants = tmp_path / "tenants.yaml"
-    tenants.write_text(tenants_yaml())
-    return LiveConfig(str(policy), tenants)
 
 
 def _run(admission: Admission, body: dict[str, Any]) -> dict[str, Any]:

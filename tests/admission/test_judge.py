@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from gpuquota.admission.judge import Judge, guarded
 from gpuquota.admission.live import LiveConfig
@@ -22,18 +19,8 @@ from gpuquota.ledger import Ledger, LedgerUnavailable, ReserveStatus
 from gpuquota.ledger.memory import MemoryLedger
 from gpuquota.testing import ScriptedLedger
 from tests.admission.reviews import TRAINING_OPERATOR, gpu_pod, pytorch_job, review
-from tests.admission.serverproc import TEST_POLICY, tenants_yaml
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> LiveConfig:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(TEST_POLICY)
-    tenants = tmp_path / "tenants.yaml"
-    tenants.write_text(tenants_yaml())
-    return LiveConfig(str(policy), tenants)
 
 
 def _judge(ledger: Ledger) -> Judge:

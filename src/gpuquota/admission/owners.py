@@ -3,7 +3,7 @@
 Workload controllers create pods (and child Jobs) that come back through the webhook. Their GPUs were reserved when
 the workload itself was admitted, so they must pass without a second reservation — but a tenant writes its own
 pods and can forge an owner reference or a label. A candidate owner is therefore only a hint, read only for a
-controller's request (``Admission.controller_made``), and the ledger must hold an active reservation for it
+controller's request (``trust.Trust.controller_made``), and the ledger must hold an active reservation for it
 (checked by the caller); otherwise the object is judged on its own.
 
 Even a controller's object carries labels the tenant wrote: a controller copies its pod template's labels onto the

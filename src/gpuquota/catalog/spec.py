@@ -211,17 +211,28 @@ class GpuSpec(_Row):
         return None if fraction is None else self.tpp * fraction
 
 
-_SUFFIX = re.compile(r"(-shared|-mig-\d+g\.\d+gb(\+me)?)$")
+_SEPARATORS = re.compile(r"[\s_]+")
+_SHARED_SUFFIX = "-shared"
+_MIG_SUFFIX = re.compile(r"-mig-\d+g\.\d+gb(\+me)?")
 
 
 def normalise_name(name: str) -> str:
-    """Fold NVML names, GFD labels and catalog keys onto one spelling (lower case, dashes)."""
-    folded = re.sub(r"[\s_]+", "-", name.strip()).lower()
+    """Fold NVML names, GFD labels and catalog keys onto one spelling (lower case, dashes), without the
+    ``-SHARED`` and ``-MIG-<profile>`` suffixes GFD appends (any number of them, in any order).
+
+    Linear in the length of ``name``: a selector value is tenant input, read on the event loop, so suffixes are
+    peeled from the end by moving one index (re-substituting the whole string per suffix was quadratic: a 112 kB
+    value of repeated suffixes held the loop for seconds). A MIG suffix can only start at the last ``-mig-``."""
+    folded = _SEPARATORS.sub("-", name.strip()).lower()
+    end = len(folded)
     while True:
-        stripped = _SUFFIX.sub("", folded)
-        if stripped == folded:
-            return folded
-        folded = stripped
+        if folded.endswith(_SHARED_SUFFIX, 0, end):
+            end -= len(_SHARED_SUFFIX)
+            continue
+        start = folded.rfind("-mig-", 0, end)
+        if start < 0 or _MIG_SUFFIX.fullmatch(folded, start, end) is None:
+            return folded[:end]
+        end = start
 
 
 class Catalog:

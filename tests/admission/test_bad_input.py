@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from gpuquota.ledger import open_ledger
@@ -173,3 +174,19 @@ def test_body_over_3_mib_streamed_without_length_is_refused_without_buffering(un
 def test_get_on_validate_is_refused(untouched: Server) -> None:
     response = untouched.client().get("/validate")
     assert response.status_code == 405
+
+
+@pytest.mark.parametrize("where", ["envelope", "object", "labels"])
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_json_nested_too_deep_is_a_400(untouched: Server, where: str, depth: int) -> None:
+    """Nesting beyond what the decoder recurses into was an uncaught RecursionError (HTTP 500)."""
+    nested = "[" * depth + "]" * depth
+    text = orjson.dumps(review(gpu_pod("deep", "bad", 1))).decode()
+    if where == "envelope":
+        text = text.replace('"apiVersion":"admission', f'"x":{nested},"apiVersion":"admission', 1)
+    elif where == "object":
+        text = text.replace('"restartPolicy":"Never"', f'"restartPolicy":"Never","x":{nested}', 1)
+    else:
+        text = text.replace('"labels":{}', f'"labels":{{"a":{nested}}}', 1)
+    assert nested in text
+    assert "nested too deeply" in _error(untouched.post(text.encode()))

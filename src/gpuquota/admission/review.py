@@ -75,6 +75,9 @@ class ReviewError(Exception):
 
 
 _review_decoder: Final = msgspec.json.Decoder(AdmissionReview)
+# msgspec recurses once per nesting level (also when skipping a Raw field) and raises RecursionError near the
+# interpreter's limit (~1,000 levels); no Kubernetes object comes near that, so deeper JSON is refused as bad input.
+TOO_DEEP: Final = "JSON nested too deeply (about 1,000 levels is the limit; no Kubernetes object comes near it)"
 _uid_decoder: Final = msgspec.json.Decoder(_UidEnvelope)
 
 
@@ -82,7 +85,7 @@ def _salvage_uid(body: bytes) -> str | None:
     """The request uid of a review whose other fields are wrong, so the denial can be addressed to it."""
     try:
         envelope = _uid_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     if envelope.request is None or not envelope.request.uid:
         return None
@@ -99,6 +102,8 @@ def parse_review(body: bytes) -> AdmissionRequest:
         raise ReviewError(f"not an AdmissionReview: {exc}", _salvage_uid(body)) from None
     except msgspec.DecodeError as exc:
         raise ReviewError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ReviewError(TOO_DEEP) from None
     if review.kind != REVIEW_KIND:
         raise ReviewError(f"expected kind {REVIEW_KIND!r}, got {review.kind!r}", _salvage_uid(body))
     if review.api_version != API_VERSION:
@@ -125,6 +130,8 @@ def decode_object(raw: msgspec.Raw, field: str, uid: str) -> dict[str, Any] | No
         value: Any = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:  # pragma: no cover - the envelope decode already validated the JSON
         raise ReviewError(f"request.{field} is not valid JSON: {exc}", uid) from None
+    except RecursionError:  # pragma: no cover - the envelope decode already went as deep
+        raise ReviewError(f"request.{field}: {TOO_DEEP}", uid) from None
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -142,7 +149,7 @@ def resource_of(request: AdmissionRequest) -> GroupVersionResource:
         return GroupVersionResource()
     try:
         return _resource_decoder.decode(request.resource)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise ReviewError(f"request.resource is not a group/version/resource: {exc}", request.uid) from None
 
 

@@ -23,13 +23,13 @@ StatefulSet re-created under the same name has a new uid and is verified afresh.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from gpuquota.admission.owners import OwnerRef, controller_ref
+from gpuquota.boundedcache import BoundedCache, text_size
 from gpuquota.errors import UserError
 from gpuquota.kube import KubeApi, KubeError
 
@@ -93,13 +93,12 @@ class LwsStatefulSets:
     """
 
     def __init__(self, kube: KubeApi | None, *, ttl_s: float = 30.0, max_entries: int = 10_000,
-                 on_error: Callable[[], None] = lambda: None) -> None:
+                 max_bytes: int = 8 * 1024 * 1024, on_error: Callable[[], None] = lambda: None) -> None:
         self.kube = kube
         self._ttl = ttl_s
-        self._max = max_entries
         self._on_error = on_error
-        self._entries: dict[tuple[str, str, str], _Verified] = {}
-        self._lock = threading.Lock()
+        self.cache = BoundedCache[tuple[str, str, str], _Verified](
+            "lws_statefulsets", max_entries=max_entries, max_bytes=max_bytes, size=lambda key, _: text_size(*key))
 
     def cached(self, namespace: str, claim: OwnerRef) -> bool:
         """Whether the claim's StatefulSet is already known to belong to the claimed LWS (no I/O)."""
@@ -158,16 +157,10 @@ class LwsStatefulSets:
             return None
 
     def _cached(self, namespace: str, sts: OwnerRef) -> _Verified | None:
-        entry = self._entries.get((namespace, sts.name, sts.uid))
+        entry = self.cache.get((namespace, sts.name, sts.uid))
         if entry is None or entry.expires < time.monotonic():
             return None
         return entry
 
     def _put(self, namespace: str, name: str, uid: str, replicas: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._entries) >= self._max:
-                self._entries = {k: v for k, v in self._entries.items() if v.expires >= now}
-                if len(self._entries) >= self._max:
-                    self._entries.clear()
-            self._entries[(namespace, name, uid)] = _Verified(now + self._ttl, replicas)
+        self.cache.put((namespace, name, uid), _Verified(time.monotonic() + self._ttl, replicas))

@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gpuquota.admission.transport import TransportStats
+from gpuquota.boundedcache import CacheStats
 from gpuquota.domain import Decision, Metric, Scope, Usage, UsageKey
 
 OTHER_TENANT: Final = "other"
@@ -63,6 +65,65 @@ class _ActiveReservationsCollector(Collector):
         if self._metrics.active_reservations is not None:
             family.add_metric([], self._metrics.active_reservations)
         yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+class _TransportCollector(Collector):
+    """Connection counts and refusals of one listener, read from its transport counters at scrape time."""
+
+    def __init__(self, stats: TransportStats, listener: str) -> None:
+        self._stats = stats
+        self._listener = listener
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        stats, labels = self._stats, [self._listener]
+        open_ = GaugeMetricFamily("gpuquota_http_connections", "Open HTTP connections", labels=["listener"])
+        open_.add_metric(labels, stats.open)
+        yield open_
+        refused = CounterMetricFamily("gpuquota_http_connections_refused",
+                                      "Connections closed at once because the connection cap was reached",
+                                      labels=["listener"])
+        refused.add_metric(labels, stats.refused)
+        yield refused
+        timeouts = CounterMetricFamily("gpuquota_http_read_timeouts",
+                                       "Connections closed because a request's headers or body came too slowly",
+                                       labels=["listener", "phase"])
+        timeouts.add_metric([self._listener, "headers"], stats.header_timeouts)
+        timeouts.add_metric([self._listener, "body"], stats.body_timeouts)
+        yield timeouts
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+class _CacheCollector(Collector):
+    """Hits, misses, evictions and size of the bounded caches, read from their counters at scrape time (a
+    Prometheus counter per lookup would cost more than most lookups)."""
+
+    def __init__(self, caches: Iterable[Callable[[], CacheStats]]) -> None:
+        self._caches = tuple(caches)
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        every = [read() for read in self._caches]
+        requests = CounterMetricFamily("gpuquota_cache_requests", "Cache lookups by result",
+                                       labels=["cache", "result"])
+        evictions = CounterMetricFamily("gpuquota_cache_evictions",
+                                        "Entries dropped to stay within the cache's entry or byte bound",
+                                        labels=["cache"])
+        entries = GaugeMetricFamily("gpuquota_cache_entries", "Entries held", labels=["cache"])
+        size = GaugeMetricFamily("gpuquota_cache_bytes", "Estimated bytes held (the strings the entries keep)",
+                                 labels=["cache"])
+        limit = GaugeMetricFamily("gpuquota_cache_max_bytes", "The cache's byte bound", labels=["cache"])
+        for stats in every:
+            requests.add_metric([stats.name, "hit"], stats.hits)
+            requests.add_metric([stats.name, "miss"], stats.misses)
+            evictions.add_metric([stats.name], stats.evictions)
+            entries.add_metric([stats.name], stats.entries)
+            size.add_metric([stats.name], stats.bytes)
+            limit.add_metric([stats.name], stats.max_bytes)
+        yield from (requests, evictions, entries, size, limit)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())
@@ -118,6 +179,12 @@ class WebhookMetrics:
 
     def watch_capacity(self, read: CapacityReader) -> None:
         self.registry.register(_CapacityCollector(read))
+
+    def watch_caches(self, caches: Iterable[Callable[[], CacheStats]]) -> None:
+        self.registry.register(_CacheCollector(caches))
+
+    def watch_transport(self, stats: TransportStats, listener: str) -> None:
+        self.registry.register(_TransportCollector(stats, listener))
 
     def subject(self, key: UsageKey) -> str:
         if key.scope is Scope.TENANT and key.subject not in self._known_tenants():

@@ -19,11 +19,11 @@ are kept as they are (the caller still filters them to reviewed kinds and asks t
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from gpuquota.boundedcache import BoundedCache, text_size
 from gpuquota.workloads.claims import OwnerRef
 from gpuquota.workloads.registry import CLAIMS_BY_LABEL, api_group
 
@@ -83,30 +83,22 @@ class OwnerCache:
     once when this replica sees it deleted; other replicas notice within the TTL.
     """
 
-    def __init__(self, ttl_s: float = 30.0, negative_ttl_s: float = 2.0, max_entries: int = 50_000) -> None:
-        self._entries: dict[tuple[str, str, str, str], tuple[float, bool]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, ttl_s: float = 30.0, negative_ttl_s: float = 2.0, max_entries: int = 50_000,
+                 max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.cache = BoundedCache[tuple[str, str, str, str], tuple[float, bool]](
+            "owners", max_entries=max_entries, max_bytes=max_bytes, size=lambda key, _: text_size(*key))
         self._ttl = ttl_s
         self._negative_ttl = negative_ttl_s
-        self._max = max_entries
 
     def get(self, namespace: str, ref: OwnerRef) -> bool | None:
-        entry = self._entries.get((namespace, ref.kind, ref.name, ref.uid))
+        entry = self.cache.get((namespace, ref.kind, ref.name, ref.uid))
         if entry is None or entry[0] < time.monotonic():
             return None
         return entry[1]
 
     def put(self, namespace: str, ref: OwnerRef, active: bool) -> None:
         expires = time.monotonic() + (self._ttl if active else self._negative_ttl)
-        with self._lock:
-            if len(self._entries) >= self._max:
-                now = time.monotonic()
-                self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-                if len(self._entries) >= self._max:
-                    self._entries.clear()
-            self._entries[(namespace, ref.kind, ref.name, ref.uid)] = (expires, active)
+        self.cache.put((namespace, ref.kind, ref.name, ref.uid), (expires, active))
 
     def forget(self, namespace: str, kind: str, name: str) -> None:
-        with self._lock:
-            for key in [k for k in self._entries if k[0] == namespace and k[1] == kind and k[2] == name]:
-                del self._entries[key]
+        self.cache.discard_where(lambda k: k[0] == namespace and k[1] == kind and k[2] == name)

@@ -61,6 +61,13 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         typer.Option(help="Threads for ledger calls (0: on the event loop). Default: 0 for SQLite, 8 for PostgreSQL."),
     ] = None,
     log_level: LogLevelOption = "info",
+    read_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has for its TLS handshake, again for a request's headers and again "
+                            "for its body, before the connection is closed (slow clients hold no connection).")
+    ] = 10.0,
+    max_connections: Annotated[
+        int, typer.Option(help="Open connections to the webhook port; one beyond this is closed at once.")
+    ] = 512,
     trusted_controller: Annotated[
         list[str] | None,
         typer.Option(
@@ -72,6 +79,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
 ) -> None:
     """Run the validating admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from gpuquota.admission.server import ServeSettings, run  # noqa: PLC0415 - keep `gpuquota --help` fast
+    from gpuquota.admission.transport import ConnectionLimits  # noqa: PLC0415
 
     if kube not in _KUBE_MODES:
         raise UserError(f"--kube must be one of {', '.join(_KUBE_MODES)}, not {kube!r}")
@@ -85,6 +93,10 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--reload-interval and --ping-interval must be positive")
     if ledger_threads is not None and not 0 <= ledger_threads <= 64:
         raise UserError("--ledger-threads must be between 0 and 64")
+    if not 0 < read_timeout <= 300:
+        raise UserError("--read-timeout must be between 0 and 300 seconds")
+    if not 0 < max_connections <= 100_000:
+        raise UserError("--max-connections must be between 1 and 100000")
     trusted = tuple(name.strip() for name in trusted_controller or ())
     if any(not name for name in trusted):
         raise UserError("--trusted-controller needs a user name, e.g. system:serviceaccount:kubeflow:training-operator")
@@ -112,6 +124,8 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         ping_interval_s=ping_interval,
         ledger_threads=ledger_threads,
         log_level=level,
+        limits=ConnectionLimits(header_timeout_s=read_timeout, body_timeout_s=read_timeout,
+                                handshake_timeout_s=read_timeout, max_connections=max_connections),
     )
     run(settings)
 

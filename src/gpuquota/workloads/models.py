@@ -9,11 +9,11 @@ read here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
+from gpuquota.boundedcache import BoundedCache, text_size
 from gpuquota.catalog import UNKNOWN_KEY, GpuSpec, normalise_name, parse_estimate_entry, unknown_part
 from gpuquota.domain import ModelSource
 from gpuquota.workloads.context import ExtractContext
@@ -105,7 +105,7 @@ class _Request:
         parts = [f"{self.whole} whole {self.vendor} GPU(s)"] if self.whole else []
         if self.shared:
             parts.append(f"{self.shared} shared GPU(s)")
-        parts.extend(f"{units} x mig-{profile}" for profile, units in self.mig)
+        parts.extend(f"{units} x mig-{profile[:MAX_SHOWN_CHARS]}" for profile, units in self.mig[:3])
         return ", ".join(parts)
 
 
@@ -192,12 +192,43 @@ def _as_whole(ctx: ExtractContext, counts: tuple[tuple[str, int], ...], why: str
     )
 
 
-@lru_cache(maxsize=8192)
-def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
+_ResolutionKey = tuple[ExtractContext, Selector, tuple[tuple[str, int], ...]]
+
+
+def _resolution_size(key: _ResolutionKey, value: Resolution) -> int:
+    return text_size(key[1], key[2]) + text_size(value.warnings)
+
+
+RESOLUTIONS: Final = BoundedCache[_ResolutionKey, Resolution](
+    "model_resolution", max_entries=8192, max_bytes=16 * 1024 * 1024, size=_resolution_size
+)
+"""Templates repeat across replicas, roles and admissions, and the catalog is immutable; selector values and
+resource names are tenant input, so the cache is bounded in bytes as well as entries."""
+
+MAX_SHOWN_CHARS: Final = 64
+"""Longest tenant-written value quoted in a warning (a label value is at most 63 characters)."""
+
+
+def _listed(values: Sequence[str]) -> str:
+    """Tenant-written values for a warning: quoted, the first three, each cut at ``MAX_SHOWN_CHARS``."""
+    shown = [repr(v if len(v) <= MAX_SHOWN_CHARS else v[:MAX_SHOWN_CHARS] + "…") for v in values[:3]]
+    return ", ".join(shown) + (f" and {len(values) - 3} more" if len(values) > 3 else "")
+
+
+def resolve(ctx: ExtractContext, selector: Selector, counts: tuple[tuple[str, int], ...]) -> Resolution:
+    """Count one pod's GPU request (``counts``: sorted resource units) under ``selector``, cached."""
+    key = (ctx, selector, counts)
+    found = RESOLUTIONS.lookup(key)
+    if found is not None:
+        return found[0]
+    resolution = _resolve(ctx, selector, counts)
+    RESOLUTIONS.put(key, resolution)
+    return resolution
+
+
+def _resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
     ctx: ExtractContext, selector: Selector, counts: tuple[tuple[str, int], ...]
 ) -> Resolution:
-    """Count one pod's GPU request (``counts``: sorted resource units) under ``selector``. Cached: templates
-    repeat across replicas, roles and admissions, and the catalog is immutable."""
     catalog = ctx.catalog
     request = _split(counts)
     if request is None:
@@ -223,7 +254,7 @@ def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
             best = _best(pool, request, fraction)
             assert best is not None
             warnings.append(
-                f"GPU product {', '.join(map(repr, unknown))} ({PRODUCT_LABEL}) is not in the catalog; counted at "
+                f"GPU product {_listed(unknown)} ({PRODUCT_LABEL}) is not in the catalog; counted at "
                 f"{'; '.join(sorted({basis for _, basis in strangers}))} per GPU: ask the admin to add a catalog row"
             )
             return done(best, ModelSource.UNKNOWN)
@@ -232,7 +263,7 @@ def resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
         if best is not None:
             return done(best, ModelSource.SELECTOR)
         warnings.append(
-            f"the {PRODUCT_LABEL} selector ({', '.join(selector)}) cannot serve {request.describe()}; "
+            f"the {PRODUCT_LABEL} selector ({_listed(selector)}) cannot serve {request.describe()}; "
             "counted as if the pod had no selector"
         )
     if ctx.inventory_models:

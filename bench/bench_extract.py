@@ -20,7 +20,7 @@ import yaml
 
 from gpuquota.catalog import load_catalog
 from gpuquota.workloads import ExtractContext, extract, requests_gpu
-from gpuquota.workloads.models import resolve
+from gpuquota.workloads.models import RESOLUTIONS
 from percall import per_call_us
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "tests" / "workloads" / "manifests"
@@ -123,7 +123,7 @@ def main() -> None:
         warm = per_call_us(warm_call, args.repeat)
 
         def cold(obj: dict[str, Any] = obj) -> None:
-            resolve.cache_clear()
+            RESOLUTIONS.clear()
             extract(obj, ctx)
 
         cold_us = per_call_us(cold, max(1, args.repeat // 5))

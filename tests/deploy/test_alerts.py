@@ -17,7 +17,7 @@ from tests.deploy.tools import helm, run, template_args, tool
 UNIT_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
 REQUIRED_ALERTS = {
     "GpuQuotaCapNearlyUsed", "GpuQuotaCapAlmostExhausted", "GpuQuotaDenialSpike", "GpuQuotaWebhookErrors",
-    "GpuQuotaAdmissionLatencyHigh", "GpuQuotaLedgerUnreachable", "GpuQuotaAgentNotReporting",
+    "GpuQuotaAdmissionLatencyHigh", "GpuQuotaLedgerUnreachable", "GpuQuotaLedgerFull", "GpuQuotaAgentNotReporting",
     "GpuQuotaReconcilerNoLeader", "GpuQuotaReconcilerStale", "GpuQuotaUnknownGpuModel",
 }
 

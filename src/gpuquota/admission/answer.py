@@ -48,6 +48,14 @@ def ledger_down_message(error: str) -> str:
     )
 
 
+def ledger_full_message(error: str) -> str:
+    return (
+        f"gpuquota's ledger has no space left ({error}); GPU workloads are refused until space returns (fail closed). "
+        "Objects that request no GPU are not affected. Ask your cluster admin to free or grow the gpuquota ledger's "
+        "storage (docs/ledger.md, 'Growth and sizing')."
+    )
+
+
 def _annotation_key(key: str) -> str:
     """Audit annotation keys get the webhook's name as prefix, so they must not carry one of their own."""
     return key.rpartition("/")[2] or key
@@ -136,6 +144,11 @@ class Answer:
             self._count(request, "error", "none", started, kind=outcome.kind or UNKNOWN)
             text = f"gpuquota cannot count the GPUs of this {outcome.kind or UNKNOWN}: {outcome.message}"
             return Reply(200, build_response(request.uid, False, text, code=400))
+        if isinstance(outcome, out.LedgerDown) and outcome.full:  # reads work, writes do not: say so
+            self.metrics.errors.labels("ledger_full").inc()
+            self.metrics.ledger_full.set(1)
+            self._count(request, "error", "ledger-full", started)
+            return Reply(200, build_response(request.uid, False, ledger_full_message(outcome.error), code=503))
         if isinstance(outcome, out.LedgerDown):
             self.metrics.errors.labels("ledger_unavailable").inc()
             self.metrics.ledger_up.set(0)
@@ -162,6 +175,8 @@ class Answer:
         decision, case = outcome.decision, outcome.case
         label = decision_label(decision)
         self.metrics.ledger_up.set(1)
+        if not request.dry_run:  # a write went through: the ledger's storage has room again
+            self.metrics.ledger_full.set(0)
         self._count(request, label, rule_label(decision, case.tenant), started)
         self.metrics.observe_usage(outcome.usage, decision, outcome.admitted)
         if any(g.model_source is ModelSource.UNKNOWN for g in case.demand.groups):

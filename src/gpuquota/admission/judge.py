@@ -40,7 +40,16 @@ from gpuquota.domain import Decision, Tenant
 from gpuquota.errors import UserError
 from gpuquota.kube import KubeApi, KubeError
 from gpuquota.kube.api import JsonObject
-from gpuquota.ledger import AuditRecord, Ledger, LedgerError, Reservation, ReserveResult, ReserveStatus, WorkloadRef
+from gpuquota.ledger import (
+    AuditRecord,
+    Ledger,
+    LedgerError,
+    LedgerFull,
+    Reservation,
+    ReserveResult,
+    ReserveStatus,
+    WorkloadRef,
+)
 from gpuquota.policy import Policy, decide, usage_keys
 from gpuquota.reconcile.resources import RESOURCES
 from gpuquota.workloads import (
@@ -112,6 +121,9 @@ def guarded(work: Callable[[], Outcome], uid: str) -> Outcome:
     """``work``'s outcome; a ledger failure is ``LedgerDown``, anything unexpected ``Internal`` (logged)."""
     try:
         return work()
+    except LedgerFull as exc:
+        log.error("ledger full on request %s: %s", uid, exc)
+        return LedgerDown(str(exc), full=True)
     except LedgerError as exc:
         log.error("ledger unavailable on request %s: %s", uid, exc)
         return LedgerDown(str(exc))

@@ -164,9 +164,12 @@ class WebhookMetrics:
             registry=r,
         )
         self.ledger_up = Gauge("gpuquota_ledger_up", "1 when the last ledger call succeeded, else 0", registry=r)
+        self.ledger_full = Gauge("gpuquota_ledger_full",
+                                 "1 when the last GPU admission found the ledger's storage full, else 0", registry=r)
         self.active_reservations: int | None = None  # unknown until the ledger can count them
         r.register(_ActiveReservationsCollector(self))
-        for error_type in ("bad_request", "ledger_unavailable", "reload_failed", "internal", "kube_unavailable"):
+        for error_type in ("bad_request", "ledger_unavailable", "ledger_full", "reload_failed", "internal",
+                           "kube_unavailable"):
             self.errors.labels(error_type)  # exported at 0 so rate() works before the first error
         self._policy_labels: tuple[str, str] | None = None
         self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}

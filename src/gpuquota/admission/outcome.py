@@ -83,9 +83,11 @@ class Invalid:
 
 @dataclass(frozen=True, slots=True)
 class LedgerDown:
-    """The ledger could not be used: GPU workloads are refused (fail closed)."""
+    """The ledger could not be used: GPU workloads are refused (fail closed). ``full``: it is reachable but has no
+    room for a write (disk, volume or database quota full)."""
 
     error: str
+    full: bool = False
 
 
 @dataclass(frozen=True, slots=True)

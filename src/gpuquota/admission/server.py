@@ -12,8 +12,10 @@ import gc
 import logging
 import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
@@ -41,6 +43,7 @@ from gpuquota.kube import KubeApi, KubeClient, KubeSource
 from gpuquota.kube.config import in_pod
 from gpuquota.kube.health import WatchHealth
 from gpuquota.ledger import LedgerError, open_ledger
+from gpuquota.ledger.store import SqlLedger
 from gpuquota.policy import Policy
 from gpuquota.workloads.models import RESOLUTIONS
 
@@ -48,6 +51,8 @@ log = logging.getLogger("gpuquota.admission.server")
 
 DEFAULT_POLICY: Final = "ai-diffusion-2025"
 DEFAULT_PORT: Final = 8443
+DEFAULT_DECISION_RETENTION_DAYS: Final = 7 * 366  # compliance records are kept long; aggregation bounds growth
+PRUNE_INTERVAL_S: Final = 3600.0
 KubeMode = Literal["auto", "in-cluster", "none"]
 
 
@@ -79,6 +84,7 @@ class ServeSettings:
     context: str | None = None
     trusted_controllers: tuple[str, ...] = ()  # users whose owner claims are believed, beyond the built-in ones
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    decision_retention_days: float | None = DEFAULT_DECISION_RETENTION_DAYS  # None: keep decision records forever
 
     def resolved_ledger_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite3'}"
@@ -211,9 +217,27 @@ class Webhook:
             self.metrics.active_reservations = None  # unknown: no sample rather than a stale or made-up one
 
     async def watch_ledger(self) -> None:
+        pruned_at = -PRUNE_INTERVAL_S
         while True:
             await asyncio.to_thread(self.check_ledger)
+            if time.monotonic() - pruned_at >= PRUNE_INTERVAL_S:
+                pruned_at = time.monotonic()
+                await asyncio.to_thread(self.prune_decisions)
             await asyncio.sleep(self.settings.ping_interval_s)
+
+    def prune_decisions(self) -> None:
+        """Drop decision records past ``--decision-retention-days`` (every replica may: the deletes are idempotent)."""
+        days = self.settings.decision_retention_days
+        ledger = self.ledger.opened
+        if days is None or not isinstance(ledger, SqlLedger):
+            return
+        try:
+            removed = ledger.prune_decisions(datetime.now(UTC) - timedelta(days=days))
+        except LedgerError as exc:
+            log.warning("could not prune decision records older than %g days (retried in an hour): %s", days, exc)
+            return
+        if removed:
+            log.warning("pruned %d decision records older than %g days", removed, days)
 
     async def freeze_caches(self, timeout_s: float = 120.0) -> None:
         """Once the caches are filled, move everything alive to the garbage collector's permanent generation.

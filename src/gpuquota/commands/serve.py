@@ -68,6 +68,10 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     max_connections: Annotated[
         int, typer.Option(help="Open connections to the webhook port; one beyond this is closed at once.")
     ] = 512,
+    decision_retention_days: Annotated[
+        float, typer.Option(help="Days decision records are kept in the ledger (0: forever). Identical denials are "
+                            "folded into one record per day either way.")
+    ] = 7 * 366,
     trusted_controller: Annotated[
         list[str] | None,
         typer.Option(
@@ -93,6 +97,8 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--reload-interval and --ping-interval must be positive")
     if ledger_threads is not None and not 0 <= ledger_threads <= 64:
         raise UserError("--ledger-threads must be between 0 and 64")
+    if decision_retention_days < 0:
+        raise UserError("--decision-retention-days must be 0 (forever) or more")
     if not 0 < read_timeout <= 300:
         raise UserError("--read-timeout must be between 0 and 300 seconds")
     if not 0 < max_connections <= 100_000:
@@ -124,6 +130,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         ping_interval_s=ping_interval,
         ledger_threads=ledger_threads,
         log_level=level,
+        decision_retention_days=decision_retention_days or None,
         limits=ConnectionLimits(header_timeout_s=read_timeout, body_timeout_s=read_timeout,
                                 handshake_timeout_s=read_timeout, max_connections=max_connections),
     )

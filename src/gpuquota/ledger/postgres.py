@@ -21,7 +21,7 @@ from psycopg import errors as pg_errors
 from gpuquota.ledger.database import CapCheckFailed, DuplicateRequest, Row, TransientConflict
 from gpuquota.ledger.reserving import ReservePlan
 from gpuquota.ledger.timeutil import utc
-from gpuquota.ledger.types import LedgerError, LedgerUnavailable
+from gpuquota.ledger.types import LedgerError, LedgerFull, LedgerUnavailable
 
 # Any fixed 64-bit number: every gpuquota replica migrating this database takes the same advisory lock.
 MIGRATION_LOCK_KEY = 0x6770_7571_756F_7461 & 0x7FFF_FFFF_FFFF_FFFF  # "gpuquota"
@@ -55,6 +55,8 @@ def _sql(sql: str) -> str:
 
 
 def _translate(exc: Exception) -> LedgerError:
+    if isinstance(exc, pg_errors.DiskFull):  # 53100: no space on the volume (or a quota on it)
+        return LedgerFull(f"PostgreSQL ledger full: {str(exc).strip()}")
     if isinstance(exc, pg_errors.DeadlockDetected | pg_errors.SerializationFailure):
         return TransientConflict(f"PostgreSQL ledger: {exc}")
     if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):

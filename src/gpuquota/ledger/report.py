@@ -107,7 +107,7 @@ def _count_decision(r: ReportRow, d: AuditRecord) -> None:
         r.admissions += 1
         r.warnings += 1 if d.warnings else 0
     else:
-        r.denials += 1
+        r.denials += d.repeats  # identical denials are folded into one record (ledger aggregation)
 
 
 def _operations(res: ReservationRecord, period: Period) -> tuple[float, float]:

@@ -12,6 +12,7 @@ trip, and no lock is held while the client waits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ def audit_values(audit: AuditRecord, ts: object) -> tuple[object, ...]:
         a.allowed, a.dry_run, a.message, json.dumps(list(a.rules)), json.dumps(list(a.warnings)), float(a.gpus),
         a.model, float(a.tpp), None if a.operations is None else float(a.operations), a.profile, a.profile_version,
     )  # fmt: skip
+
+
+def decision_fingerprint(audit: AuditRecord) -> str:
+    """What makes two decisions the same for aggregation: every recorded field but the request uid and the time."""
+    identity = audit_values(audit, None)[2:]
+    return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()
 
 
 def plan_reservation(r: Reservation, day: date, reserved_at: object, audit_time: object) -> ReservePlan:

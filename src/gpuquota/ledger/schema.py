@@ -166,6 +166,14 @@ MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
             $$""",
         ),
     ),
+    # 4: identical denials folded into one record per UTC day (repeats, last seen), found by their fingerprint —
+    # a loop of denied requests must not grow the ledger by a row each (docs/ledger.md, "Growth and sizing").
+    (
+        "ALTER TABLE decisions ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE decisions ADD COLUMN last_time {ts}",
+        "ALTER TABLE decisions ADD COLUMN fingerprint TEXT",
+        "CREATE INDEX decisions_fingerprint ON decisions (fingerprint, id) WHERE fingerprint IS NOT NULL",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

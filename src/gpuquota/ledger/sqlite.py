@@ -19,7 +19,7 @@ from gpuquota.ledger.counters import fits
 from gpuquota.ledger.database import CapCheckFailed, DuplicateRequest, Row
 from gpuquota.ledger.reserving import ReservePlan, batch_statements
 from gpuquota.ledger.timeutil import iso, utc
-from gpuquota.ledger.types import LedgerError, LedgerUnavailable
+from gpuquota.ledger.types import LedgerError, LedgerFull, LedgerUnavailable
 
 BUSY_TIMEOUT_S = 10.0
 MEMORY = ":memory:"
@@ -27,6 +27,8 @@ MEMORY = ":memory:"
 
 def _translate(exc: sqlite3.Error) -> LedgerError:
     text = str(exc)
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return LedgerFull(f"SQLite ledger full: {text}")
     if isinstance(exc, sqlite3.OperationalError) and (
         "locked" in text or "busy" in text or "unable to open" in text or "disk I/O" in text
     ):

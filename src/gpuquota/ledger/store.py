@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -28,7 +28,13 @@ from gpuquota.ledger.counters import (
     year_bucket,
 )
 from gpuquota.ledger.database import CapCheckFailed, Database, DuplicateRequest, Row, TransientConflict, Tx
-from gpuquota.ledger.reserving import DECISION_COLUMNS, UPSERT_COUNTERS, audit_values, plan_reservation
+from gpuquota.ledger.reserving import (
+    DECISION_COLUMNS,
+    UPSERT_COUNTERS,
+    audit_values,
+    decision_fingerprint,
+    plan_reservation,
+)
 from gpuquota.ledger.schema import migrate
 from gpuquota.ledger.timeutil import utc, utc_day
 from gpuquota.ledger.types import (
@@ -59,7 +65,7 @@ def _fields(columns: str) -> tuple[str, ...]:
 
 
 _RESERVATION_FIELDS = _fields(_RESERVATION_COLUMNS)
-_DECISION_FIELDS = _fields(DECISION_COLUMNS)
+_DECISION_FIELDS = (*_fields(DECISION_COLUMNS), "repeats", "last_time")
 
 
 def _named(fields: tuple[str, ...], row: Row) -> dict[str, Any]:
@@ -216,11 +222,43 @@ class SqlLedger:
         return int(rows[0][0]) if rows else None
 
     def record_decision(self, audit: AuditRecord) -> None:
+        """A decision without a reservation. A denial identical to one already recorded the same UTC day (same
+        request in every field but its uid and time) adds to that record's ``repeats`` and ``last_time`` instead
+        of a row: what bounds the ledger's growth under a loop of denied requests."""
+        at = self.db.ts(audit.time)
         with self.db.transaction(write=True) as tx:
-            tx.execute(
-                f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 21)})",
-                audit_values(audit, self.db.ts(audit.time)),
+            if audit.allowed:
+                tx.execute(f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                           audit_values(audit, at))
+                return
+            fingerprint = decision_fingerprint(audit)
+            day = self.db.ts(datetime.combine(utc_day(audit.time), time.min, tzinfo=UTC))
+            folded = tx.execute(
+                "UPDATE decisions SET repeats = repeats + 1, last_time = ? WHERE id = (SELECT max(id) FROM decisions "
+                "WHERE fingerprint = ? AND time >= ?) RETURNING id",
+                (at, fingerprint, day),
             )
+            if not folded:
+                tx.execute(
+                    f"INSERT INTO decisions ({DECISION_COLUMNS}, fingerprint) VALUES ({', '.join('?' * 22)})",
+                    (*audit_values(audit, at), fingerprint),
+                )
+
+    def prune_decisions(self, before: datetime, batch: int = 5_000) -> int:
+        """Delete decision records older than ``before`` (the retention setting), at most ``batch`` per
+        transaction so no lock is held long; returns how many went."""
+        cutoff = self.db.ts(before)
+        removed = 0
+        while True:
+            with self.db.transaction(write=True) as tx:
+                rows = tx.execute(
+                    "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE time < ? ORDER BY id LIMIT ?) "
+                    "RETURNING id",
+                    (cutoff, batch),
+                )
+            removed += len(rows)
+            if len(rows) < batch:
+                return removed
 
     def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
         view = self.find_active(workload)
@@ -367,7 +405,7 @@ class SqlLedger:
         if end is not None:
             where.append("time < ?")
             params.append(self.db.ts(end))
-        sql = f"SELECT {DECISION_COLUMNS} FROM decisions"
+        sql = f"SELECT {DECISION_COLUMNS}, repeats, last_time FROM decisions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         with self.db.transaction(write=False) as tx:
@@ -382,7 +420,8 @@ class SqlLedger:
             jurisdiction=r["jurisdiction"], tier=r["tier"], allowed=bool(r["allowed"]), dry_run=bool(r["dry_run"]),
             message=r["message"], rules=tuple(json.loads(r["rules"])), warnings=tuple(json.loads(r["warnings"])),
             gpus=float(r["gpus"]), model=r["model"], tpp=float(r["tpp"]), operations=_opt_float(r["operations"]),
-            profile=r["profile"], profile_version=r["profile_version"],
+            profile=r["profile"], profile_version=r["profile_version"], repeats=int(r["repeats"]),
+            last_time=self._opt_ts(r["last_time"]),
         )  # fmt: skip
 
     def _record(self, row: Row) -> ReservationRecord:

@@ -24,6 +24,11 @@ class LedgerUnavailable(LedgerError):  # noqa: N818 - the name is the webhook's 
     """The database cannot be reached or locked in time. The webhook fails closed for GPU workloads on this."""
 
 
+class LedgerFull(LedgerUnavailable):
+    """The database has no room for a write (disk, volume or database quota full). GPU admissions fail closed
+    until space returns; reads, and so objects without GPUs, are not affected."""
+
+
 class ReservationState(StrEnum):
     """Lifecycle of a reservation. Only ``reserved`` and ``running`` hold concurrent TPP."""
 
@@ -86,6 +91,8 @@ class AuditRecord:
     operations: float | None
     profile: str
     profile_version: str
+    repeats: int = 1  # identical denials folded into this record (ledger aggregation); 1 when written
+    last_time: datetime | None = None  # when the last of them came (None: only one)
 
     def to_json(self) -> dict[str, object]:
         return {

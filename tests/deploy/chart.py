@@ -83,6 +83,12 @@ CASES: tuple[Case, ...] = (
           "ledger": {"sqlite": {"persistence": {"enabled": False}}},
           "webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 10, "excludeNamespaces": ["monitoring"],
                       "trustedControllers": ["system:serviceaccount:ml-ops:training-operator"]}}),
+    Case("mtls-networkpolicy",
+         {"webhook": {"clientCASecret": "apiserver-client-ca", "metrics": {"auth": "none", "port": 9443}},
+          "networkPolicy": {"apiServerCIDRs": ["10.0.0.10/32", "fd00::10/128"],
+                            "webhookFrom": [{"ipBlock": {"cidr": "172.16.0.0/28"}}],
+                            "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+                                "kubernetes.io/metadata.name": "monitoring"}}}]}}),
 )
 CASE_NAMES = tuple(case.name for case in CASES)
 _BY_NAME = {case.name: case for case in CASES}

@@ -74,8 +74,9 @@ def test_every_object_is_labelled_and_namespaced(name: str) -> None:
 def test_defaults_render_the_single_replica_sqlite_install() -> None:
     docs = render("defaults")
     assert kinds(docs) == sorted([
-        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "ClusterRoleBinding",
-        "ConfigMap", "ConfigMap", "DaemonSet", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding",
+        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+        "ClusterRoleBinding", "ConfigMap", "ConfigMap", "DaemonSet", "Deployment", "NetworkPolicy",
+        "PersistentVolumeClaim", "Role", "RoleBinding",
         "Secret", "Service", "ServiceAccount", "ServiceAccount", "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
     ])
@@ -222,7 +223,9 @@ def test_service_monitor_scrapes_the_webhook_over_verified_tls() -> None:
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     endpoint = monitor["spec"]["endpoints"][0]
-    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["port"] == "metrics"  # the metrics port of its own, not the webhook's
+    assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"  # authenticated
     assert endpoint["scheme"] == "https"
     assert endpoint["path"] == "/metrics"
     assert "insecureSkipVerify" not in endpoint["tlsConfig"]

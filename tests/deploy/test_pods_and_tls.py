@@ -56,8 +56,9 @@ def test_webhook_is_probed_and_spread(name: str) -> None:
     deployment = find(docs, "Deployment", "-webhook")
     pod = deployment["spec"]["template"]["spec"]
     webhook = next(c for c in pod["containers"] if c["name"] == "webhook")
-    assert webhook["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
-    assert webhook["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+    # probes on the metrics port: no client certificate there, and free while the webhook port is busy
+    assert webhook["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": "HTTPS"}
+    assert webhook["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTPS"}
     assert webhook["args"][0] == "serve"
     assert "--tls-cert=/etc/gpuquota/tls/tls.crt" in webhook["args"]
     assert "--insecure" not in webhook["args"]
@@ -130,13 +131,18 @@ def test_rbac_is_least_privilege() -> None:
     agent = _grants(_rules(docs, "-agent"))
     assert agent == {("", "nodes", "get"), ("", "nodes", "patch")}
     webhook = _grants(_rules(docs, "-webhook"))
-    assert {v for _, _, v in webhook} == {"get", "list", "watch"}
+    assert {v for _, _, v in webhook} == {"get", "list", "watch", "create"}
     # Beyond Namespaces and Nodes, only `get` on the kinds a /scale request can grow (their parent is judged).
     scalable = {(group, RESOURCES[(group, kind)].plural, "get") for group, kind in SCALE_SUBRESOURCES}
     nodes_and_namespaces = {("", r, v) for r in ("namespaces", "nodes") for v in ("get", "list", "watch")}
     # and `get` on the StatefulSets and Pods an LWS pod's owner chain runs through (one rule over "" and apps)
     lws_chain = {(group, r, "get") for group in ("", "apps") for r in ("pods", "statefulsets")}
-    assert webhook == nodes_and_namespaces | scalable | lws_chain
+    # and `create` on the two reviews that authenticate and authorise a /metrics scraper's token (nothing else)
+    reviews = {("authentication.k8s.io", "tokenreviews", "create"),
+               ("authorization.k8s.io", "subjectaccessreviews", "create")}
+    assert webhook == nodes_and_namespaces | scalable | lws_chain | reviews
+    reader = _rules(docs, "-metrics-reader")
+    assert reader == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
     reconciler = _grants(_rules(docs, "-reconciler"))
     for group, kind in SUPPORTED_KINDS:
         for verb in ("get", "list", "watch"):

@@ -1,7 +1,8 @@
 """A tiny Kubernetes API server on 127.0.0.1 for testing the real HTTP client: it speaks the wire format of
 get, paginated list, watch streams (including the in-stream 410 ERROR event), merge and JSON patches, create
 (POST, 409 AlreadyExists) and replace (PUT, 409 Conflict on a stale resourceVersion), bearer tokens and ``Status``
-error bodies, and client certificates (over TLS, a verified certificate whose common name is in ``cert_users``
+error bodies, TokenReview / SubjectAccessReview (non-resource URLs) answered from ``ApiState.users`` and
+``allowed``, and client certificates (over TLS, a verified certificate whose common name is in ``cert_users``
 stands for a token). Objects are keyed by path, as in ``FakeKube``."""
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class ApiState:
     requests: list[Recorded] = field(default_factory=list)
     version: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)  # create/replace check-and-write atomically
+    # TokenReview: token → the user it authenticates ({"username": …, "uid": …, "groups": […]}).
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # SubjectAccessReview: (username, verb, non-resource path) triples that are allowed (RBAC's nonResourceURLs).
+    allowed: set[tuple[str, str, str]] = field(default_factory=set)
 
     def put(self, path: str, obj: dict[str, Any]) -> None:
         self.version += 1
@@ -61,6 +66,25 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
         "reason": reason,
         "code": code,
     }
+
+
+def _token_review(state: ApiState, body: dict[str, Any]) -> dict[str, Any]:
+    user = state.users.get(str((body.get("spec") or {}).get("token") or ""))
+    status: dict[str, Any] = {"authenticated": True, "user": user} if user else {"authenticated": False}
+    return {**body, "status": status}
+
+
+def _access_review(state: ApiState, body: dict[str, Any]) -> dict[str, Any]:
+    spec = body.get("spec") or {}
+    attributes = spec.get("nonResourceAttributes") or {}
+    allowed = (spec.get("user"), attributes.get("verb"), attributes.get("path")) in state.allowed
+    return {**body, "status": {"allowed": allowed}}
+
+
+_REVIEWS = {
+    "/apis/authentication.k8s.io/v1/tokenreviews": _token_review,
+    "/apis/authorization.k8s.io/v1/subjectaccessreviews": _access_review,
+}
 
 
 def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
@@ -193,6 +217,9 @@ def _handler(state: ApiState) -> type[BaseHTTPRequestHandler]:
             if begun is None:
                 return
             path, _, body = begun
+            if path in _REVIEWS:
+                self._send(201, _REVIEWS[path](state, body or {}))
+                return
             name = (body or {}).get("metadata", {}).get("name")
             if not name:
                 self._send(422, _status(422, "Invalid", "metadata.name: Required value"))

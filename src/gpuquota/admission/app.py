@@ -14,8 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import msgspec
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -64,6 +65,24 @@ class Readiness:
         return out
 
 
+_PLAIN: Final = b"text/plain; charset=utf-8"
+_JSON: Final = b"application/json"
+_encode: Final = msgspec.json.Encoder().encode
+
+
+def probe(path: str, readiness: Readiness) -> tuple[int, bytes, bytes] | None:
+    """(status, body, content type) of a probe path, ``None`` for any other path: the same answers on the webhook
+    port and on the metrics port. Neither reads anything but ``readiness`` (no I/O per probe)."""
+    if path == "/healthz":
+        return 200, b"ok\n", _PLAIN
+    if path == "/readyz":
+        problems = readiness.problems()
+        if problems:
+            return 503, _encode({"ready": False, "problems": problems}), _JSON
+        return 200, b'{"ready":true}', _JSON
+    return None
+
+
 async def settle(result: Reply | Pending, run_ledger: LedgerRunner) -> Reply:
     """The answer to a review: at once, or after its ledger part (and, for a /scale request, its API call, which
     never runs on the event loop)."""
@@ -75,23 +94,27 @@ async def settle(result: Reply | Pending, run_ledger: LedgerRunner) -> Reply:
 
 
 def create_app(admission: Admission, readiness: Readiness, run_ledger: LedgerRunner = run_inline,
-               max_body_bytes: int = MAX_BODY_BYTES) -> ASGIApp:
+               max_body_bytes: int = MAX_BODY_BYTES, *, serve_metrics: bool = True) -> ASGIApp:
+    """``serve_metrics`` False: ``/metrics`` lives on its own port (``metrics_listener``) and is 404 here."""
     api = FastAPI(title="gpuquota webhook", docs_url=None, redoc_url=None, openapi_url=None)
 
+    def probed(path: str) -> Response:
+        answered = probe(path, readiness)
+        assert answered is not None
+        return Response(answered[1], status_code=answered[0], media_type=answered[2].decode())
+
     @api.get("/healthz")
-    def healthz() -> PlainTextResponse:
-        return PlainTextResponse("ok\n")
+    def healthz() -> Response:
+        return probed("/healthz")
 
     @api.get("/readyz")
     def readyz() -> Response:
-        problems = readiness.problems()
-        if problems:
-            return JSONResponse({"ready": False, "problems": problems}, status_code=503)
-        return JSONResponse({"ready": True})
+        return probed("/readyz")
 
-    @api.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(admission.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if serve_metrics:
+        @api.get("/metrics")
+        def metrics() -> Response:
+            return Response(generate_latest(admission.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.post(VALIDATE_PATH)
     def _documented() -> None:  # pragma: no cover - shadowed by the raw handler; kept so routes list it

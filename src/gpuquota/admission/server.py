@@ -13,13 +13,16 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from gpuquota.admission.app import (
     MAX_BODY_BYTES,
@@ -34,6 +37,8 @@ from gpuquota.admission.handler import Admission
 from gpuquota.admission.ledger_access import DeferredLedger
 from gpuquota.admission.live import FileWatch, LiveConfig
 from gpuquota.admission.metrics import WebhookMetrics
+from gpuquota.admission.metrics_auth import KubernetesMetricsAuth
+from gpuquota.admission.metrics_listener import create_metrics_app
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.tls import CertPair, generate_self_signed, reload_cert_chain
 from gpuquota.admission.transport import ConnectionLimits, TransportStats, guarded_loop_factory, guarded_protocol
@@ -54,6 +59,7 @@ DEFAULT_PORT: Final = 8443
 DEFAULT_DECISION_RETENTION_DAYS: Final = 7 * 366  # compliance records are kept long; aggregation bounds growth
 PRUNE_INTERVAL_S: Final = 3600.0
 KubeMode = Literal["auto", "in-cluster", "none"]
+MetricsAuthMode = Literal["none", "kubernetes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,9 @@ class ServeSettings:
     context: str | None = None
     trusted_controllers: tuple[str, ...] = ()  # users whose owner claims are believed, beyond the built-in ones
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    metrics_port: int | None = None  # None: /metrics on the webhook port (local use); else its own listener
+    metrics_auth: MetricsAuthMode = "none"  # "kubernetes": TokenReview + SubjectAccessReview on the metrics port
+    client_ca: Path | None = None  # mutual TLS on the webhook port: clients need a certificate from this CA
     decision_retention_days: float | None = DEFAULT_DECISION_RETENTION_DAYS  # None: keep decision records forever
 
     def resolved_ledger_url(self) -> str:
@@ -151,20 +160,44 @@ class Webhook:
         if threads > 0:
             self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ledger")
             runner = thread_pool_runner(self.executor)
-        self.app = create_app(self.admission, self.readiness, runner, settings.max_body_bytes)
+        self.app = create_app(self.admission, self.readiness, runner, settings.max_body_bytes,
+                              serve_metrics=settings.metrics_port is None)
         self.transport = TransportStats()
+        self.metrics_transport = TransportStats()
+        self.metrics_auth = self._metrics_auth()
+        self.metrics_app: ASGIApp | None = None
+        if settings.metrics_port is not None:
+            self.metrics_app = create_metrics_app(self.metrics.registry, self.readiness, self.metrics_auth)
         self._watch_internals()
-        self.cert: CertPair | None = None
-        if not settings.insecure:
-            if settings.tls_cert is not None and settings.tls_key is not None:
-                self.cert = CertPair(settings.tls_cert, settings.tls_key)
-            elif settings.tls_cert is None and settings.tls_key is None:
-                self.cert = generate_self_signed(settings.state_dir, ("localhost", "127.0.0.1", *settings.extra_hosts))
-            else:
-                raise UserError("--tls-cert and --tls-key go together (or pass --insecure for plain HTTP)")
-            for path in (self.cert.cert, self.cert.key):
-                if not path.is_file():
-                    raise UserError(f"TLS file {path} does not exist")
+        self.cert = self._serving_cert()
+
+    def _serving_cert(self) -> CertPair | None:
+        settings = self.settings
+        if settings.insecure:
+            if settings.client_ca is not None:
+                raise UserError("--client-ca needs TLS (it cannot go with --insecure)")
+            return None
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            cert = CertPair(settings.tls_cert, settings.tls_key)
+        elif settings.tls_cert is None and settings.tls_key is None:
+            cert = generate_self_signed(settings.state_dir, ("localhost", "127.0.0.1", *settings.extra_hosts))
+        else:
+            raise UserError("--tls-cert and --tls-key go together (or pass --insecure for plain HTTP)")
+        for path in (cert.cert, cert.key, *((settings.client_ca,) if settings.client_ca is not None else ())):
+            if not path.is_file():
+                raise UserError(f"TLS file {path} does not exist")
+        return cert
+
+    def _metrics_auth(self) -> KubernetesMetricsAuth | None:
+        settings = self.settings
+        if settings.metrics_auth == "none":
+            return None
+        if settings.metrics_port is None:
+            raise UserError("--metrics-auth kubernetes needs --metrics-port (metrics on a port of their own)")
+        if self.kube is None:
+            raise UserError("--metrics-auth kubernetes needs cluster access (run in a pod, or --kube in-cluster "
+                            "with --api-server) to send TokenReviews and SubjectAccessReviews")
+        return KubernetesMetricsAuth(self.kube.create)
 
     def _watch_health(self) -> WatchHealth:
         """Where the caches' list-and-watch loops report: ``/readyz`` and ``gpuquota_kube_watch_*`` read it."""
@@ -174,10 +207,14 @@ class Webhook:
         return health
 
     def _watch_internals(self) -> None:
-        """Metrics read at scrape time: the bounded caches and the webhook listener's connections."""
-        self.metrics.watch_caches([RESOLUTIONS.stats, self.admission.owners.cache.stats,
-                                   self.admission.lws.cache.stats])
+        """Metrics read at scrape time: the bounded caches and each listener's connections."""
+        caches = [RESOLUTIONS.stats, self.admission.owners.cache.stats, self.admission.lws.cache.stats]
+        if self.metrics_auth is not None:
+            caches.append(self.metrics_auth.cache.stats)
+        self.metrics.watch_caches(caches)
         self.metrics.watch_transport(self.transport, "webhook")
+        if self.settings.metrics_port is not None:
+            self.metrics.watch_transport(self.metrics_transport, "metrics")
 
     def _reload_failed(self, what: str, message: str) -> None:
         self.metrics.errors.labels("reload_failed").inc()
@@ -259,16 +296,18 @@ class Webhook:
         inventory_ok = self.inventory is None or self.inventory.synced.is_set()
         return namespaces_ok and inventory_ok
 
-    async def watch_files(self, context: ssl.SSLContext | None) -> None:
+    async def watch_files(self, contexts: list[ssl.SSLContext]) -> None:
+        """Reloads: policy and tenants files, and the certificate into every listener's context."""
         cert_watches = [FileWatch(p) for p in (self.cert.cert, self.cert.key)] if self.cert is not None else []
         while True:
             await asyncio.sleep(self.settings.reload_interval_s)
             self.audit.flush()
             await asyncio.to_thread(self.live.check)
-            if context is not None and self.cert is not None:
+            if contexts and self.cert is not None:
                 changed = [w.changed() for w in cert_watches]  # look at both, so both stamps move on
                 if any(changed):
-                    self._reload_cert(context, self.cert)
+                    for context in contexts:
+                        self._reload_cert(context, self.cert)
 
     def _reload_cert(self, context: ssl.SSLContext, pair: CertPair) -> None:
         try:
@@ -287,19 +326,31 @@ class Webhook:
         self.audit.close()
 
 
-def _uvicorn_config(webhook: Webhook) -> uvicorn.Config:
+class _SecondaryServer(uvicorn.Server):
+    """A second listener in the same loop: the main server owns the signals and stops this one after itself."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _uvicorn_config(webhook: Webhook, app: ASGIApp | None = None, port: int | None = None,
+                    stats: TransportStats | None = None) -> uvicorn.Config:
     s = webhook.settings
     return uvicorn.Config(
-        webhook.app,
+        app or webhook.app,
         host=s.host,
-        port=s.port,
+        port=port or s.port,
         ssl_certfile=str(webhook.cert.cert) if webhook.cert is not None else None,
         ssl_keyfile=str(webhook.cert.key) if webhook.cert is not None else None,
+        # mutual TLS on the webhook port only (the kubelet's probes and Prometheus use the metrics port)
+        ssl_ca_certs=str(s.client_ca) if s.client_ca is not None and app is None else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if s.client_ca is not None and app is None else ssl.CERT_NONE,
         access_log=False,
         log_level=s.log_level,
         lifespan="off",
         # httptools, one write per response (≈ +25 % reviews/s over TLS), read deadlines and a connection cap
-        http=guarded_protocol(s.limits, webhook.transport),
+        http=guarded_protocol(s.limits, stats or webhook.transport),
         loop="none",
         server_header=False,
         proxy_headers=False,  # the API server calls the pod directly; rewriting client addresses costs throughput
@@ -307,18 +358,33 @@ def _uvicorn_config(webhook: Webhook) -> uvicorn.Config:
     )
 
 
-async def _serve(webhook: Webhook) -> None:
-    config = _uvicorn_config(webhook)
+def _load(webhook: Webhook, config: uvicorn.Config) -> None:
     try:
         config.load()
     except (ssl.SSLError, OSError) as exc:
         pair = f"{webhook.cert.cert}, {webhook.cert.key}" if webhook.cert is not None else "?"
         raise UserError(f"cannot load the TLS certificate/key ({pair}): {exc}") from None
+
+
+async def _serve(webhook: Webhook) -> None:
+    config = _uvicorn_config(webhook)
+    _load(webhook, config)
     server = uvicorn.Server(config)
+    configs = [config]
+    secondary: _SecondaryServer | None = None
+    if webhook.metrics_app is not None:
+        metrics_config = _uvicorn_config(webhook, webhook.metrics_app, webhook.settings.metrics_port,
+                                         webhook.metrics_transport)
+        _load(webhook, metrics_config)
+        configs.append(metrics_config)
+        secondary = _SecondaryServer(metrics_config)
     webhook.start_threads()
     webhook.check_ledger()
-    tasks = [asyncio.create_task(webhook.watch_ledger()), asyncio.create_task(webhook.watch_files(config.ssl)),
+    contexts = [c.ssl for c in configs if c.ssl is not None]
+    tasks = [asyncio.create_task(webhook.watch_ledger()), asyncio.create_task(webhook.watch_files(contexts)),
              asyncio.create_task(webhook.freeze_caches())]
+    if secondary is not None:
+        tasks.append(asyncio.create_task(secondary.serve()))
     scheme = "http" if webhook.cert is None else "https"
     log.warning("starting gpuquota webhook on %s://%s:%d (policy %s %s, ledger %s)", scheme, webhook.settings.host,
                 webhook.settings.port, webhook.live.current.policy.name, webhook.live.current.policy.version,
@@ -326,6 +392,8 @@ async def _serve(webhook: Webhook) -> None:
     try:
         await server.serve()
     finally:
+        if secondary is not None:
+            secondary.should_exit = True
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

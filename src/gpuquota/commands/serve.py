@@ -61,6 +61,18 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         typer.Option(help="Threads for ledger calls (0: on the event loop). Default: 0 for SQLite, 8 for PostgreSQL."),
     ] = None,
     log_level: LogLevelOption = "info",
+    client_ca: Annotated[
+        Path | None, typer.Option(help="Mutual TLS: accept only clients (the API server) presenting a certificate "
+                                  "signed by this CA bundle (PEM) on the webhook port.")
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="Serve /metrics (and /healthz, /readyz) on this port of their own, off the webhook "
+                          "port; 0 keeps them on the webhook port (local use).")
+    ] = 0,
+    metrics_auth: Annotated[
+        str, typer.Option(help="none, or kubernetes: /metrics on --metrics-port needs a bearer token the API server "
+                          "authenticates (TokenReview) and allows to get /metrics (SubjectAccessReview).")
+    ] = "none",
     read_timeout: Annotated[
         float, typer.Option(help="Seconds a client has for its TLS handshake, again for a request's headers and again "
                             "for its body, before the connection is closed (slow clients hold no connection).")
@@ -97,6 +109,10 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--reload-interval and --ping-interval must be positive")
     if ledger_threads is not None and not 0 <= ledger_threads <= 64:
         raise UserError("--ledger-threads must be between 0 and 64")
+    if metrics_auth not in ("none", "kubernetes"):
+        raise UserError(f"--metrics-auth must be none or kubernetes, not {metrics_auth!r}")
+    if (metrics_port and not 0 < metrics_port < 65536) or metrics_port == port:
+        raise UserError(f"--metrics-port must be a port other than --port ({port}), or 0")
     if decision_retention_days < 0:
         raise UserError("--decision-retention-days must be 0 (forever) or more")
     if not 0 < read_timeout <= 300:
@@ -131,6 +147,9 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         ledger_threads=ledger_threads,
         log_level=level,
         decision_retention_days=decision_retention_days or None,
+        metrics_port=metrics_port or None,
+        client_ca=client_ca,
+        metrics_auth=metrics_auth,  # type: ignore[arg-type]  # checked above
         limits=ConnectionLimits(header_timeout_s=read_timeout, body_timeout_s=read_timeout,
                                 handshake_timeout_s=read_timeout, max_connections=max_connections),
     )

@@ -211,6 +211,7 @@ class GpuSpec(_Row):
         return None if fraction is None else self.tpp * fraction
 
 
+MAX_NAME_CHARS = 256
 _SEPARATORS = re.compile(r"[\s_]+")
 _SHARED_SUFFIX = "-shared"
 _MIG_SUFFIX = re.compile(r"-mig-\d+g\.\d+gb(\+me)?")
@@ -267,7 +268,11 @@ class Catalog:
         return len(self._specs)
 
     def get(self, name: str) -> GpuSpec | None:
-        """A model by catalog key, NVML name or GFD label (suffixes such as ``-SHARED`` ignored)."""
+        """A model by catalog key, NVML name or GFD label (suffixes such as ``-SHARED`` ignored). A name longer than
+        ``MAX_NAME_CHARS`` is no model (a label value has at most 63 characters): not worth folding, since a selector
+        value is tenant input and folding a megabyte costs ~75 ms of the event loop."""
+        if len(name) > MAX_NAME_CHARS:
+            return None
         return self._by_name.get(normalise_name(name))
 
     def by_pci_device_id(self, pci_device_id: int, vendor_id: int = PCI_VENDORS["nvidia"]) -> GpuSpec | None:

@@ -383,8 +383,7 @@ async def _serve(webhook: Webhook) -> None:
     contexts = [c.ssl for c in configs if c.ssl is not None]
     tasks = [asyncio.create_task(webhook.watch_ledger()), asyncio.create_task(webhook.watch_files(contexts)),
              asyncio.create_task(webhook.freeze_caches())]
-    if secondary is not None:
-        tasks.append(asyncio.create_task(secondary.serve()))
+    metrics_task = asyncio.create_task(secondary.serve()) if secondary is not None else None
     scheme = "http" if webhook.cert is None else "https"
     log.warning("starting gpuquota webhook on %s://%s:%d (policy %s %s, ledger %s)", scheme, webhook.settings.host,
                 webhook.settings.port, webhook.live.current.policy.name, webhook.live.current.policy.version,
@@ -392,8 +391,10 @@ async def _serve(webhook: Webhook) -> None:
     try:
         await server.serve()
     finally:
-        if secondary is not None:
+        if secondary is not None and metrics_task is not None:  # the metrics port closes after the webhook port
             secondary.should_exit = True
+            await asyncio.wait([metrics_task], timeout=5)
+            tasks.append(metrics_task)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

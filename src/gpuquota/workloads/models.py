@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from gpuquota.boundedcache import BoundedCache, text_size
 from gpuquota.catalog import UNKNOWN_KEY, GpuSpec, normalise_name, parse_estimate_entry, unknown_part
+from gpuquota.catalog.spec import MAX_NAME_CHARS
 from gpuquota.domain import ModelSource
 from gpuquota.workloads.context import ExtractContext
 from gpuquota.workloads.errors import WorkloadError
@@ -149,7 +150,9 @@ def _estimates(ctx: ExtractContext) -> dict[str, float]:
 def _stranger(ctx: ExtractContext, request: _Request, name: str) -> tuple[GpuSpec, str]:
     """The stand-in for a product the catalog lacks, and how it was counted (for the warning)."""
     parsed = parse_estimate_entry(name)
-    tpp = parsed[1] if parsed is not None else _estimates(ctx).get(normalise_name(name))
+    # a name longer than any label value is no product the inventory can hold: not worth folding (tenant input)
+    folded = normalise_name(name) if len(name) <= MAX_NAME_CHARS else None
+    tpp = parsed[1] if parsed is not None else (_estimates(ctx).get(folded) if folded is not None else None)
     if tpp is not None and request.vendor == "nvidia":  # NVML estimates are of NVIDIA parts
         basis = f"the node agent's NVML estimate, {tpp:,.0f} TPP"
         return unknown_part("nvidia", tpp, basis), basis

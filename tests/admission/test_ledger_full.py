@@ -11,9 +11,9 @@ from gpuquota.admission.handler import Admission, Pending, Reply
 from gpuquota.admission.live import LiveConfig
 from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.ledger import LedgerFull
+from gpuquota.testing import ScriptedLedger
 from tests.admission.reviews import cpu_pod, gpu_pod, review
 from tests.admission.serverproc import TEST_POLICY, tenants_yaml
-from tests.admission.test_handler import ScriptedLedger
 
 
 def _answer(admission: Admission, body: dict[str, object]) -> dict[str, object]:

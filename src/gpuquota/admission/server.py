@@ -208,7 +208,7 @@ class Webhook:
 
     def _watch_internals(self) -> None:
         """Metrics read at scrape time: the bounded caches and each listener's connections."""
-        caches = [RESOLUTIONS.stats, self.admission.owners.cache.stats, self.admission.lws.cache.stats]
+        caches = [RESOLUTIONS.stats, self.admission.trust.owners.cache.stats, self.admission.trust.lws.cache.stats]
         if self.metrics_auth is not None:
             caches.append(self.metrics_auth.cache.stats)
         self.metrics.watch_caches(caches)

@@ -16,6 +16,7 @@ API server's message, transport failures (refused, reset, timed out, TLS) as ``T
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,8 +111,6 @@ class KubeClient:
     @classmethod
     def in_cluster(cls, sa_dir: Path = SERVICE_ACCOUNT_DIR, environ: dict[str, str] | None = None) -> KubeClient:
         """The pod's own service account: ``KUBERNETES_SERVICE_HOST``/``_PORT``, its token and CA."""
-        import os  # noqa: PLC0415
-
         env = dict(os.environ if environ is None else environ)
         if not env.get("KUBERNETES_SERVICE_HOST"):
             raise KubeConfigError(

@@ -109,7 +109,6 @@ class Credentials:
         self._checked_at = float("-inf")
         self.configuration: Any = None
         self._token_files: dict[Path, float | None] = {}
-        self.renewals = 0
         self.renew()
 
     def renew(self) -> None:
@@ -125,7 +124,6 @@ class Credentials:
         self.configuration = configuration
         self._token_files = {path: _mtime(path) for path in token_files}
         self._checked_at = self._monotonic()
-        self.renewals += 1
 
     def renew_after_401(self) -> bool:
         """Renew because the server refused the credential; ``False`` when a refusal renewed it just now (this

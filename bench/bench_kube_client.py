@@ -17,11 +17,13 @@ stream (best of ``--repeat``), the client process's own CPU time for each (``tim
 shared machine does not count), and the process's peak RSS after importing and listing.
 
     .venv/bin/python bench/bench_kube_client.py            # 10,000 nodes, 20,000 events, 5 rounds
+    scripts/cluster up bench && .venv/bin/python bench/bench_kube_client.py --kubeconfig var/cluster/bench/kubeconfig
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -153,10 +155,11 @@ class HttpxTransport:
                 return items
             params["continue"] = token
 
-    def watch(self, path: str) -> int:
+    def watch(self, path: str, resource_version: str, stop_after: int) -> int:
         import httpx  # noqa: PLC0415
 
-        params = {"watch": "1", "resourceVersion": "1000", "allowWatchBookmarks": "true"}
+        params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": "300"}
         count, pending = 0, b""
         with self.http.stream("GET", path, params=params, headers=self._headers(),
                               timeout=httpx.Timeout(30.0, read=330.0)) as response:
@@ -167,7 +170,9 @@ class HttpxTransport:
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        count += orjson.loads(line)["type"] == "MODIFIED"
+                        count += orjson.loads(line)["type"] in ("ADDED", "MODIFIED")
+                if count >= stop_after:
+                    break
         return count
 
 
@@ -178,13 +183,13 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def measure(variant: str, url: str, token_file: Path, repeat: int) -> dict[str, Any]:
+def measure(variant: str, source: Any, repeat: int, watch_from: str, stop_after: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "src"))
     from gpuquota.kube import KubeClient  # noqa: PLC0415
-    from gpuquota.kube.config import KubeSource, load_credentials  # noqa: PLC0415
+    from gpuquota.kube.config import load_credentials  # noqa: PLC0415
 
     started = time.perf_counter()
-    credentials = load_credentials(KubeSource(api_server=url, token_file=token_file))
+    credentials = load_credentials(source)
     client: Any = KubeClient(credentials) if variant == "apiclient" else HttpxTransport(credentials)
     setup_s = time.perf_counter() - started
     lists, list_cpu, watches, watch_cpu, count = [], [], [], [], 0
@@ -200,9 +205,13 @@ def measure(variant: str, url: str, token_file: Path, repeat: int) -> dict[str, 
     for _ in range(repeat):
         started, cpu = time.perf_counter(), time.process_time()
         if variant == "apiclient":
-            seen = sum(1 for e in client.watch("/api/v1/nodes", "1000", timeout_s=300) if e.type == "MODIFIED")
+            seen = 0
+            for event in client.watch("/api/v1/nodes", watch_from, timeout_s=300):
+                seen += event.type in ("ADDED", "MODIFIED")
+                if seen >= stop_after:
+                    break
         else:
-            seen = client.watch("/api/v1/nodes")
+            seen = client.watch("/api/v1/nodes", watch_from, stop_after)
         watches.append((seen, time.perf_counter() - started))
         watch_cpu.append(time.process_time() - cpu)
     return {
@@ -217,6 +226,39 @@ def measure(variant: str, url: str, token_file: Path, repeat: int) -> dict[str, 
     }
 
 
+def real_cluster(opts: argparse.Namespace) -> None:
+    """The same comparison against a real API server (e.g. ``scripts/cluster up bench``): Nodes created there."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from gpuquota.kube import ConflictError, KubeClient  # noqa: PLC0415
+
+    with KubeClient.connect(kubeconfig=opts.kubeconfig) as kube:
+        present = len(kube.list("/api/v1/nodes").items)
+
+        def create(i: int) -> None:
+            body = node(i, 0)
+            body["metadata"].pop("resourceVersion")
+            body["metadata"].pop("uid")
+            body.pop("status")
+            with contextlib.suppress(ConflictError):  # made by an earlier run
+                kube.create("/api/v1/nodes", body)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(present, opts.nodes)))
+        print(f"created {opts.nodes - present} nodes in {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}; load {os.getloadavg()[0]:.2f}; real API server, {opts.nodes} nodes")
+    for _ in range(opts.rounds):
+        for variant in ("apiclient", "httpx"):
+            out = subprocess.run([sys.executable, __file__, "--measure", variant, f"kubeconfig={opts.kubeconfig}",
+                                  "-", "--repeat", str(opts.repeat), "--nodes", str(opts.nodes)],
+                                 check=True, capture_output=True, text=True)
+            print(out.stdout.strip(), flush=True)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=10_000)
@@ -224,14 +266,28 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each candidate")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--kubeconfig", type=Path,
+                        help="measure against this real cluster instead of the stand-in: --nodes Node objects are "
+                             "created there if missing; the watch is one from resourceVersion 0 (the API server's "
+                             "synthetic ADDED event per node, from its watch cache)")
     parser.add_argument("--measure", nargs=3, metavar=("VARIANT", "URL", "TOKEN_FILE"), help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.serve is not None:
         serve(opts.nodes, opts.events, opts.serve)
         return
     if opts.measure is not None:
+        sys.path.insert(0, str(ROOT / "src"))
+        from gpuquota.kube import KubeSource  # noqa: PLC0415
+
         variant, url, token_file = opts.measure
-        print(json.dumps(measure(variant, url, Path(token_file), opts.repeat)))
+        if url.startswith("kubeconfig="):
+            source, watch_from, stop_after = KubeSource(kubeconfig=Path(url.split("=", 1)[1])), "0", opts.nodes
+        else:
+            source, watch_from, stop_after = KubeSource(api_server=url, token_file=Path(token_file)), "1000", 10**9
+        print(json.dumps(measure(variant, source, opts.repeat, watch_from, stop_after)))
+        return
+    if opts.kubeconfig is not None:
+        real_cluster(opts)
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="gpuquota-bench-kube-"))

@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import ssl
 import statistics
 import subprocess
 import sys
@@ -135,7 +136,13 @@ class HttpxTransport:
         import httpx  # noqa: PLC0415
 
         self.credentials = credentials
-        self.http = httpx.Client(base_url=credentials.endpoint.host, timeout=httpx.Timeout(30.0), trust_env=False,
+        endpoint = credentials.endpoint
+        verify: ssl.SSLContext | bool = True
+        if endpoint.host.startswith("https://"):  # as gpuquota's httpx client built it from the flags
+            verify = ssl.create_default_context(cafile=endpoint.ca_file)
+            if endpoint.cert_file and endpoint.key_file:
+                verify.load_cert_chain(endpoint.cert_file, endpoint.key_file)
+        self.http = httpx.Client(base_url=endpoint.host, timeout=httpx.Timeout(30.0), trust_env=False, verify=verify,
                                  headers={"Accept": "application/json", "User-Agent": "gpuquota"})
 
     def _headers(self) -> dict[str, str]:

@@ -199,6 +199,12 @@ def test_total_pods_are_bounded(ctx: ExtractContext) -> None:
             "differs from its limit",
         ),
         (
+            "trainjob-runtime-patches",
+            set_path("spec", "runtimePatches", 0, "trainingRuntimeSpec", "template", "spec", "replicatedJobs", 1, 7),
+            "spec.runtimePatches[0].trainingRuntimeSpec.template.spec.replicatedJobs[1]",
+            "must be a mapping",
+        ),
+        (
             "pod-sidecar-init-overhead",
             set_path("spec", "initContainers", 1, "restartPolicy", "OnFailure"),
             "initContainers[1].restartPolicy",

@@ -177,6 +177,23 @@ def test_trainjob_num_nodes_times_resources_per_node(ctx: ExtractContext) -> Non
     assert not demand.warnings
 
 
+def test_trainjob_runtime_patches_pin_the_trainer_pods(ctx: ExtractContext) -> None:
+    # Trainer v2.2 writes placement as a patch of the runtime's JobSet template; only the "node" job's patch counts
+    # (the initializer's CPU pool is not where the GPUs run).
+    demand = demand_of("trainjob-runtime-patches", ctx)
+    assert roles(demand) == {"node": (2, 8.0, spec("H100-SXM5-80GB").key)}
+    assert demand.groups[0].model_source is ModelSource.SELECTOR
+
+
+def test_trainjob_runtime_patch_for_another_job_leaves_the_model_open(ctx: ExtractContext) -> None:
+    obj = manifest("trainjob-runtime-patches")
+    jobs = obj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    jobs[1]["name"] = "dataset-initializer"
+    demand = extract(obj, ctx)
+    assert demand is not None
+    assert demand.groups[0].model_source is not ModelSource.SELECTOR
+
+
 def test_trainjob_without_num_nodes_warns(ctx: ExtractContext) -> None:
     obj = manifest("trainjob-torch-distributed")
     del obj["spec"]["trainer"]["numNodes"]

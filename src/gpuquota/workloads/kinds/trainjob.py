@@ -3,9 +3,10 @@
 The rest of the pod comes from the referenced (Cluster)TrainingRuntime, which is not part of the object: when
 ``resourcesPerNode`` names no GPU the runtime's own template decides, and the JobSet the controller creates from
 it is what carries the GPUs. ``numNodes`` unset means the runtime's value; it is counted as 1 with a warning.
-The model selector is read from ``podTemplateOverrides`` (``podSpecOverrides`` in early releases) that target
-the ``node`` job. The controller runs a TrainJob as a JobSet of the same name, so its Jobs and pods carry that
-JobSet's labels.
+The model selector is read from whatever targets the ``node`` job: ``runtimePatches`` (Trainer v2.2: a patch of
+the runtime's JobSet template; it can move pods but not add resources), ``podTemplateOverrides`` (v2.1) or
+``podSpecOverrides`` (v2.0). The controller runs a TrainJob as a JobSet of the same name, so its Jobs and pods
+carry that JobSet's labels.
 """
 
 from __future__ import annotations
@@ -50,6 +51,23 @@ def _placement(spec: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
             if "nodeSelector" in pod_spec or "affinity" in pod_spec:
                 chosen = pod_spec
                 chosen_path = f"{path}.spec" if field == "podTemplateOverrides" else path
+    for index, patch in enumerate(sequence(spec, "runtimePatches", "spec.runtimePatches")):
+        path = f"spec.runtimePatches[{index}].trainingRuntimeSpec.template.spec"
+        if not isinstance(patch, Mapping):
+            raise WorkloadError(f"must be a mapping, got {type_name(patch)}", path=f"spec.runtimePatches[{index}]")
+        runtime = mapping(patch, "trainingRuntimeSpec", f"spec.runtimePatches[{index}].trainingRuntimeSpec")
+        jobset_spec = mapping(mapping(runtime, "template", path.rsplit(".", 1)[0]), "spec", path)
+        for j, job in enumerate(sequence(jobset_spec, "replicatedJobs", f"{path}.replicatedJobs")):
+            job_path = f"{path}.replicatedJobs[{j}]"
+            if not isinstance(job, Mapping):
+                raise WorkloadError(f"must be a mapping, got {type_name(job)}", path=job_path)
+            if job.get("name") != TRAINER_JOB:
+                continue
+            pod_path = f"{job_path}.template.spec.template.spec"
+            job_spec = mapping(mapping(job, "template", f"{job_path}.template"), "spec", f"{job_path}.template.spec")
+            pod_spec = mapping(mapping(job_spec, "template", f"{job_path}.template.spec.template"), "spec", pod_path)
+            if "nodeSelector" in pod_spec or "affinity" in pod_spec:
+                chosen, chosen_path = pod_spec, pod_path
     return chosen, chosen_path
 
 

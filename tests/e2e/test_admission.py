@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from tests.cluster import wait_until
 from tests.e2e.install import NAMESPACE, RELEASE, WEBHOOK_SA, Gpuquota
 from tests.e2e.manifests import cronjob, job, pod, pytorchjob
 
@@ -114,3 +115,32 @@ def test_a_tenants_job_from_its_cronjob_is_counted_on_its_own(gpuquota: Gpuquota
     assert made is not None
     assert made["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
     assert {r.workload.name for r in gpuquota.reservations(ns)} == held | {"manual"}
+
+
+def test_the_cronjob_controllers_run_rides_on_the_cronjob(gpuquota: Gpuquota) -> None:
+    """The real CronJob controller makes the run's Job and the real Job controller its pods: the webhook reviews
+    both, finds each made by a controller and consistent with its controller reference, and lets them ride on the
+    CronJob's reservation (held since apply time) — the run is charged once, not once per object."""
+    tenant = gpuquota.tenant("e2e-cronrun", "cronrun", "BR")
+    ns = tenant.namespace
+    assert tenant.apply(cronjob("every-minute", 2)).ok
+    assert [r.workload.name for r in gpuquota.reservations(ns)] == ["every-minute"]
+
+    # "* * * * *": the controller starts the run at the next minute boundary.
+    run = wait_until(lambda: next(iter(gpuquota.cluster.items("jobs", ns)), None), timeout_s=90,
+                     what="the CronJob controller's run")
+    assert run["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+    pods = wait_until(lambda: gpuquota.cluster.items("pods", ns), what="the Job controller's pod of the run")
+
+    def audited(name: str) -> dict[str, object] | None:
+        lines = [json.loads(line) for line in gpuquota.webhook.audit_path.read_text().splitlines()]
+        return next((rec for rec in lines if rec.get("name") == name and rec.get("namespace") == ns), None)
+
+    job_line = wait_until(lambda: audited(run["metadata"]["name"]), what="the run's review in the audit log")
+    assert job_line["allowed"] is True
+    assert job_line["owner"] == f"CronJob {ns}/every-minute", job_line
+    assert str(job_line["user"]).startswith("system:"), job_line  # the controller, not the tenant
+    pod_line = wait_until(lambda: audited(pods[0]["metadata"]["name"]), what="the pod's review in the audit log")
+    assert pod_line["owner"] is not None, pod_line
+    assert [r.workload.name for r in gpuquota.reservations(ns)] == ["every-minute"]  # nothing charged twice
+    assert tenant.kubectl("delete", "cronjob", "every-minute").ok

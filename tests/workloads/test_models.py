@@ -152,6 +152,17 @@ def test_unknown_product_counts_at_its_nvml_estimate_when_the_inventory_has_one(
     assert group.tpp_per_gpu == 120_000
 
 
+def test_a_selector_spelled_like_an_estimate_does_not_set_its_own_tpp(catalog: Catalog) -> None:
+    # A CRD's pod template is not validated as a Pod, so a tenant can write any string as the product it selects.
+    forged = pod({"nvidia.com/gpu": 8}, nodeSelector={"nvidia.com/gpu.product": estimate_entry("NVIDIA X300", 1.0)})
+    group, _ = only_group(forged, ExtractContext(catalog, inventory_models=("L4",), unknown_model_tpp=120_000))
+    assert (group.model, group.tpp_per_gpu) == ("unknown", 120_000)
+    listed = estimate_entry("NVIDIA X300", 63_921.2)  # the same text as the inventory's entry: its estimate
+    ctx = ExtractContext(catalog, inventory_models=("L4", listed), unknown_model_tpp=120_000)
+    group, _ = only_group(pod({"nvidia.com/gpu": 1}, nodeSelector={"nvidia.com/gpu.product": listed}), ctx)
+    assert group.tpp_per_gpu == 63_921.2
+
+
 def test_default_model_without_inventory(catalog: Catalog) -> None:
     ctx = ExtractContext(catalog, default_model="A100-SXM4-80GB")
     group, demand = only_group(manifest("pod-h100-single"), ctx)

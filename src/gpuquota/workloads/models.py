@@ -148,8 +148,10 @@ def _estimates(ctx: ExtractContext) -> dict[str, float]:
 
 
 def _stranger(ctx: ExtractContext, request: _Request, name: str) -> tuple[GpuSpec, str]:
-    """The stand-in for a product the catalog lacks, and how it was counted (for the warning)."""
-    parsed = parse_estimate_entry(name)
+    """The stand-in for a product the catalog lacks, and how it was counted (for the warning). An estimate is
+    read from ``name`` only when it is an entry of the inventory itself: a selector value spelled like one is
+    tenant input and would let the tenant name its own TPP."""
+    parsed = parse_estimate_entry(name) if name in ctx.inventory_models else None
     # a name longer than any label value is no product the inventory can hold: not worth folding (tenant input)
     folded = normalise_name(name) if len(name) <= MAX_NAME_CHARS else None
     tpp = parsed[1] if parsed is not None else (_estimates(ctx).get(folded) if folded is not None else None)

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from gpuquota.catalog import load_catalog
 from tests.admission.conftest import Setup, cluster_server, namespace_object
 from tests.admission.reviews import gpu_pod, review
 from tests.admission.serverproc import Server, wait_for
 from tests.kube.apiserver import ApiState
 
 A100_TPP = 4992
+STRONGEST_TPP = load_catalog().strongest.tpp  # what an unreadable claim's devices count as
 
 
 def _node(name: str, product: str, count: int) -> dict[str, Any]:
@@ -70,3 +72,27 @@ def test_a_pod_without_a_gpu_selector_counts_as_the_clusters_gpu(cluster: tuple[
     text = server.metrics()
     assert 'gpuquota_cluster_gpus{class="3A090.a",model="A100-SXM4-80GB"} 24.0' in text
     assert f'gpuquota_cluster_capacity_tpp{{class="3A090.a",model="A100-SXM4-80GB"}} {24 * A100_TPP}.0' in text
+
+
+def _claimed_pod(name: str, template: str) -> dict[str, Any]:
+    pod = gpu_pod(name, "from-labels", 1)
+    del pod["spec"]["nodeSelector"]
+    pod["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpus"}]}
+    pod["spec"]["resourceClaims"] = [{"name": "gpus", "resourceClaimTemplateName": template}]
+    return pod
+
+
+def test_dra_claims_are_read_from_the_watched_templates(cluster: tuple[Server, ApiState]) -> None:
+    """A pod's ResourceClaimTemplate comes from the webhook's watch: two GPUs of the cluster's model. A template it
+    has not seen counts as a full node of the strongest GPUs (never zero), until the template appears."""
+    server, state = cluster
+    template = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+                "metadata": {"namespace": "from-labels", "name": "two-gpus"},
+                "spec": {"spec": {"devices": {"requests": [
+                    {"name": "gpus", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 2}}]}}}}
+    unseen = server.review(review(_claimed_pod("early", "two-gpus"), dry_run=True))
+    assert unseen["auditAnnotations"]["tpp"] == f"{8 * STRONGEST_TPP:.0f}"
+    assert any("could not be read" in w for w in unseen.get("warnings", []))
+    state.put("/apis/resource.k8s.io/v1/resourceclaimtemplates/two-gpus", template)
+    assert wait_for(lambda: server.review(review(_claimed_pod("p", "two-gpus"), dry_run=True))
+                    ["auditAnnotations"]["tpp"] == str(2 * A100_TPP))

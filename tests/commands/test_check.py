@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from gpuquota.catalog import load_catalog
 from gpuquota.cli import app
 
 HERE = Path(__file__).parent / "manifests"
@@ -65,7 +66,8 @@ def test_all_allowed_exits_0_with_the_json_shape() -> None:
     assert job["model"] == "H100-SXM5-80GB"
     assert job["operations"] == pytest.approx(64 * 15832 / 16 * 1e12 * 43200)
     assert job["tier"] == "tier-1"
-    assert "asks for GPUs" in data[2]["message"]
+    assert "its pod templates ask for 1 GPU(s); the webhook checks its pods one by one" in data[2]["message"]
+    assert (data[2]["allowed"], data[2]["gpus"]) == (True, 1.0)  # reported, not judged
 
 
 def test_a_denial_exits_1_and_says_what_fits() -> None:
@@ -278,3 +280,77 @@ def test_decisions_for_the_newest_parts(product: str, model: str, tpp: float) ->
     (row,) = rows(result)
     assert (row["model"], row["model_source"]) == (model, "selector")
     assert row["tpp"] == pytest.approx(8 * tpp)
+
+
+REQUESTS = Path(__file__).resolve().parents[1] / "workloads" / "requests"
+
+
+def test_dra_claims_are_read_from_the_same_manifests() -> None:
+    """A ResourceClaimTemplate and the pods using it in one stream: the pods carry the template's GPUs; the claim
+    objects are reported, not skipped as unknown kinds; without the template the pod counts as a full node."""
+    result = run("-j", "JP", "-o", "json", str(REQUESTS / "dra-kueue-job.yaml"))
+    assert result.exit_code == 0, result.stderr
+    data = rows(result)
+    assert [(r["kind"], r["decision"], r["gpus"]) for r in data] == [
+        ("ResourceClaimTemplate", "no-gpu", 0.0),
+        ("Job", "allowed", 6.0),
+    ]
+    assert "counted with the pods" in data[0]["message"]
+    pod_only = (REQUESTS / "dra-gpu-test1.yaml").read_text().split("---", 1)[1]
+    alone = rows(run("-j", "JP", "-o", "json", "-", stdin=pod_only))
+    strongest = load_catalog().strongest.key
+    assert [(r["name"], r["gpus"], r["model"]) for r in alone] == [("pod1", 8.0, strongest), ("pod2", 8.0, strongest)]
+    assert any("could not be read" in w for w in alone[0]["warnings"])
+
+
+def test_gpu_resource_flags_reach_check() -> None:
+    text = (REQUESTS / "other-vendors.yaml").read_text()
+    plain = {r["name"]: r for r in rows(run("-j", "JP", "-o", "json", "-", stdin=text))}
+    assert plain["renamed"]["gpus"] == 0
+    assert plain["amd-cpx"]["gpus"] == 0.5
+    configured = run("-j", "JP", "-o", "json", "--gpu-resource", "nvidia.com/a100=nvidia,model=A100-SXM4-80GB", "-",
+                     stdin=text)
+    renamed = {r["name"]: r for r in rows(configured)}["renamed"]
+    assert (renamed["gpus"], renamed["model"]) == (1.0, "A100-SXM4-80GB")
+    bad = run("-j", "JP", "--gpu-resource", "nvidia.com/a100=ibm", "-", stdin=text)
+    assert bad.exit_code == 2
+    assert "--gpu-resource" in bad.stderr
+
+
+SKIPPED_KINDS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: vllm, namespace: team-a}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: vllm}}
+  template:
+    metadata: {labels: {app: vllm}}
+    spec:
+      containers:
+        - name: vllm
+          image: vllm/vllm-openai:v0.8.0
+          resources: {limits: {nvidia.com/gpu: 2}}
+---
+apiVersion: example.com/v1
+kind: TrainingThing
+metadata: {name: custom, namespace: team-a}
+spec:
+  workers:
+    - name: big
+      replicas: 4
+      template:
+        spec:
+          nodeSelector: {cloud.google.com/gke-accelerator: nvidia-l4}
+          containers: [{name: w, image: img, resources: {limits: {nvidia.com/gpu: 1}}}]
+"""
+
+
+def test_skipped_kinds_report_the_gpus_of_their_pod_templates() -> None:
+    result = run("-j", "JP", "-o", "json", "-", stdin=SKIPPED_KINDS)
+    assert result.exit_code == 0, result.stderr
+    found = {r["name"]: r for r in rows(result)}
+    assert [(r["decision"], r["allowed"], r["gpus"]) for r in found.values()] == [
+        ("skipped", True, 6.0), ("skipped", True, 4.0)]
+    assert "its pod templates ask for 6 GPU(s)" in found["vllm"]["message"]
+    assert found["custom"]["model"] == "L4"

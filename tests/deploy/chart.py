@@ -78,6 +78,12 @@ CASES: tuple[Case, ...] = (
          {"monitoring": {"force": True}, "agent": {"runtimeClassName": "nvidia"},
           "ledger": {"postgresql": {"existingSecret": PG_SECRET}}},
          monitoring=True, postgres=True),
+    Case("gpu-table",
+         {"webhook": {"gpuResources": {
+             "extra": [{"name": "nvidia.com/a100", "vendor": "nvidia", "model": "A100-SXM4-80GB"},
+                       {"name": "example.com/vgpu-*", "vendor": "nvidia", "share": "partition", "fraction": 0.25}],
+             "deviceClasses": [{"name": "gpu.example.com", "vendor": "nvidia"}],
+             "draAllDevices": 4}}}),
     Case("inline-policy-tenants",
          {"policy": {"inline": INLINE_PROFILE}, "tenants": TENANTS, "catalog": {"local": LOCAL_CATALOG},
           "ledger": {"sqlite": {"persistence": {"enabled": False}}},

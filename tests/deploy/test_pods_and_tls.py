@@ -137,10 +137,13 @@ def test_rbac_is_least_privilege() -> None:
     nodes_and_namespaces = {("", r, v) for r in ("namespaces", "nodes") for v in ("get", "list", "watch")}
     # and `get` on the StatefulSets and Pods an LWS pod's owner chain runs through (one rule over "" and apps)
     lws_chain = {(group, r, "get") for group in ("", "apps") for r in ("pods", "statefulsets")}
+    # and `list`/`watch` on the DRA claims a pod names (their devices are counted from the watched view)
+    claims = {("resource.k8s.io", r, v) for r in ("resourceclaimtemplates", "resourceclaims")
+              for v in ("list", "watch")}
     # and `create` on the two reviews that authenticate and authorise a /metrics scraper's token (nothing else)
     reviews = {("authentication.k8s.io", "tokenreviews", "create"),
                ("authorization.k8s.io", "subjectaccessreviews", "create")}
-    assert webhook == nodes_and_namespaces | scalable | lws_chain | reviews
+    assert webhook == nodes_and_namespaces | scalable | lws_chain | claims | reviews
     reader = _rules(docs, "-metrics-reader")
     assert reader == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
     reconciler = _grants(_rules(docs, "-reconciler"))

@@ -14,10 +14,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuquota.workloads import SCALE_SUBRESOURCES, SUPPORTED_KINDS, requests_gpu, with_replicas
+from gpuquota.workloads import SCALE_SUBRESOURCES, SUPPORTED_KINDS, gpu_resources, requests_gpu, with_replicas
 from gpuquota.workloads.chart import CHART_FILE
 from gpuquota.workloads.chart import render as render_kinds
-from gpuquota.workloads.resources import NVIDIA_MIG_PREFIX, VENDOR_OF_RESOURCE
+from gpuquota.workloads.gpu_names import parse_entry
 from tests.deploy import admission_cel as ac
 from tests.deploy.chart import CASE_NAMES, OLDEST_KUBE, case, find, render
 from tests.deploy.tools import NAMESPACE, documents, helm, template_args
@@ -134,13 +134,68 @@ def test_release_hook_reads_the_old_object_only() -> None:
         assert "object" not in expression, condition["name"]
 
 
+def _pod_with(resource: str, case_name: str = "defaults") -> bool:
+    spec = ac.pod_spec(ac.container("c", limits={resource: 1}))
+    hooks = _hooks(case_name)
+    return ac.sent(hooks["pods.gpuquota.io"], ac.request(POD, "CREATE", ac.workload(POD, [spec])))
+
+
 def test_gpu_resource_names_cover_what_the_webhook_counts() -> None:
+    """Every name of the webhook's bundled table is sent by the chart's default conditions (a superset)."""
     resources = case("defaults").values.get("webhook", {}).get("gpuResources") or {}
     assert not resources  # the defaults come from values.yaml, read through a render
-    pod_condition = next(c for c in _hooks()["pods.gpuquota.io"]["matchConditions"] if c["name"] == "pod-requests-gpus")
-    for name in VENDOR_OF_RESOURCE:
-        assert f"'{name}'" in pod_condition["expression"]
-    assert f"k.startsWith('{NVIDIA_MIG_PREFIX}')" in pod_condition["expression"]
+    names, prefixes = gpu_resources().match_names()
+    for name in names:
+        assert _pod_with(name), name
+    for prefix in prefixes:
+        assert _pod_with(prefix + "gpu.nvidia.com"), prefix
+    assert _pod_with("deviceclass.resource.kubernetes.io/gpu.nvidia.com")
+    assert not _pod_with("example.com/fpga")
+
+
+def test_extra_gpu_resources_reach_the_conditions_and_the_flags() -> None:
+    assert not _pod_with("nvidia.com/a100")
+    assert _pod_with("nvidia.com/a100", "gpu-table")
+    assert _pod_with("example.com/vgpu-quarter", "gpu-table")
+    deployment = find(render("gpu-table"), "Deployment", "-webhook")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    flags = [a for a in args if a.startswith(("--gpu-resource=", "--gpu-device-class=", "--dra-all-devices="))]
+    assert flags == ["--gpu-resource=nvidia.com/a100=nvidia,model=A100-SXM4-80GB",
+                     "--gpu-resource=example.com/vgpu-*=nvidia,share=partition,fraction=0.25",
+                     "--gpu-device-class=gpu.example.com=nvidia", "--dra-all-devices=4"]
+    table = gpu_resources([f.partition("=")[2] for f in flags[:2]], [flags[2].partition("=")[2]])
+    assert table.get("nvidia.com/a100") == parse_entry(flags[0].partition("=")[2])[1]
+    assert table.device_class("gpu.example.com") is not None
+
+
+def _annotate_templates(obj: Any, annotations: dict[str, str]) -> None:
+    """KAI's annotations on every pod template (and on a Pod itself)."""
+    if isinstance(obj, dict):
+        if isinstance(obj.get("spec"), dict) and "containers" in obj["spec"]:
+            obj.setdefault("metadata", {}).setdefault("annotations", {}).update(annotations)
+        for value in obj.values():
+            _annotate_templates(value, annotations)
+    elif isinstance(obj, list):
+        for value in obj:
+            _annotate_templates(value, annotations)
+
+
+@pytest.mark.parametrize("kind", [k for k in sorted(SUPPORTED_KINDS) if k[1] != "TrainJob"])
+def test_dra_claims_and_kai_fractions_are_sent(kind: tuple[str, str]) -> None:
+    """Neither shows in a resources block: pods with claims and templates with KAI annotations are sent."""
+    hook = _hook_for(kind)
+    claimed = copy.deepcopy(ac.CPU_SPEC)
+    claimed["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "single-gpu"}]
+    with_claims = ac.workload(kind, [claimed, claimed])
+    assert requests_gpu(with_claims)
+    assert ac.sent(hook, ac.request(kind, "CREATE", with_claims))
+    fractional = ac.workload(kind, [ac.CPU_SPEC, ac.CPU_SPEC])
+    assert not ac.sent(hook, ac.request(kind, "CREATE", fractional))
+    for annotation in ({"gpu-fraction": "0.5"}, {"gpu-memory": "4096"}):
+        annotated = copy.deepcopy(fractional)
+        _annotate_templates(annotated, annotation)
+        assert requests_gpu(annotated)
+        assert ac.sent(hook, ac.request(kind, "CREATE", annotated)), annotation
 
 
 # --- behaviour, evaluated --------------------------------------------------------------------------------------
@@ -229,7 +284,9 @@ def test_requests_for_other_kinds_are_not_filtered_by_foreign_conditions() -> No
 # --- property: the conditions never hide a workload the webhook would count ------------------------------------
 
 _RESOURCE_NAMES = ["cpu", "memory", "ephemeral-storage", "nvidia.com/gpu", "nvidia.com/mig-2g.20gb",
-                   "nvidia.com/gpu.shared", "amd.com/gpu", "habana.ai/gaudi", "example.com/fpga", "rdma/ib"]
+                   "nvidia.com/gpu.shared", "amd.com/gpu", "habana.ai/gaudi", "example.com/fpga", "rdma/ib",
+                   "gpu.intel.com/xe", "amd.com/cpx_nps4", "nvidia.com/gpucores", "nvidia.com/GH100_H100_SXM5_80GB",
+                   "deviceclass.resource.kubernetes.io/gpu.nvidia.com", "deviceclass.resource.kubernetes.io/nic"]
 _resource_map = st.dictionaries(st.sampled_from(_RESOURCE_NAMES), st.sampled_from([0, 1, 2, 8, "4", "500m"]),
                                 max_size=3)
 _container = st.builds(lambda n, lim, req: ac.container(f"c{n}", lim, req), st.integers(0, 99),

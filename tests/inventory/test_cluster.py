@@ -23,6 +23,7 @@ from gpuquota.inventory import (
     node_patch,
     run_node_watch,
 )
+from gpuquota.inventory.allocatable import strongest_of
 from gpuquota.inventory.cluster import stands_for
 from gpuquota.kube import KubeError
 from gpuquota.testing import FakeKube
@@ -143,23 +144,38 @@ def test_agent_labels_without_annotation(catalog: Catalog) -> None:
 
 
 @pytest.mark.parametrize("count", ["0", "-1", "eight", ""])
-def test_bad_or_zero_counts_mean_no_gpus(catalog: Catalog, count: str) -> None:
+def test_bad_or_zero_counts_fall_back_to_what_the_node_allocates(catalog: Catalog, count: str) -> None:
     node = recorded("gfd-h100-p5")
     node["metadata"]["labels"]["nvidia.com/gpu.count"] = count
     view = ClusterInventory(catalog)
     view.apply_node(node)
+    assert view.capacity() == [CapacityRow("H100-SXM5-80GB", "3A090.a", 8, 8 * 15832.0)]  # allocatable: 8
+    node["status"]["allocatable"]["nvidia.com/gpu"] = "0"
+    node["status"]["capacity"]["nvidia.com/gpu"] = "0"
+    view.apply_node(node)
     assert view.models() == ()
 
 
-def test_a_node_that_loses_its_labels_leaves_the_view(catalog: Catalog) -> None:
+def test_a_node_that_loses_its_labels_is_never_ignored(catalog: Catalog) -> None:
+    """GPUs its device plugin allocates stay in the view: at the model the instance type names, and with no label
+    at all as the strongest GPU of the vendor, counted by gpuquota_cluster_unlabelled_gpu_nodes."""
     view = ClusterInventory(catalog)
     node = recorded("gfd-h100-p5")
     view.apply_node(node)
     stripped = copy.deepcopy(node)
     del stripped["metadata"]["labels"]["nvidia.com/gpu.product"]
     view.apply_node(stripped)
-    assert view.capacity() == []
+    assert view.capacity() == [CapacityRow("H100-SXM5-80GB", "3A090.a", 8, 8 * 15832.0)]  # p5.48xlarge
+    assert view.unlabelled_nodes() == 0
+    for label in ("node.kubernetes.io/instance-type", "nvidia.com/gpu.count"):
+        del stripped["metadata"]["labels"][label]
+    view.apply_node(stripped)
+    strongest = strongest_of(catalog, "nvidia")
+    assert view.models() == ("unknown",)  # workloads that may land there count the policy's unknown-part figure
+    assert view.capacity() == [CapacityRow("unknown", strongest.gpu_class.value, 8, 8 * strongest.tpp)]
+    assert view.unlabelled_nodes() == 1
     view.apply_node(node)
+    assert view.unlabelled_nodes() == 0
     view.remove_node("ip-10-0-12-7.ec2.internal")
     assert view.models() == ()
 
@@ -171,6 +187,41 @@ def test_a_device_without_an_estimate_stands_for_its_name(
     (device,) = discover_profile(profile).devices
     assert device.estimated  # the placeholder TPP of "no NVML-derived figure"
     assert stands_for(device, catalog) == "NVIDIA X300 SXM7"
+
+
+@pytest.mark.parametrize(
+    ("labels", "allocatable", "model"),
+    [
+        ({"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}, {"nvidia.com/gpu": "4"}, "T4"),
+        ({"karpenter.k8s.aws/instance-gpu-name": "h200"}, {"nvidia.com/gpu": "8"}, "H200-SXM"),
+        ({"node.kubernetes.io/instance-type": "a3-highgpu-8g"}, {"nvidia.com/gpu": "8"}, "H100-SXM5-80GB"),
+        ({"node.kubernetes.io/instance-type": "Standard_ND96isr_MI300X_v5"}, {"amd.com/gpu": "8"}, "MI300X"),
+        ({"node.kubernetes.io/instance-type": "p5.48xlarge"}, {"nvidia.com/mig-1g.10gb": "56"}, "H100-SXM5-80GB"),
+    ],
+)
+def test_cloud_labels_name_the_model_of_allocated_gpus(
+    catalog: Catalog, labels: dict[str, str], allocatable: dict[str, str], model: str
+) -> None:
+    node = recorded("cpu-only")
+    node["metadata"]["labels"].update(labels)
+    node["status"]["allocatable"].update(allocatable)
+    view = ClusterInventory(catalog)
+    view.apply_node(node)
+    (row,) = view.capacity()
+    assert (row.model, row.gpus) == (model, 4 if model == "T4" else 8)  # 56 MIG slices: 8 GPUs
+    assert view.unlabelled_nodes() == 0
+
+
+def test_unlabelled_amd_node_is_an_unknown_part(catalog: Catalog) -> None:
+    node = recorded("cpu-only")
+    node["status"]["allocatable"]["amd.com/gpu"] = "8"
+    view = ClusterInventory(catalog)
+    view.apply_node(node)
+    assert view.models() == ("unknown",)
+    (row,) = view.capacity()
+    assert row.model == "unknown"
+    assert row.tpp == pytest.approx(8 * strongest_of(catalog, "amd").tpp)  # capacity: the vendor's best
+    assert view.unlabelled_nodes() == 1
 
 
 # -- list + watch ---------------------------------------------------------------------------------------------
@@ -270,9 +321,9 @@ def test_events_that_change_nothing_gpu_related_are_not_reparsed(
     parsed: list[str] = []
     real = cluster.node_gpus
 
-    def counting(node: dict[str, Any], catalog: Catalog) -> Any:
+    def counting(node: dict[str, Any], catalog: Catalog, table: Any = None) -> Any:
         parsed.append(node["metadata"]["name"])
-        return real(node, catalog)
+        return real(node, catalog, table)
 
     monkeypatch.setattr(cluster, "node_gpus", counting)
     view = ClusterInventory(catalog)

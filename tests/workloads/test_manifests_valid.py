@@ -28,7 +28,7 @@ def test_fixture_is_valid_kubernetes(name: str) -> None:
     if adapter is None:
         return
     for template in adapter(obj).templates:
-        if template.gpus is not None:
+        if template.resources is not None:
             continue  # TrainJob: the pod comes from the runtime, only placement overrides are in the object
         validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t"}, "spec": dict(template.spec)})
 

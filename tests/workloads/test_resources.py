@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from gpuquota.workloads import WorkloadError
-from gpuquota.workloads.resources import container_gpus, mig_profile, pod_gpus
+from gpuquota.workloads.gpu_names import Unit, default_gpu_resources, units_of
+from gpuquota.workloads.resources import container_gpus, pod_gpus
 
 GPU = "nvidia.com/gpu"
+WHOLE = Unit("whole", "nvidia")
 
 
 def container(gpus: int, *, sidecar: bool = False) -> dict[str, Any]:
@@ -20,7 +22,7 @@ def container(gpus: int, *, sidecar: bool = False) -> dict[str, Any]:
 
 
 def effective(spec: dict[str, Any]) -> int:
-    return pod_gpus(spec, "spec").get(GPU, 0)
+    return pod_gpus(spec, "spec").get(WHOLE, 0)
 
 
 def test_app_containers_add_up() -> None:
@@ -59,7 +61,7 @@ def test_resources_are_computed_per_name() -> None:
         "initContainers": [{"name": "i", "resources": {"limits": {"nvidia.com/mig-1g.10gb": 4}}}],
         "containers": [container(1)],
     }
-    assert pod_gpus(spec, "spec") == {GPU: 1, "nvidia.com/mig-1g.10gb": 4}
+    assert pod_gpus(spec, "spec") == {WHOLE: 1, Unit("mig", "nvidia", "1g.10gb"): 4}
 
 
 def test_limits_imply_requests_and_equal_requests_are_fine() -> None:
@@ -104,4 +106,5 @@ def test_cpu_and_memory_are_ignored_even_if_odd() -> None:
     [("nvidia.com/mig-3g.40gb", "3g.40gb"), ("nvidia.com/mig-1g.10gb+me", "1g.10gb"), ("nvidia.com/gpu", None)],
 )
 def test_mig_profile_names(name: str, profile: str | None) -> None:
-    assert mig_profile(name) == profile
+    (unit,) = units_of({name: 1}, default_gpu_resources(), "r")
+    assert unit == (WHOLE if profile is None else Unit("mig", "nvidia", profile))

@@ -187,21 +187,41 @@ step is guarded with has(): an evaluation error under failurePolicy Fail would r
 {{- join " && " $parts }}
 {{- end }}
 
-{{/* True when container variable `c` asks for a GPU resource: (dict "ctx" $). */}}
+{{/* One --gpu-resource / --gpu-device-class flag from a values entry: (dict "flag" "--gpu-resource" "entry" {...}). */}}
+{{- define "gpuquota.gpuTableFlag" -}}
+{{- $e := .entry }}
+{{- $parts := list $e.vendor }}
+{{- range $key := list "share" "model" "fraction" }}{{ if hasKey $e $key }}{{ $parts = append $parts (printf "%s=%v" $key (get $e $key)) }}{{ end }}{{ end }}
+{{- printf "%s=%s=%s" .flag $e.name (join "," $parts) }}
+{{- end }}
+
+{{/* True when container variable `c` asks for a GPU resource: (dict "ctx" $). Names and prefixes: the chart's
+lists plus the `extra` entries (a name ending in * is a prefix). */}}
 {{- define "gpuquota.cel.containerHasGpu" -}}
+{{- $gpu := .ctx.Values.webhook.gpuResources }}
 {{- $names := list }}
-{{- range .ctx.Values.webhook.gpuResources.names }}{{ $names = append $names (printf "'%s'" .) }}{{ end }}
+{{- $prefixes := $gpu.prefixes }}
+{{- range $gpu.names }}{{ $names = append $names (printf "'%s'" .) }}{{ end }}
+{{- range $gpu.extra }}{{ if hasSuffix "*" .name }}{{ $prefixes = append $prefixes (trimSuffix "*" .name) }}{{ else }}{{ $names = append $names (printf "'%s'" .name) }}{{ end }}{{ end }}
 {{- $tests := list }}
 {{- if $names }}{{ $tests = append $tests (printf "k in [%s]" (join ", " $names)) }}{{ end }}
-{{- range .ctx.Values.webhook.gpuResources.prefixes }}{{ $tests = append $tests (printf "k.startsWith('%s')" .) }}{{ end }}
+{{- range $prefixes }}{{ $tests = append $tests (printf "k.startsWith('%s')" .) }}{{ end }}
 {{- $key := join " || " $tests }}
 {{- printf "has(c.resources) && ((has(c.resources.limits) && c.resources.limits.exists(k, %s)) || (has(c.resources.requests) && c.resources.requests.exists(k, %s)))" $key $key }}
 {{- end }}
 
-{{/* True when the pod spec at CEL expression .spec asks for a GPU in any container or init container. */}}
+{{/* True when the pod spec at CEL expression .spec asks for a GPU: in any container or init container, through
+DRA claims (what a claim holds is not in the object: every pod with claims is sent), or, when the spec sits in a
+template (or pod) whose metadata is its sibling, through KAI's gpu-fraction / gpu-memory annotations. */}}
 {{- define "gpuquota.cel.podSpecHasGpu" -}}
 {{- $c := include "gpuquota.cel.containerHasGpu" (dict "ctx" .ctx) }}
-{{- printf "(%s.containers.exists(c, %s) || (has(%s.initContainers) && %s.initContainers.exists(c, %s)))" .spec $c .spec .spec $c }}
+{{- $claims := printf "(has(%s.resourceClaims) && size(%s.resourceClaims) > 0)" .spec .spec }}
+{{- $kai := "" }}
+{{- if hasSuffix ".spec" .spec }}
+{{- $meta := printf "%s.metadata" (trimSuffix ".spec" .spec) }}
+{{- $kai = printf " || (has(%s) && has(%s.annotations) && ('gpu-fraction' in %s.annotations || 'gpu-memory' in %s.annotations))" $meta $meta $meta $meta }}
+{{- end }}
+{{- printf "(%s.containers.exists(c, %s) || (has(%s.initContainers) && %s.initContainers.exists(c, %s)) || %s%s)" .spec $c .spec .spec $c $claims $kai }}
 {{- end }}
 
 {{/* True when one spec entry of a kind (see gpuquota.workloadKinds) asks for a GPU: (dict "ctx" $ "root" "object" "entry" …). */}}

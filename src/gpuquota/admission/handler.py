@@ -31,6 +31,7 @@ from gpuquota.admission.routing import Route, route, scale_parent
 from gpuquota.admission.trust import Trust
 from gpuquota.kube import KubeApi
 from gpuquota.ledger import Ledger
+from gpuquota.workloads import DEFAULT_ALL_DEVICES, ClaimSource, GpuResources
 
 __all__ = ["Admission", "Pending", "Reply", "bad_request", "ledger_down_message"]
 
@@ -64,6 +65,9 @@ class Admission:
         clock: Callable[[], datetime] = _utcnow,
         trusted_controllers: Iterable[str] = (),
         kube: KubeApi | None = None,
+        gpu_resources: GpuResources | None = None,
+        all_devices: int = DEFAULT_ALL_DEVICES,
+        claims: ClaimSource | None = None,
     ) -> None:
         self.live = live
         self.metrics = metrics
@@ -72,7 +76,8 @@ class Admission:
         self.trust = Trust(owners=owners or OwnerCache(), lws=lws, can_read_cluster=kube is not None,
                            trusted_controllers=trusted_controllers)
         self.judge = Judge(ledger, self.trust, clock=clock, namespaces=namespaces,
-                           inventory_models=inventory_models or (lambda: ()), kube=kube)
+                           inventory_models=inventory_models or (lambda: ()), kube=kube,
+                           gpu_resources=gpu_resources, all_devices=all_devices, claims=claims)
         self.answer = Answer(metrics, audit, clock)
 
     def begin(self, body: bytes, started: float | None = None) -> Reply | Pending:

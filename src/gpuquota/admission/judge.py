@@ -53,8 +53,11 @@ from gpuquota.ledger import (
 from gpuquota.policy import Policy, decide, usage_keys
 from gpuquota.reconcile.resources import RESOURCES
 from gpuquota.workloads import (
+    DEFAULT_ALL_DEVICES,
     SCALE_SUBRESOURCES,
+    ClaimSource,
     ExtractContext,
+    GpuResources,
     WorkloadError,
     extract,
     requests_gpu,
@@ -62,6 +65,7 @@ from gpuquota.workloads import (
     scale_replicas,
     with_replicas,
 )
+from gpuquota.workloads import gpu_resources as gpu_resources_table
 
 log = logging.getLogger("gpuquota.admission")
 
@@ -144,6 +148,9 @@ class Judge:
         namespaces: NamespaceCache | None = None,
         inventory_models: Callable[[], tuple[str, ...]] = lambda: (),
         kube: KubeApi | None = None,
+        gpu_resources: GpuResources | None = None,
+        all_devices: int = DEFAULT_ALL_DEVICES,
+        claims: ClaimSource | None = None,
     ) -> None:
         self.ledger = ledger
         self.trust = trust  # None: no owner claims are believed (``gpuquota check``)
@@ -153,6 +160,9 @@ class Judge:
         self._inventory_models = inventory_models
         self._ctx: ExtractContext | None = None
         self._ctx_policy: Policy | None = None  # the policy ``_ctx`` was built for (a reload rebuilds it)
+        self.gpu_resources = gpu_resources or gpu_resources_table()  # which resource names are GPUs
+        self.all_devices = all_devices  # what a DRA "All" request or an unreadable claim counts as
+        self.claims = claims  # the DRA claims pods name (None: --kube none, every claim counts as unreadable)
 
     # --- the part without I/O -------------------------------------------------------------------------------------
 
@@ -182,7 +192,7 @@ class Judge:
         claims = self.trust.claims(request, obj) if self.trust is not None else NO_CLAIMS
         if claims.owned is not None:
             return Owned(claims.owned, cached=True)
-        if not requests_gpu(obj):
+        if not requests_gpu(obj, self.gpu_resources):
             return SKIPPED
         old = decode_object(request.old_object, "oldObject", request.uid) if request.operation == "UPDATE" else None
         return self._case(request, snap, obj, old, claims.unchecked, reads=claims.reads)
@@ -191,9 +201,9 @@ class Judge:
               owners: tuple[OwnerRef, ...], *, reads: bool = False) -> Outcome | Deferred:
         """Demand (for an UPDATE, its growth over ``old``) and tenant of a GPU object, then the ledger's part."""
         ctx = self.context(snap)
-        demand = whole = extract(obj, ctx)
+        demand = whole = extract(obj, ctx, self.claims)
         if demand is not None and old is not None:
-            before = extract(old, ctx)
+            before = extract(old, ctx, self.claims)
             if before is not None:
                 demand = scale_delta(before, demand)  # only growth needs new room
         if demand is None or not demand.groups:
@@ -220,7 +230,8 @@ class Judge:
         if (ctx is None or self._ctx_policy is not policy or ctx.catalog is not snap.catalog
                 or ctx.inventory_models != models):
             ctx = ExtractContext(
-                snap.catalog, models, policy.default_model, policy.shared_gpu_fraction, policy.unknown_model_tpp
+                snap.catalog, models, policy.default_model, policy.shared_gpu_fraction, policy.unknown_model_tpp,
+                resources=self.gpu_resources, all_devices=self.all_devices,
             )
             self._ctx, self._ctx_policy = ctx, policy
         return ctx
@@ -255,7 +266,7 @@ class Judge:
                 return Unjudgeable(before, after, stored)
             field = SCALE_SUBRESOURCES[(request.kind.group, request.kind.kind)]
             old, new = with_replicas(stored, field, before), with_replicas(stored, field, after)
-            if not requests_gpu(new):
+            if not requests_gpu(new, self.gpu_resources):
                 return SKIPPED
             step = self._case(request, snap, new, old, ())
         except WorkloadError as exc:

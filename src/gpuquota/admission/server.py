@@ -33,6 +33,7 @@ from gpuquota.admission.app import (
     thread_pool_runner,
 )
 from gpuquota.admission.audit import AuditLog
+from gpuquota.admission.claims import ClaimCache
 from gpuquota.admission.handler import Admission
 from gpuquota.admission.ledger_access import DeferredLedger
 from gpuquota.admission.live import FileWatch, LiveConfig
@@ -50,6 +51,7 @@ from gpuquota.kube.health import WatchHealth
 from gpuquota.ledger import LedgerError, open_ledger
 from gpuquota.ledger.store import SqlLedger
 from gpuquota.policy import Policy
+from gpuquota.workloads import DEFAULT_ALL_DEVICES, GpuNameError, GpuResources, gpu_resources
 from gpuquota.workloads.models import RESOLUTIONS
 
 log = logging.getLogger("gpuquota.admission.server")
@@ -94,6 +96,9 @@ class ServeSettings:
     metrics_auth: MetricsAuthMode = "none"  # "kubernetes": TokenReview + SubjectAccessReview on the metrics port
     client_ca: Path | None = None  # mutual TLS on the webhook port: clients need a certificate from this CA
     decision_retention_days: float | None = DEFAULT_DECISION_RETENTION_DAYS  # None: keep decision records forever
+    gpu_resources: tuple[str, ...] = ()  # --gpu-resource entries added to the bundled table
+    gpu_device_classes: tuple[str, ...] = ()  # --gpu-device-class entries
+    dra_all_devices: int = DEFAULT_ALL_DEVICES  # GPUs a DRA "All" request or an unreadable claim counts as
 
     def resolved_ledger_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite3'}"
@@ -111,10 +116,18 @@ def _kube(settings: ServeSettings) -> KubeApi | None:
     return KubeClient.from_source(source)
 
 
+def _gpu_table(settings: ServeSettings) -> GpuResources:
+    try:
+        return gpu_resources(settings.gpu_resources, settings.gpu_device_classes)
+    except GpuNameError as exc:
+        raise UserError(str(exc)) from None
+
+
 class Webhook:
     """Everything one server process holds. Built by ``build`` so tests can drive it without uvicorn."""
 
     def __init__(self, settings: ServeSettings) -> None:
+        table = _gpu_table(settings)  # bad table entries stop the start before anything is opened
         self.settings = settings
         self.readiness = Readiness()
         self._live_holder: list[LiveConfig] = []
@@ -144,14 +157,17 @@ class Webhook:
             self.namespaces = NamespaceCache()
             cache = self.namespaces
             self.readiness.namespaces_synced = lambda: cache.synced
-            self.inventory = ClusterInventory(self.live.current.catalog)
+            self.inventory = ClusterInventory(self.live.current.catalog, table)
         inventory = self.inventory
         self.metrics.watch_capacity(
-            lambda: [] if inventory is None else [(r.model, r.gpu_class, r.tpp, r.gpus) for r in inventory.capacity()]
+            lambda: [] if inventory is None else [(r.model, r.gpu_class, r.tpp, r.gpus) for r in inventory.capacity()],
+            None if inventory is None else inventory.unlabelled_nodes,
         )
         self.admission = Admission(self.live, self.ledger, self.metrics, self.audit, namespaces=self.namespaces,
                                    inventory_models=inventory.models if inventory is not None else None,
-                                   trusted_controllers=settings.trusted_controllers, kube=self.kube)
+                                   trusted_controllers=settings.trusted_controllers, kube=self.kube,
+                                   gpu_resources=table, all_devices=settings.dra_all_devices,
+                                   claims=ClaimCache() if self.kube is not None else None)
         self.executor: ThreadPoolExecutor | None = None
         runner: LedgerRunner = run_inline
         threads = settings.ledger_threads
@@ -230,6 +246,8 @@ class Webhook:
             kube, cache = self.kube, self.namespaces
             threading.Thread(target=cache.run, args=(kube, self.stop), kwargs={"health": health},
                              name="namespace-watch", daemon=True).start()
+        if self.kube is not None and isinstance(self.admission.judge.claims, ClaimCache):  # the DRA claims pods name
+            self.admission.judge.claims.start(self.kube, self.stop)
         if self.kube is not None and self.inventory is not None:
             threading.Thread(target=run_node_watch, args=(self.kube, self.inventory, self.stop),
                              kwargs={"health": health}, name="node-watch", daemon=True).start()

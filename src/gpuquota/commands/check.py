@@ -27,6 +27,13 @@ from gpuquota.admission.judge import Judge
 from gpuquota.admission.outcome import Case, Decided
 from gpuquota.catalog import Catalog, h100_equivalents, load_catalog
 from gpuquota.commands.catalog_option import CatalogOption, catalog_from
+from gpuquota.commands.gpuopts import (
+    DEFAULT_ALL_DEVICES,
+    DraAllDevicesOption,
+    GpuDeviceClassOption,
+    GpuResourceOption,
+    gpu_table,
+)
 from gpuquota.domain import Action, Decision, Demand, RuleOutcome, Tenant, UsageKey
 from gpuquota.errors import UserError
 from gpuquota.ledger import WorkloadRef
@@ -36,7 +43,18 @@ from gpuquota.policy import format as fmt
 from gpuquota.policy.usage_file import load_usage
 from gpuquota.tenancy import TenantDirectory, load_tenants, validate_country
 from gpuquota.tenancy.validation import one_line
-from gpuquota.workloads import ExtractContext, UnsupportedKind, extract, requests_gpu
+from gpuquota.workloads import (
+    ExtractContext,
+    GpuResources,
+    ManifestClaims,
+    UnsupportedKind,
+    WorkloadError,
+    extract,
+    gpu_resources,
+    requests_gpu,
+)
+from gpuquota.workloads.dra import CLAIM, CLAIM_TEMPLATE
+from gpuquota.workloads.extract import estimate
 from gpuquota.workloads.registry import api_group
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -153,23 +171,30 @@ def evaluate(
     *,
     inventory: tuple[str, ...] = (),
     catalog: Catalog | None = None,
+    resources: GpuResources | None = None,
+    all_devices: int = DEFAULT_ALL_DEVICES,
 ) -> list[Row]:
     """Judge each object in order, as the webhook's judge on an in-memory ledger: the reservations of admitted ones
-    count against later ones."""
+    count against later ones. DRA claims that pods name are read from the same manifests."""
+    claims = ManifestClaims(objects, who.namespace or "")
+    judge = Judge(MemoryLedger(usage), clock=lambda: now, gpu_resources=resources or gpu_resources(),
+                  all_devices=all_devices, claims=claims)
+    table = judge.gpu_resources
     ctx = ExtractContext(
         catalog or load_catalog(), inventory, policy.default_model, policy.shared_gpu_fraction,
-        policy.unknown_model_tpp,
+        policy.unknown_model_tpp, resources=table, all_devices=all_devices,
     )
-    judge = Judge(MemoryLedger(usage), clock=lambda: now)
     seen: set[WorkloadRef] = set()
     rows: list[Row] = []
     for index, obj in enumerate(objects):
         kind, namespace, name = _identity(obj)
+        if kind in (CLAIM, CLAIM_TEMPLATE) and str(obj.get("apiVersion", "")).startswith("resource.k8s.io/"):
+            rows.append(Row(kind, namespace, name, Status.NO_GPU, "device claim: counted with the pods that name it"))
+            continue
         try:
-            demand = extract(obj, ctx)
+            demand = extract(obj, ctx, claims)
         except UnsupportedKind as exc:
-            note = "; it asks for GPUs: the webhook checks its pods one by one" if requests_gpu(obj) else ""
-            rows.append(Row(kind, namespace, name, Status.SKIPPED, f"not evaluated: {exc.problem}{note}"))
+            rows.append(_skipped(obj, exc.problem, ctx, claims, table))
             continue
         if demand is None:
             rows.append(Row(kind, namespace, name, Status.NO_GPU, "requests no GPU"))
@@ -187,6 +212,22 @@ def evaluate(
         status = Status.DENIED if not decision.allowed else Status.WARNED if decision.warnings else Status.ALLOWED
         rows.append(Row(kind, namespace, name, status, decision.message, demand, decision, tenant))
     return rows
+
+
+def _skipped(obj: Mapping[str, Any], problem: str, ctx: ExtractContext, claims: ManifestClaims,
+             table: GpuResources) -> Row:
+    """A kind no adapter reads: not judged (the webhook checks its pods one by one), but its GPUs are reported
+    from the pod templates found in it rather than as 0."""
+    kind, namespace, name = _identity(obj)
+    if not requests_gpu(obj, table):
+        return Row(kind, namespace, name, Status.SKIPPED, f"not evaluated: {problem}")
+    try:
+        demand = estimate(obj, ctx, claims)
+    except WorkloadError:
+        demand = None
+    figure = f"its pod templates ask for {fmt.count(demand.gpus)} GPU(s); " if demand is not None else ""
+    message = f"not evaluated: {problem}; {figure}the webhook checks its pods one by one"
+    return Row(kind, demand.namespace if demand else namespace, name, Status.SKIPPED, message, demand)
 
 
 def _finite(value: float | None) -> float | None:
@@ -355,6 +396,8 @@ def run_check(
     inventory: list[str],
     now_text: str | None,
     catalog_file: Path | None = None,
+    resources: GpuResources | None = None,
+    all_devices: int = DEFAULT_ALL_DEVICES,
 ) -> int:
     """The command's body, returning the exit status (UserError for bad input)."""
     policy = load_policy(policy_name)
@@ -369,7 +412,8 @@ def run_check(
             if spec is None:
                 raise UserError(f"--inventory: {part!r} is not in the GPU catalog (see `gpuquota gpus`)")
             models.append(spec.key)
-    rows = evaluate(read_manifests(files), policy, who, usage, now, inventory=tuple(models), catalog=catalog)
+    rows = evaluate(read_manifests(files), policy, who, usage, now, inventory=tuple(models), catalog=catalog,
+                    resources=resources, all_devices=all_devices)
     if output is OutputFormat.JSON:
         sys.stdout.write(json.dumps([row_json(r) for r in rows], indent=2, ensure_ascii=False) + "\n")
     else:
@@ -403,9 +447,13 @@ def check(  # noqa: PLR0917 - typer maps parameters to options
         str | None, typer.Option("--now", help="Evaluate at this ISO 8601 time (default: now, UTC).")
     ] = None,
     catalog_file: CatalogOption = None,
+    gpu_resource: GpuResourceOption = None,
+    gpu_device_class: GpuDeviceClassOption = None,
+    dra_all_devices: DraAllDevicesOption = DEFAULT_ALL_DEVICES,
 ) -> None:
     """Evaluate workload manifests offline against a policy profile (exit 0 allowed, 1 denied, 2 bad input)."""
     try:
+        table = gpu_table(gpu_resource, gpu_device_class, dra_all_devices)
         code = run_check(
             files,
             policy_name=policy,
@@ -417,6 +465,8 @@ def check(  # noqa: PLR0917 - typer maps parameters to options
             inventory=inventory or [],
             now_text=now,
             catalog_file=catalog_file,
+            resources=table,
+            all_devices=dra_all_devices,
         )
     except UserError as exc:
         print(f"gpuquota: {exc}", file=sys.stderr)

@@ -8,6 +8,13 @@ from typing import Annotated
 import typer
 
 from gpuquota.commands.catalog_option import CatalogOption
+from gpuquota.commands.gpuopts import (
+    DEFAULT_ALL_DEVICES,
+    DraAllDevicesOption,
+    GpuDeviceClassOption,
+    GpuResourceOption,
+    gpu_table,
+)
 from gpuquota.commands.kubeopts import (
     ApiServerOption,
     CaFileOption,
@@ -92,6 +99,9 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
             "reservation, beyond the controller manager and non-tenant service accounts. Repeatable.",
         ),
     ] = None,
+    gpu_resource: GpuResourceOption = None,
+    gpu_device_class: GpuDeviceClassOption = None,
+    dra_all_devices: DraAllDevicesOption = DEFAULT_ALL_DEVICES,
 ) -> None:
     """Run the validating admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from gpuquota.admission.server import ServeSettings, run  # noqa: PLC0415 - keep `gpuquota --help` fast
@@ -122,6 +132,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     trusted = tuple(name.strip() for name in trusted_controller or ())
     if any(not name for name in trusted):
         raise UserError("--trusted-controller needs a user name, e.g. system:serviceaccount:kubeflow:training-operator")
+    gpu_table(gpu_resource, gpu_device_class, dra_all_devices)  # bad entries: a clear error before anything starts
     level = log_level_name(log_level)
     settings = ServeSettings(
         host=host,
@@ -152,6 +163,9 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         metrics_auth=metrics_auth,  # type: ignore[arg-type]  # checked above
         limits=ConnectionLimits(header_timeout_s=read_timeout, body_timeout_s=read_timeout,
                                 handshake_timeout_s=read_timeout, max_connections=max_connections),
+        gpu_resources=tuple(gpu_resource or ()),
+        gpu_device_classes=tuple(gpu_device_class or ()),
+        dra_all_devices=dra_all_devices,
     )
     run(settings)
 

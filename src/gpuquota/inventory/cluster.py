@@ -1,8 +1,9 @@
 """The webhook's cached view of the cluster's GPU nodes, kept current by a list+watch on ``/api/v1/nodes``.
 
 Each node is read from the agent's annotation when present (exact: per device, MIG-aware), else from the
-agent's labels, else from GPU Feature Discovery's ``nvidia.com/gpu.product``/``gpu.count``. A model the
-catalog does not know is never counted as nothing: workloads that may land on it count at the agent's NVML
+agent's labels, else from GPU Feature Discovery's ``nvidia.com/gpu.product``/``gpu.count``, else from the GPUs its
+allocatable resources show (``inventory.allocatable``: the model from cloud or provisioner labels, or unknown). A
+model the catalog does not know is never counted as nothing: workloads that may land on it count at the agent's NVML
 estimate, or at the policy's unknown-part figure when there is none (``stands_for``).
 """
 
@@ -17,6 +18,13 @@ from typing import Any
 
 from gpuquota.catalog import Catalog, estimate_entry, load_catalog
 from gpuquota.domain import GpuClass
+from gpuquota.inventory.allocatable import (
+    MODEL_LABEL_KEYS,
+    allocatable_gpus,
+    fingerprint_part,
+    labelled_model,
+    strongest_of,
+)
 from gpuquota.inventory.model import DeviceInfo, InventoryFormatError, NodeInventory
 from gpuquota.inventory.node_keys import (
     ANNOTATION_INVENTORY,
@@ -30,6 +38,7 @@ from gpuquota.inventory.rating import MAX_MIG_SLICES, has_estimate
 from gpuquota.kube.api import KubeApi, WatchEvent
 from gpuquota.kube.health import WatchHealth
 from gpuquota.kube.reflector import Backoff, Reflector
+from gpuquota.workloads.gpu_names import GpuResources, default_gpu_resources
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +71,13 @@ class GpuGroup:
 @dataclass(frozen=True, slots=True)
 class NodeGpus:
     name: str
-    source: str  # "agent" (annotation), "agent-labels", "gfd"
+    source: str  # "agent" (annotation), "agent-labels", "gfd", "allocatable" (device plugin only)
     groups: tuple[GpuGroup, ...]
+
+    @property
+    def unlabelled(self) -> bool:
+        """GPUs shown only by the device plugin, with no label naming their model: counted as the strongest."""
+        return self.source == "allocatable" and any(g.model == UNKNOWN_MODEL for g in self.groups)
 
     @property
     def tpp(self) -> float:
@@ -127,18 +141,31 @@ def _from_product(name: str, source: str, product: str, count: int, catalog: Cat
     return NodeGpus(name, source, (group,))
 
 
-_SOURCE_LABELS = (LABEL_MODEL, LABEL_COUNT, GFD_PRODUCT, GFD_COUNT)
+_SOURCE_LABELS = tuple(dict.fromkeys((LABEL_MODEL, LABEL_COUNT, GFD_PRODUCT, GFD_COUNT, *MODEL_LABEL_KEYS)))
 
 
-def gpu_fingerprint(node: dict[str, Any]) -> tuple[str | None, ...]:
+def gpu_fingerprint(node: dict[str, Any]) -> tuple[Any, ...]:
     """Everything ``node_gpus`` looks at: equal fingerprints read the same (kubelet status updates change none)."""
     metadata = node.get("metadata") or {}
     labels = metadata.get("labels") or {}
     annotation = (metadata.get("annotations") or {}).get(ANNOTATION_INVENTORY)
-    return (annotation if isinstance(annotation, str) else None, *(labels.get(k) for k in _SOURCE_LABELS))
+    return (annotation if isinstance(annotation, str) else None, *(labels.get(k) for k in _SOURCE_LABELS),
+            fingerprint_part(node))
 
 
-def node_gpus(node: dict[str, Any], catalog: Catalog) -> NodeGpus | None:
+def _from_allocatable(name: str, labels: dict[str, Any], per_vendor: dict[str, int], catalog: Catalog) -> NodeGpus:
+    groups = []
+    for vendor, count in sorted(per_vendor.items()):
+        spec = labelled_model(labels, vendor, catalog)
+        if spec is None:  # capacity shows the vendor's strongest part; workloads count the policy's unknown figure
+            strongest = strongest_of(catalog, vendor)
+            groups.append(GpuGroup(UNKNOWN_MODEL, strongest.gpu_class, count, strongest.tpp, UNKNOWN_MODEL))
+        else:
+            groups.append(GpuGroup(spec.key, spec.gpu_class, count, spec.tpp, spec.key))
+    return NodeGpus(name, "allocatable", tuple(groups))
+
+
+def node_gpus(node: dict[str, Any], catalog: Catalog, table: GpuResources | None = None) -> NodeGpus | None:
     """A Node object's GPUs, or ``None`` when nothing on it says it has any."""
     metadata = node.get("metadata") or {}
     name = str(metadata.get("name", ""))
@@ -155,17 +182,22 @@ def node_gpus(node: dict[str, Any], catalog: Catalog) -> NodeGpus | None:
         count = _count(labels.get(count_key))
         if isinstance(labels.get(model_key), str) and count:
             return _from_product(name, source, labels[model_key], count, catalog)
+    per_vendor = allocatable_gpus(node, table or default_gpu_resources())
+    if per_vendor:
+        return _from_allocatable(name, labels, per_vendor, catalog)
     return None
 
 
 class ClusterInventory:
     """Thread-safe: the watch thread writes, request handlers read snapshots computed once per change."""
 
-    def __init__(self, catalog: Catalog | None = None) -> None:
+    def __init__(self, catalog: Catalog | None = None, table: GpuResources | None = None) -> None:
         self._catalog = catalog or load_catalog()
+        self._table = table or default_gpu_resources()  # which allocatable resources are GPUs
+        self._unlabelled = 0
         self._lock = threading.Lock()
         self._nodes: dict[str, NodeGpus] = {}
-        self._fingerprints: dict[str, tuple[str | None, ...]] = {}  # of every node seen, GPUs or not
+        self._fingerprints: dict[str, tuple[Any, ...]] = {}  # of every node seen, GPUs or not
         self._models: tuple[str, ...] = ()
         self._capacity: list[CapacityRow] = []
         self.synced = threading.Event()  # set once the first full list has been applied
@@ -180,6 +212,11 @@ class ClusterInventory:
                 gpus, tpp = rows.get(key, (0, 0.0))
                 rows[key] = (gpus + group.count, tpp + group.count * group.tpp_each)
         self._capacity = [CapacityRow(m, c, g, round(t, 1)) for (m, c), (g, t) in sorted(rows.items())]
+        unlabelled = sorted(n.name for n in self._nodes.values() if n.unlabelled)
+        if len(unlabelled) > self._unlabelled:
+            log.warning("%d node(s) show GPUs with no label naming their model (workloads that may land there "
+                        "count at the policy's unknown-part figure): %s", len(unlabelled), ", ".join(unlabelled[:10]))
+        self._unlabelled = len(unlabelled)
 
     def apply_node(self, node: dict[str, Any]) -> None:
         """Add, update or (when it no longer shows GPUs) drop a node from a Node object."""
@@ -190,7 +227,7 @@ class ClusterInventory:
         with self._lock:
             if self._fingerprints.get(name) == fingerprint:
                 return  # nothing GPU-related changed: skip parsing the annotation again
-        gpus = node_gpus(node, self._catalog)
+        gpus = node_gpus(node, self._catalog, self._table)
         with self._lock:
             self._fingerprints[name] = fingerprint
             if gpus is None:
@@ -211,13 +248,13 @@ class ClusterInventory:
     def replace_all(self, nodes: Iterable[dict[str, Any]]) -> None:
         """A full list: nodes absent from it are dropped (deletions missed while the watch was down)."""
         parsed: dict[str, NodeGpus] = {}
-        fingerprints: dict[str, tuple[str | None, ...]] = {}
+        fingerprints: dict[str, tuple[Any, ...]] = {}
         for node in nodes:
             name = str((node.get("metadata") or {}).get("name", ""))
             if not name:
                 continue
             fingerprints[name] = gpu_fingerprint(node)
-            gpus = node_gpus(node, self._catalog)
+            gpus = node_gpus(node, self._catalog, self._table)
             if gpus is not None:
                 parsed[name] = gpus
         with self._lock:
@@ -233,6 +270,11 @@ class ClusterInventory:
     def capacity(self) -> list[CapacityRow]:
         with self._lock:
             return list(self._capacity)
+
+    def unlabelled_nodes(self) -> int:
+        """Nodes whose GPUs show only in their allocatable resources, with no label naming the model."""
+        with self._lock:
+            return self._unlabelled
 
     def node(self, name: str) -> NodeGpus | None:
         with self._lock:

@@ -8,23 +8,34 @@ Public API (the webhook, the ``check`` CLI and the Helm chart build on it — ke
 - ``SUPPORTED_KINDS`` — (apiGroup, kind) pairs with an adapter;
 - ``SCALE_SUBRESOURCES`` — (apiGroup, kind) → the field a ``/scale`` write sets; ``with_replicas``, ``scale_replicas``
   rebuild the parent a Scale request leaves behind;
-- ``ExtractContext``, ``WorkloadError``, ``UnsupportedKind``.
+- ``ExtractContext``, ``WorkloadError``, ``UnsupportedKind``;
+- ``GpuResources`` (``gpu_resources``: the bundled table plus ``--gpu-resource``/``--gpu-device-class`` entries),
+  ``ClaimSource``/``ManifestClaims`` (where DRA claims are read), ``DEFAULT_ALL_DEVICES``.
 """
 
-from gpuquota.workloads.context import ExtractContext
+from gpuquota.workloads.context import DEFAULT_ALL_DEVICES, ExtractContext
 from gpuquota.workloads.delta import scale_delta
+from gpuquota.workloads.dra import ClaimSource, ManifestClaims
 from gpuquota.workloads.errors import UnsupportedKind, WorkloadError
 from gpuquota.workloads.extract import extract, requests_gpu
+from gpuquota.workloads.gpu_names import GpuNameError, GpuResources
+from gpuquota.workloads.gpu_names import configured as gpu_resources
 from gpuquota.workloads.registry import SUPPORTED_KINDS
 from gpuquota.workloads.scale import SCALE_SUBRESOURCES, scale_replicas, with_replicas
 
 __all__ = [
+    "DEFAULT_ALL_DEVICES",
     "SCALE_SUBRESOURCES",
     "SUPPORTED_KINDS",
+    "ClaimSource",
     "ExtractContext",
+    "GpuNameError",
+    "GpuResources",
+    "ManifestClaims",
     "UnsupportedKind",
     "WorkloadError",
     "extract",
+    "gpu_resources",
     "requests_gpu",
     "scale_delta",
     "scale_replicas",

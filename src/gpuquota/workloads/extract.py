@@ -12,12 +12,16 @@ from typing import Any
 from gpuquota.domain import Demand, PodGroup
 from gpuquota.workloads import annotations as declared
 from gpuquota.workloads.context import ExtractContext
+from gpuquota.workloads.dra import ClaimSource, pod_claims, read_pod_claims
 from gpuquota.workloads.errors import UnsupportedKind, WorkloadError
 from gpuquota.workloads.fields import MAX_PODS, type_name
-from gpuquota.workloads.models import product_selector, resolve
+from gpuquota.workloads.fractions import KAI_ANNOTATIONS, kai_units
+from gpuquota.workloads.generic import generic_shape
+from gpuquota.workloads.gpu_names import MISSING, GpuResources, Unit, add_units, default_gpu_resources
+from gpuquota.workloads.models import Selector, pinned_models, product_selector, resolve
 from gpuquota.workloads.registry import ADAPTERS, api_group
-from gpuquota.workloads.resources import is_gpu_resource, pod_gpus
-from gpuquota.workloads.shape import Shape
+from gpuquota.workloads.resources import UnitCounts, container_units, pod_gpus
+from gpuquota.workloads.shape import Shape, Template
 
 
 def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -45,8 +49,11 @@ def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return api_version, kind, namespace, name
 
 
-def extract(obj: Mapping[str, Any], ctx: ExtractContext) -> Demand | None:
+def extract(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | None = None) -> Demand | None:
     """The GPU demand of one workload object; ``None`` when it asks for no GPU at all.
+
+    ``claims`` reads the ResourceClaim(Template)s its pods name (DRA); without it, or when one cannot be read,
+    a claim counts as ``ctx.all_devices`` GPUs of the most powerful model, with a warning.
 
     Raises ``UnsupportedKind`` for a kind no adapter reads and ``WorkloadError`` (naming kind/name and the field
     path) for anything malformed or beyond the documented bounds.
@@ -59,44 +66,106 @@ def extract(obj: Mapping[str, Any], ctx: ExtractContext) -> Demand | None:
     if adapter is None:
         raise UnsupportedKind(f"{api_version} {kind} is not a workload kind gpuquota reads", kind=kind, name=shown)
     try:
-        return _demand(adapter(obj), ctx, api_version=api_version, kind=kind, namespace=namespace, name=name)
+        return _demand(
+            adapter(obj), ctx, claims, api_version=api_version, kind=kind, namespace=namespace, name=name
+        )
     except WorkloadError as exc:
         if exc.kind:
             raise
         raise exc.located(kind, shown) from None
 
 
+def estimate(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | None = None) -> Demand | None:
+    """The demand of an object of a kind no adapter reads, from the pod templates found in it (``generic``): what
+    ``check`` reports for a kind the webhook judges pod by pod. An estimate for people; it never admits anything."""
+    api_version, kind, namespace, name = _identity(obj)
+    shown = f"{namespace}/{name}" if namespace else name
+    try:
+        return _demand(
+            generic_shape(obj), ctx, claims, api_version=api_version, kind=kind, namespace=namespace, name=name
+        )
+    except WorkloadError as exc:
+        if exc.kind:
+            raise
+        raise exc.located(kind, shown) from None
+
+
+def _pod_units(template: Template, ctx: ExtractContext) -> UnitCounts:
+    """Containers' resources (or the kind's own resources block) plus the pod template's KAI fractions."""
+    table = ctx.resources
+    if template.resources is None:
+        counts = pod_gpus(template.spec, template.path, table)
+    else:
+        counts = container_units(template.resources, template.path, table)
+    if template.annotations:
+        where = f"{template.path.removesuffix('spec')}metadata.annotations"
+        add_units(counts, kai_units(template.annotations, where))
+    return counts
+
+
+def _selector(template: Template, counts: tuple[tuple[Unit, int], ...]) -> Selector:
+    """The models the node selector allows, narrowed by the models the devices themselves are pinned to."""
+    chosen = product_selector(template.spec, template.path)
+    pins = pinned_models(counts)
+    if pins is None or chosen is None:
+        return chosen if pins is None else pins
+    return tuple(sorted((set(chosen) & set(pins)) or (set(chosen) | set(pins))))
+
+
+def _group(
+    role: str, pods: int, template: Template, counts: UnitCounts, *, ctx: ExtractContext, warnings: list[str]
+) -> PodGroup:
+    units = tuple(sorted(counts.items()))
+    resolution = resolve(ctx, _selector(template, units), units)
+    model = resolution.model
+    for warning in resolution.warnings:
+        text = f"{role}: {warning}"
+        if text not in warnings:
+            warnings.append(text)
+    return PodGroup(
+        role=role,
+        pods=pods,
+        gpus_per_pod=resolution.gpus_per_pod,
+        model=model.key,
+        model_source=resolution.source,
+        tpp_per_gpu=model.tpp,
+        gpu_class=model.gpu_class,
+    )
+
+
 def _demand(
-    shape: Shape, ctx: ExtractContext, *, api_version: str, kind: str, namespace: str, name: str
+    shape: Shape,
+    ctx: ExtractContext,
+    claims: ClaimSource | None,
+    *,
+    api_version: str,
+    kind: str,
+    namespace: str,
+    name: str,
 ) -> Demand | None:
     groups: list[PodGroup] = []
     warnings: list[str] = list(shape.warnings)
+    shared: dict[str, tuple[UnitCounts, Template]] = {}  # a ResourceClaim shared by pods: counted once
     total_pods = 0
     for template in shape.templates:
         total_pods += template.pods
         if not template.pods:
             continue
-        counts = pod_gpus(template.spec, template.path) if template.gpus is None else template.gpus
-        if not counts:
-            continue
-        selector = product_selector(template.spec, template.path)
-        resolution = resolve(ctx, selector, tuple(sorted(counts.items())))
-        model = resolution.model
-        groups.append(
-            PodGroup(
-                role=template.role,
-                pods=template.pods,
-                gpus_per_pod=resolution.gpus_per_pod,
-                model=model.key,
-                model_source=resolution.source,
-                tpp_per_gpu=model.tpp,
-                gpu_class=model.gpu_class,
-            )
-        )
-        for warning in resolution.warnings:
-            text = f"{template.role}: {warning}"
-            if text not in warnings:
-                warnings.append(text)
+        counts = _pod_units(template, ctx)
+        listed = pod_claims(template.spec, template.path) if "resourceClaims" in template.spec else ()
+        if listed:
+            found = read_pod_claims(listed, namespace, ctx, claims)
+            add_units(counts, found.per_pod)
+            for claim_name, units in found.shared.items():
+                shared.setdefault(claim_name, (units, template))
+            for warning in found.warnings:
+                text = f"{template.role}: {warning}"
+                if text not in warnings:
+                    warnings.append(text)
+        if counts:
+            groups.append(_group(template.role, template.pods, template, counts, ctx=ctx, warnings=warnings))
+    for claim_name, (units, template) in shared.items():
+        groups.append(_group(f"claim {claim_name}", 1, template, units, ctx=ctx, warnings=warnings))
     if not groups:
         return None
     if total_pods > MAX_PODS:
@@ -144,14 +213,24 @@ _SKIPPED = frozenset(
 
 
 _RESOURCE_BLOCKS = frozenset({"limits", "requests", "overhead"})
+
+
+def _kai_annotated(metadata: object) -> bool:
+    if type(metadata) is not dict:
+        return False
+    annotations = metadata.get("annotations")
+    return type(annotations) is dict and any(key in annotations for key in KAI_ANNOTATIONS)
 _SCALARS = frozenset({str, int, float, bool, type(None)})  # never a Mapping or a list
 _CONTAINERS = frozenset({dict, list})
 
 
-def requests_gpu(obj: Mapping[str, Any]) -> bool:
-    """Whether any ``limits``/``requests``/``overhead`` block anywhere in the object names a GPU resource with
-    a non-zero value. Cheap (one walk, no parsing, no catalog) and kind-agnostic, so it also decides which
+def requests_gpu(obj: Mapping[str, Any], resources: GpuResources | None = None) -> bool:
+    """Whether any ``limits``/``requests``/``overhead`` block anywhere in the object names a GPU resource (of
+    ``resources``) with a non-zero value, any pod lists DRA ``resourceClaims``, or any metadata carries KAI's GPU
+    fraction annotations. Cheap (one walk, no parsing, no catalog) and kind-agnostic, so it also decides which
     objects of unknown kinds deserve a closer look; a malformed value counts as a request."""
+    table = resources or default_gpu_resources()
+    known = table.rows
     stack: list[Any] = [obj]
     while stack:
         node = stack.pop()
@@ -159,12 +238,19 @@ def requests_gpu(obj: Mapping[str, Any]) -> bool:
         if kind is dict or (kind is not list and isinstance(node, Mapping)):
             for key, value in node.items():
                 if key in _SKIPPED:
+                    if key == "metadata" and _kai_annotated(value):
+                        return True
                     continue
                 vkind = type(value)
                 if key in _RESOURCE_BLOCKS and (vkind is dict or isinstance(value, Mapping)):
                     for name, units in value.items():
-                        if isinstance(name, str) and is_gpu_resource(name) and units not in (0, "0"):
+                        row = known.get(name, MISSING)
+                        if row is MISSING:
+                            row = table.get(name) if isinstance(name, str) else None
+                        if row is not None and units not in (0, "0"):
                             return True
+                elif key == "resourceClaims" and value:
+                    return True
                 elif vkind is dict or vkind is list or (vkind not in _SCALARS and isinstance(value, (Mapping, list))):
                     stack.append(value)
         elif kind is list or isinstance(node, list):

@@ -134,8 +134,9 @@ _SUFFIX = {
 }
 
 
-def device_count(value: object, path: str) -> int:
-    """An extended-resource quantity (``nvidia.com/gpu: 8`` or ``"8"``): Kubernetes allows only whole units."""
+def device_count(value: object, path: str, *, maximum: int = MAX_GPUS_PER_CONTAINER) -> int:
+    """An extended-resource quantity (``nvidia.com/gpu: 8`` or ``"8"``): Kubernetes allows only whole units.
+    ``maximum``: devices per container by default; HAMi's percentages and MiB have their own bounds."""
     if isinstance(value, int) and not isinstance(value, bool):
         number: float = value
     elif isinstance(value, float):
@@ -158,8 +159,6 @@ def device_count(value: object, path: str) -> int:
         raise WorkloadError(f"must not be negative, got {value!r}", path=path)
     if number != int(number):
         raise WorkloadError(f"devices are whole units; {value!r} is fractional", path=path)
-    if number > MAX_GPUS_PER_CONTAINER:
-        raise WorkloadError(
-            f"{value!r} is above the accepted maximum of {MAX_GPUS_PER_CONTAINER} per container", path=path
-        )
+    if number > maximum:
+        raise WorkloadError(f"{value!r} is above the accepted maximum of {maximum} per container", path=path)
     return int(number)

@@ -19,42 +19,72 @@ from gpuquota.catalog.spec import MAX_NAME_CHARS
 from gpuquota.domain import ModelSource
 from gpuquota.workloads.context import ExtractContext
 from gpuquota.workloads.errors import WorkloadError
-from gpuquota.workloads.fields import mapping, optional_str, sequence, type_name
-from gpuquota.workloads.resources import NVIDIA_SHARED, VENDOR_OF_RESOURCE, mig_profile
+from gpuquota.workloads.fields import mapping, sequence, type_name
+from gpuquota.workloads.gpu_names import Unit
+from gpuquota.workloads.node_models import label_index
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 Selector = tuple[str, ...] | None
-"""Product label values a pod may land on (sorted), or ``None`` when its selectors do not constrain it."""
+"""Models a pod may land on (sorted; any spelling the catalog knows, or an unknown name), or ``None`` when its
+selectors do not constrain it."""
+
+
+def _translate(per_label: Mapping[str, set[str]]) -> set[str] | None:
+    """The models the highest-ranked constrained label allows (``node_models``: the product label first)."""
+    if not per_label:
+        return None
+    index = label_index()
+    rank_row = min((index[label] for label in per_label), key=lambda pair: pair[0])
+    row = rank_row[1]
+    return {model for value in per_label[row.label] for model in row.models(value)}
 
 
 def _term_values(term: Mapping[str, Any], path: str) -> set[str] | None:
-    """Products one nodeSelectorTerm allows; ``None`` when it does not constrain the product."""
-    allowed: set[str] | None = None
-    for index, expression in enumerate(sequence(term, "matchExpressions", f"{path}.matchExpressions")):
-        where = f"{path}.matchExpressions[{index}]"
+    """Models one nodeSelectorTerm allows; ``None`` when it does not constrain the model."""
+    index = label_index()
+    per_label: dict[str, set[str]] = {}
+    for position, expression in enumerate(sequence(term, "matchExpressions", f"{path}.matchExpressions")):
+        where = f"{path}.matchExpressions[{position}]"
         if not isinstance(expression, Mapping):
             raise WorkloadError(f"must be a mapping, got {type_name(expression)}", path=where)
-        if expression.get("key") != PRODUCT_LABEL or expression.get("operator") != "In":
-            continue  # NotIn, Exists, DoesNotExist, Gt, Lt: no upper bound on the product (conservative)
+        key = expression.get("key")
+        if not isinstance(key, str) or key not in index or expression.get("operator") != "In":
+            continue  # NotIn, Exists, DoesNotExist, Gt, Lt: no upper bound on the model (conservative)
         values = sequence(expression, "values", f"{where}.values")
         for value_index, value in enumerate(values):
             if not isinstance(value, str):
                 raise WorkloadError(f"must be a string, got {type_name(value)}", path=f"{where}.values[{value_index}]")
-        allowed = set(values) if allowed is None else allowed & set(values)
-    return allowed
+        per_label[key] = per_label[key] & set(values) if key in per_label else set(values)
+    return _translate(per_label)
+
+
+def _node_selector_models(node_selector: Mapping[str, Any], path: str) -> set[str] | None:
+    """Models a nodeSelector allows; ``None`` when it names no model label."""
+    if not node_selector:
+        return None
+    product = node_selector.get(PRODUCT_LABEL)
+    if type(product) is str:
+        return {product}  # the first-ranked label: nothing else in the nodeSelector can outrank it
+    chosen: dict[str, set[str]] = {}
+    for label in label_index():
+        value = node_selector.get(label)
+        if value is not None:
+            if not isinstance(value, str):
+                where = f"{path}.nodeSelector[{label}]"
+                raise WorkloadError(f"must be a string, got {type_name(value)}", path=where)
+            chosen[label] = {value}
+    return _translate(chosen)
 
 
 def product_selector(spec: Mapping[str, Any], path: str) -> Selector:
-    """The GPU products a PodSpec's nodeSelector and required node affinity allow.
+    """The GPU models a PodSpec's nodeSelector and required node affinity allow, read from the labels of
+    ``node_models`` (the product label first, then cloud and provisioner labels).
 
     Terms are ORed, expressions within a term ANDed, nodeSelector ANDed with the affinity. When the constraints
     contradict each other (the pod could never be scheduled) the union is counted, never nothing.
     """
-    chosen = optional_str(
-        mapping(spec, "nodeSelector", f"{path}.nodeSelector"), PRODUCT_LABEL, f"{path}.nodeSelector[{PRODUCT_LABEL}]"
-    )
-    from_selector = None if chosen is None else {chosen}
+    from_selector = _node_selector_models(mapping(spec, "nodeSelector", f"{path}.nodeSelector"), path)
     from_affinity: set[str] | None = None
     affinity = mapping(spec, "affinity", f"{path}.affinity")
     if affinity:
@@ -96,45 +126,81 @@ class Resolution:
 
 @dataclass(frozen=True, slots=True)
 class _Request:
+    """A pod's GPU units of one vendor, by kind of share (``gpu_names.Unit``)."""
+
     vendor: str
-    whole: int
-    shared: int
-    mig: tuple[tuple[str, int], ...]
+    units: tuple[tuple[Unit, int], ...]
+
+    @property
+    def mig(self) -> tuple[str, ...]:
+        return tuple(unit.param for unit, _ in self.units if unit.kind == "mig")
+
+    @property
+    def only_mig(self) -> bool:
+        return all(unit.kind == "mig" for unit, _ in self.units)
 
     def describe(self) -> str:
         """What the pod asks for, in words for warnings (``8 whole nvidia GPU(s), 1 x mig-3g.40gb``)."""
-        parts = [f"{self.whole} whole {self.vendor} GPU(s)"] if self.whole else []
-        if self.shared:
-            parts.append(f"{self.shared} shared GPU(s)")
-        parts.extend(f"{units} x mig-{profile[:MAX_SHOWN_CHARS]}" for profile, units in self.mig[:3])
-        return ", ".join(parts)
+        parts = [_describe(unit, units) for unit, units in self.units[:4]]  # tenant-written names: a few, cut short
+        return ", ".join(parts) + (f" and {len(self.units) - 4} more" if len(self.units) > 4 else "")
 
 
-def _split(counts: tuple[tuple[str, int], ...]) -> _Request | None:
-    """Group a pod's GPU units by kind; ``None`` when several vendors are mixed in one pod."""
-    vendors: set[str] = set()
-    whole = shared = 0
-    mig: list[tuple[str, int]] = []
-    for name, units in counts:
-        profile = mig_profile(name)
-        if profile is not None:
-            vendors.add("nvidia")
-            mig.append((profile, units))
-        elif name == NVIDIA_SHARED:
-            vendors.add("nvidia")
-            shared += units
-        else:
-            vendors.add(VENDOR_OF_RESOURCE[name])
-            whole += units
+def _describe(unit: Unit, units: int) -> str:
+    unit = unit._replace(param=unit.param[:MAX_SHOWN_CHARS])
+    return {
+        "whole": f"{units} whole {unit.vendor} GPU(s)",
+        "shared": f"{units} shared GPU(s)",
+        "mig": f"{units} x mig-{unit.param}",
+        "part": f"{units} x {unit.param} of a {unit.vendor} GPU",
+        "capped": f"{units} x {unit.param} of a {unit.vendor} GPU's cores",
+        "uncapped": f"{units} x {unit.param} of a shared {unit.vendor} GPU",
+        "memory": f"{units} x {unit.param} MiB of a shared {unit.vendor} GPU",
+    }.get(unit.kind, f"{units} unreadable device request(s)")
+
+
+def _split(counts: tuple[tuple[Unit, int], ...]) -> _Request | None:
+    """A pod's units as one vendor's request; ``None`` when several vendors are mixed in one pod."""
+    vendors = {unit.vendor for unit, _ in counts}
     if len(vendors) != 1:
         return None
-    return _Request(vendors.pop(), whole, shared, tuple(mig))
+    return _Request(vendors.pop(), counts)
+
+
+def pinned_models(counts: tuple[tuple[Unit, int], ...]) -> tuple[str, ...] | None:
+    """The models every unit of the pod is pinned to (KubeVirt names, DRA productName selectors), or ``None``
+    when any unit may be any model (a pod mixing pinned and free units may land where the free ones lead)."""
+    pins: set[str] | None = None
+    for unit, _ in counts:
+        if not unit.pins:
+            return None
+        pins = set(unit.pins) if pins is None else (pins & set(unit.pins)) or (pins | set(unit.pins))
+    return tuple(sorted(pins)) if pins else None
 
 
 def _capable(spec: GpuSpec, request: _Request) -> bool:
     if spec.key == UNKNOWN_KEY:  # no MIG table: its slices count as whole GPUs
         return spec.vendor == request.vendor
-    return spec.vendor == request.vendor and all(spec.mig_fraction(p) is not None for p, _ in request.mig)
+    return spec.vendor == request.vendor and all(spec.mig_fraction(p) is not None for p in request.mig)
+
+
+def _unit_gpus(spec: GpuSpec, unit: Unit, shared_fraction: float) -> float:
+    """Physical-GPU equivalents of one unit on ``spec``. Shares whose compute is not capped (time-slicing, memory
+    limits) count at least as the policy's shared fraction; MIG slices and partitions at their share of the GPU."""
+    kind = unit.kind
+    if kind == "shared":
+        return shared_fraction
+    if kind == "mig":
+        fraction = spec.mig_fraction(unit.param)
+        return 1.0 if fraction is None else fraction
+    if kind in ("part", "capped"):
+        return float(unit.param)
+    if kind == "uncapped":
+        return max(float(unit.param), shared_fraction)
+    if kind == "memory":
+        memory = spec.memory_gib
+        share = 1.0 if not memory else min(1.0, float(unit.param) / (memory * 1024))
+        return max(share, shared_fraction)
+    return 1.0
 
 
 def _estimates(ctx: ExtractContext) -> dict[str, float]:
@@ -176,19 +242,15 @@ def _shown(name: str) -> str:
 
 
 def _gpus(spec: GpuSpec, request: _Request, shared_fraction: float) -> float:
-    """Physical-GPU equivalents of the pod on ``spec`` (MIG slices by SMs, shares at the policy's fraction)."""
-    total = request.whole + request.shared * shared_fraction
-    for profile, units in request.mig:
-        fraction = spec.mig_fraction(profile)
-        total += units * (1.0 if fraction is None else fraction)
-    return total
+    """Physical-GPU equivalents of the pod on ``spec``."""
+    return sum(units * _unit_gpus(spec, unit, shared_fraction) for unit, units in request.units)
 
 
 def _best(specs: Iterable[GpuSpec], request: _Request, shared_fraction: float) -> GpuSpec | None:
     return max(specs, key=lambda s: s.tpp * _gpus(s, request, shared_fraction), default=None)
 
 
-def _as_whole(ctx: ExtractContext, counts: tuple[tuple[str, int], ...], why: str) -> Resolution:
+def _as_whole(ctx: ExtractContext, counts: tuple[tuple[Unit, int], ...], why: str) -> Resolution:
     """Last resort: every unit counted as one whole GPU of the most powerful catalog part."""
     strongest = ctx.catalog.strongest
     units = sum(units for _, units in counts)
@@ -197,7 +259,7 @@ def _as_whole(ctx: ExtractContext, counts: tuple[tuple[str, int], ...], why: str
     )
 
 
-_ResolutionKey = tuple[ExtractContext, Selector, tuple[tuple[str, int], ...]]
+_ResolutionKey = tuple[ExtractContext, Selector, tuple[tuple[Unit, int], ...]]
 
 
 def _resolution_size(key: _ResolutionKey, value: Resolution) -> int:
@@ -220,8 +282,9 @@ def _listed(values: Sequence[str]) -> str:
     return ", ".join(shown) + (f" and {len(values) - 3} more" if len(values) > 3 else "")
 
 
-def resolve(ctx: ExtractContext, selector: Selector, counts: tuple[tuple[str, int], ...]) -> Resolution:
-    """Count one pod's GPU request (``counts``: sorted resource units) under ``selector``, cached."""
+def resolve(ctx: ExtractContext, selector: Selector, counts: tuple[tuple[Unit, int], ...]) -> Resolution:
+    """Count one pod's GPU request (``counts``: sorted units) under ``selector`` (the models its node selector and
+    its devices allow), cached."""
     key = (ctx, selector, counts)
     found = RESOLUTIONS.lookup(key)
     if found is not None:
@@ -232,7 +295,7 @@ def resolve(ctx: ExtractContext, selector: Selector, counts: tuple[tuple[str, in
 
 
 def _resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
-    ctx: ExtractContext, selector: Selector, counts: tuple[tuple[str, int], ...]
+    ctx: ExtractContext, selector: Selector, counts: tuple[tuple[Unit, int], ...]
 ) -> Resolution:
     catalog = ctx.catalog
     request = _split(counts)
@@ -259,7 +322,7 @@ def _resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
             best = _best(pool, request, fraction)
             assert best is not None
             warnings.append(
-                f"GPU product {_listed(unknown)} ({PRODUCT_LABEL}) is not in the catalog; counted at "
+                f"GPU product {_listed(unknown)} is not in the catalog; counted at "
                 f"{'; '.join(sorted({basis for _, basis in strangers}))} per GPU: ask the admin to add a catalog row"
             )
             return done(best, ModelSource.UNKNOWN)
@@ -268,7 +331,7 @@ def _resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
         if best is not None:
             return done(best, ModelSource.SELECTOR)
         warnings.append(
-            f"the {PRODUCT_LABEL} selector ({_listed(selector)}) cannot serve {request.describe()}; "
+            f"the GPU model selector ({_listed(selector)}) cannot serve {request.describe()}; "
             "counted as if the pod had no selector"
         )
     if ctx.inventory_models:
@@ -295,7 +358,7 @@ def _resolve(  # noqa: PLR0911 (one return per rung of the fallback ladder)
             return done(default, ModelSource.DEFAULT)
     best = _best(capable, request, fraction)
     assert best is not None
-    if request.mig and not request.whole and not request.shared:
+    if request.only_mig:
         return done(best, ModelSource.RESOURCE)
     warnings.append(
         "no usable GPU model selector, inventory or default model: counted as the most powerful catalog GPU, "

@@ -13,32 +13,16 @@ from typing import Any
 
 from gpuquota.workloads.errors import WorkloadError
 from gpuquota.workloads.fields import MAX_GPUS_PER_CONTAINER, device_count, type_name
-
-NVIDIA_GPU = "nvidia.com/gpu"
-NVIDIA_SHARED = "nvidia.com/gpu.shared"
-NVIDIA_MIG_PREFIX = "nvidia.com/mig-"
-AMD_GPU = "amd.com/gpu"
-GAUDI = "habana.ai/gaudi"
-
-VENDOR_OF_RESOURCE = {NVIDIA_GPU: "nvidia", NVIDIA_SHARED: "nvidia", AMD_GPU: "amd", GAUDI: "intel"}
+from gpuquota.workloads.gpu_names import MISSING, GpuResources, Unit, add_units, default_gpu_resources, units_of
 
 GpuCounts = dict[str, int]
 """Units per GPU resource name, only names with a positive count."""
 
-
-def is_gpu_resource(name: str) -> bool:
-    return name in VENDOR_OF_RESOURCE or name.startswith(NVIDIA_MIG_PREFIX)
-
-
-def mig_profile(name: str) -> str | None:
-    """``nvidia.com/mig-3g.40gb`` → ``3g.40gb`` (a ``+me`` media-extension suffix is dropped)."""
-    if not name.startswith(NVIDIA_MIG_PREFIX):
-        return None
-    profile = name[len(NVIDIA_MIG_PREFIX) :]
-    return profile.removesuffix("+me")
+UnitCounts = dict[Unit, int]
+"""A pod's GPU request as normalised units (``gpu_names.Unit``)."""
 
 
-def _gpu_entries(values: object, path: str, key: str) -> GpuCounts | None:
+def _gpu_entries(values: object, path: str, key: str, table: GpuResources) -> GpuCounts | None:
     """Every GPU entry of ``resources[key]``, zeros included (they matter when comparing with limits).
 
     Hot path: plain dicts and small non-negative ints are taken as they are; anything else goes through the
@@ -49,30 +33,37 @@ def _gpu_entries(values: object, path: str, key: str) -> GpuCounts | None:
     if type(values) is not dict and not isinstance(values, Mapping):
         raise WorkloadError(f"must be a mapping, got {type_name(values)}", path=f"{path}.{key}")
     found: GpuCounts | None = None
+    known = table.rows
     for name, value in values.items():
-        if name in VENDOR_OF_RESOURCE or name.startswith(NVIDIA_MIG_PREFIX):
-            if type(value) is int and 0 <= value <= MAX_GPUS_PER_CONTAINER:
-                units = value
-            elif type(value) is str and value.isascii() and value.isdigit() and int(value) <= MAX_GPUS_PER_CONTAINER:
-                units = int(value)
-            else:
-                units = device_count(value, f"{path}.{key}[{name}]")
-            if found is None:
-                found = {name: units}
-            else:
-                found[name] = units
+        row = known.get(name, MISSING)
+        if row is MISSING:
+            row = table.get(name) if type(name) is str else None
+        if row is None:
+            continue
+        bound = row.max_units or MAX_GPUS_PER_CONTAINER
+        if type(value) is int and 0 <= value <= bound:
+            units = value
+        elif type(value) is str and value.isascii() and value.isdigit() and int(value) <= bound:
+            units = int(value)
+        else:
+            units = device_count(value, f"{path}.{key}[{name}]", maximum=bound)
+        if found is None:
+            found = {name: units}
+        else:
+            found[name] = units
     return found
 
 
-def container_gpus(resources: Mapping[str, Any], path: str) -> GpuCounts:
-    """GPU units of one ``resources`` block (``path`` names it). Limits imply requests; requests without
-    limits, or requests that differ from limits, are refused as the API server refuses them for devices."""
+def container_gpus(resources: Mapping[str, Any], path: str, table: GpuResources | None = None) -> GpuCounts:
+    """GPU units of one ``resources`` block (``path`` names it) by resource name. Limits imply requests; requests
+    without limits, or requests that differ from limits, are refused as the API server refuses them for devices."""
+    table = table or default_gpu_resources()
     if not resources:
         return {}
     if type(resources) is not dict and not isinstance(resources, Mapping):
         raise WorkloadError(f"must be a mapping, got {type_name(resources)}", path=path)
-    limits = _gpu_entries(resources.get("limits"), path, "limits")
-    requests = _gpu_entries(resources.get("requests"), path, "requests")
+    limits = _gpu_entries(resources.get("limits"), path, "limits", table)
+    requests = _gpu_entries(resources.get("requests"), path, "requests", table)
     if requests:
         for name, units in requests.items():
             limit = None if limits is None else limits.get(name)
@@ -88,12 +79,12 @@ def container_gpus(resources: Mapping[str, Any], path: str) -> GpuCounts:
     return {name: units for name, units in limits.items() if units}
 
 
-def _add(total: GpuCounts, extra: GpuCounts) -> None:
-    for name, units in extra.items():
-        total[name] = total.get(name, 0) + units
+def container_units(resources: Mapping[str, Any], path: str, table: GpuResources) -> UnitCounts:
+    """One ``resources`` block as normalised units (HAMi's per-GPU limits folded into the GPUs they limit)."""
+    return units_of(container_gpus(resources, path, table), table, path)
 
 
-def _max_into(total: GpuCounts, other: GpuCounts) -> None:
+def _max_into(total: UnitCounts, other: UnitCounts) -> None:
     for name, units in other.items():
         if units > total.get(name, 0):
             total[name] = units
@@ -108,16 +99,16 @@ def _container_list(spec: Mapping[str, Any], key: str, path: str) -> Sequence[An
     return containers
 
 
-def _resources_of(container: object, path: str, key: str, index: int) -> GpuCounts:
+def _resources_of(container: object, path: str, key: str, index: int, table: GpuResources) -> UnitCounts:
     if type(container) is not dict and not isinstance(container, Mapping):
         raise WorkloadError(f"must be a mapping, got {type_name(container)}", path=f"{path}.{key}[{index}]")
     resources = container.get("resources")
-    if not resources:
+    if not resources or not _may_hold_gpus(resources, table):
         return {}
-    return container_gpus(resources, f"{path}.{key}[{index}].resources") if _may_hold_gpus(resources) else {}
+    return container_units(resources, f"{path}.{key}[{index}].resources", table)
 
 
-def _may_hold_gpus(resources: object) -> bool:
+def _may_hold_gpus(resources: object, table: GpuResources) -> bool:
     """Cheap screen: a resources block whose limits and requests name no GPU needs no further reading (but a
     malformed block is passed on, to be refused with its path)."""
     if type(resources) is not dict:
@@ -128,25 +119,29 @@ def _may_hold_gpus(resources: object) -> bool:
             continue
         if type(values) is not dict:
             return True
+        known = table.rows
         for name in values:
-            if name in VENDOR_OF_RESOURCE or name.startswith(NVIDIA_MIG_PREFIX):
+            row = known.get(name, MISSING)
+            if row is not None and (row is not MISSING or type(name) is not str or table.get(name) is not None):
                 return True
     return False
 
 
-def pod_gpus(spec: Mapping[str, Any], path: str) -> GpuCounts:
-    """Effective GPU request of one pod (``spec`` is a PodSpec at ``path``), with overhead."""
-    total: GpuCounts = {}
+def pod_gpus(spec: Mapping[str, Any], path: str, table: GpuResources | None = None) -> UnitCounts:
+    """Effective GPU request of one pod (``spec`` is a PodSpec at ``path``) from its containers' resources, with
+    overhead, as normalised units. (DRA claims and pod annotations are added by ``extract``.)"""
+    table = table or default_gpu_resources()
+    total: UnitCounts = {}
     for index, container in enumerate(_container_list(spec, "containers", path)):
-        own = _resources_of(container, path, "containers", index)
+        own = _resources_of(container, path, "containers", index, table)
         if own:
-            _add(total, own)
+            add_units(total, own)
     inits = _container_list(spec, "initContainers", path)
     if inits:
-        init_peak: GpuCounts = {}
-        sidecars: GpuCounts = {}
+        init_peak: UnitCounts = {}
+        sidecars: UnitCounts = {}
         for index, container in enumerate(inits):
-            own = _resources_of(container, path, "initContainers", index)
+            own = _resources_of(container, path, "initContainers", index, table)
             restart = container.get("restartPolicy")
             if restart is not None and restart != "Always":
                 raise WorkloadError(
@@ -155,17 +150,17 @@ def pod_gpus(spec: Mapping[str, Any], path: str) -> GpuCounts:
                 )
             if restart == "Always":
                 # A sidecar keeps running: it adds to the pod's steady state and to every later init container.
-                _add(total, own)
-                _add(sidecars, own)
+                add_units(total, own)
+                add_units(sidecars, own)
                 _max_into(init_peak, sidecars)
             else:
                 running = dict(sidecars)
-                _add(running, own)
+                add_units(running, own)
                 _max_into(init_peak, running)
         _max_into(total, init_peak)
     overhead = spec.get("overhead")
     if overhead:
-        extra = _gpu_entries(overhead, path, "overhead")
+        extra = _gpu_entries(overhead, path, "overhead", table)
         if extra:
-            _add(total, {name: units for name, units in extra.items() if units})
+            add_units(total, units_of(extra, table, f"{path}.overhead"))
     return total

@@ -13,17 +13,19 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """``pods`` identical pods of one role, described by the PodSpec ``spec`` found at field path ``path``.
+    """``pods`` identical pods of one role, described by the PodSpec ``spec`` found at field path ``path``, with
+    the pod template's ``annotations`` (schedulers such as KAI read GPU fractions from them).
 
-    ``gpus`` is set by kinds that state a pod's GPU units outside a PodSpec (TrainJob's ``resourcesPerNode``);
-    ``spec`` then only carries the nodeSelector/affinity that pick the model.
+    ``resources`` is set by kinds that state a pod's resources outside a PodSpec (TrainJob's ``resourcesPerNode``,
+    a resources block); ``spec`` then only carries the nodeSelector/affinity that pick the model.
     """
 
     role: str
     pods: int
     spec: Mapping[str, Any]
     path: str
-    gpus: Mapping[str, int] | None = None
+    resources: Mapping[str, Any] | None = None
+    annotations: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

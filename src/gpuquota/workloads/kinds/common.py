@@ -17,7 +17,8 @@ def pod_template(parent: Mapping[str, Any], role: str, pods: int, path: str) -> 
     """``parent.template`` (a PodTemplateSpec) as a Template of ``pods`` pods; ``path`` names ``parent``."""
     template = mapping(parent, "template", f"{path}.template")
     spec = mapping(template, "spec", f"{path}.template.spec")
-    return Template(role, pods, spec, f"{path}.template.spec")
+    notes = metadata_annotations(template, f"{path}.template.metadata")
+    return Template(role, pods, spec, f"{path}.template.spec", annotations=notes)
 
 
 def job_pods(job_spec: Mapping[str, Any], path: str) -> int:

@@ -62,19 +62,21 @@ def leaderworkerset(obj: Mapping[str, Any]) -> Shape:
             f"{groups} groups × {size} pods is {groups * size:,} pods; more than {MAX_PODS:,} is not accepted",
             path="spec.replicas",
         )
-    worker = mapping(
-        mapping(lwt, "workerTemplate", f"{path}.workerTemplate", required=True), "spec", f"{path}.workerTemplate.spec"
-    )
+    worker_tpl = mapping(lwt, "workerTemplate", f"{path}.workerTemplate", required=True)
+    worker = mapping(worker_tpl, "spec", f"{path}.workerTemplate.spec")
+    worker_notes = metadata_annotations(worker_tpl, f"{path}.workerTemplate.metadata")
     leader_tpl = mapping(lwt, "leaderTemplate", f"{path}.leaderTemplate")
     templates: tuple[Template, ...]
     if leader_tpl:
         leader = mapping(leader_tpl, "spec", f"{path}.leaderTemplate.spec")
         templates = (
-            Template("leader", groups, leader, f"{path}.leaderTemplate.spec"),
-            Template("worker", groups * (size - 1), worker, f"{path}.workerTemplate.spec"),
+            Template("leader", groups, leader, f"{path}.leaderTemplate.spec",
+                     annotations=metadata_annotations(leader_tpl, f"{path}.leaderTemplate.metadata")),
+            Template("worker", groups * (size - 1), worker, f"{path}.workerTemplate.spec", annotations=worker_notes),
         )
     else:
-        templates = (Template("worker", groups * size, worker, f"{path}.workerTemplate.spec"),)
+        only = Template("worker", groups * size, worker, f"{path}.workerTemplate.spec", annotations=worker_notes)
+        templates = (only,)
     return Shape(templates, None, metadata_annotations(obj))
 
 

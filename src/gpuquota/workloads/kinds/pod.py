@@ -15,7 +15,8 @@ from gpuquota.workloads.shape import Shape, Template
 def pod(obj: Mapping[str, Any]) -> Shape:
     spec = mapping(obj, "spec", "spec", required=True)
     bound = deadline(spec, "activeDeadlineSeconds", "spec.activeDeadlineSeconds")
-    return Shape((Template("pod", 1, spec, "spec"),), bound, metadata_annotations(obj))
+    notes = metadata_annotations(obj)
+    return Shape((Template("pod", 1, spec, "spec", annotations=notes),), bound, notes)
 
 
 KIND = WorkloadKind(

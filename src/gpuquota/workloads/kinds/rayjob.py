@@ -34,7 +34,8 @@ def rayjob(obj: Mapping[str, Any]) -> Shape:
     submitter = mapping(spec, "submitterPodTemplate", "spec.submitterPodTemplate")
     if submitter:
         pod_spec = mapping(submitter, "spec", "spec.submitterPodTemplate.spec")
-        templates.append(Template("submitter", 1, pod_spec, "spec.submitterPodTemplate.spec"))
+        notes = metadata_annotations(submitter, "spec.submitterPodTemplate.metadata")
+        templates.append(Template("submitter", 1, pod_spec, "spec.submitterPodTemplate.spec", annotations=notes))
     bound = deadline(spec, "activeDeadlineSeconds", "spec.activeDeadlineSeconds")
     return Shape(tuple(templates), bound, metadata_annotations(obj))
 

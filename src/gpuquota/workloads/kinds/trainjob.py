@@ -74,9 +74,8 @@ def _placement(spec: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
 def trainjob(obj: Mapping[str, Any]) -> Shape:
     spec = mapping(obj, "spec", "spec", required=True)
     trainer = mapping(spec, "trainer", "spec.trainer")
-    gpus = container_gpus(
-        mapping(trainer, "resourcesPerNode", "spec.trainer.resourcesPerNode"), "spec.trainer.resourcesPerNode"
-    )
+    resources = mapping(trainer, "resourcesPerNode", "spec.trainer.resourcesPerNode")
+    gpus = container_gpus(resources, "spec.trainer.resourcesPerNode")  # checked here; counted by ``extract``
     nodes = optional_int(trainer, "numNodes", "spec.trainer.numNodes")
     warnings: tuple[str, ...] = ()
     if nodes is None:
@@ -87,7 +86,7 @@ def trainjob(obj: Mapping[str, Any]) -> Shape:
                 "here; counted as 1 node",
             )
     placement, path = _placement(spec)
-    template = Template(TRAINER_JOB, nodes, placement, path, gpus=gpus)
+    template = Template(TRAINER_JOB, nodes, placement, path, resources=resources)
     return Shape((template,), None, metadata_annotations(obj), warnings)
 
 

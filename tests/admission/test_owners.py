@@ -257,3 +257,19 @@ def test_label_claims_ride_only_on_reviewed_controllers() -> None:
             assert owners == (as_owner(ref),)
 
     check()
+
+
+def test_pods_of_a_volcano_job_and_of_a_rayservices_cluster() -> None:
+    volcano = controller_ref("batch.volcano.sh/v1alpha1", "Job", "lm-mpi-job")
+    worker = made_by(volcano, {"volcano.sh/job-name": "lm-mpi-job", "volcano.sh/task-spec": "mpiworker"},
+                     "lm-mpi-job-mpiworker-0")
+    assert OwnerRef("batch.volcano.sh", "Job", "lm-mpi-job") in candidate_owners(worker)
+    assert OwnerRef("batch", "Job", "lm-mpi-job") not in candidate_owners(worker)  # not batch/v1's Job
+    planted = made_by(controller_ref("batch/v1", "Job", "lm-mpi-job"), {"volcano.sh/job-name": "lm-mpi-job"})
+    assert OwnerRef("batch.volcano.sh", "Job", "lm-mpi-job") not in candidate_owners(planted)
+    cluster = controller_ref("ray.io/v1", "RayCluster", "llama-serve-raycluster-8kz2f")
+    head = made_by(cluster, {"ray.io/cluster": "llama-serve-raycluster-8kz2f", "ray.io/node-type": "head",
+                             "ray.io/originated-from-crd": "RayService",
+                             "ray.io/originated-from-cr-name": "llama-serve"})
+    assert OwnerRef("ray.io", "RayService", "llama-serve") in candidate_owners(head)
+    assert OwnerRef("ray.io", "RayJob", "llama-serve") not in candidate_owners(head)

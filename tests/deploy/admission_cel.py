@@ -21,7 +21,8 @@ API_VERSIONS = {
     ("", "Pod"): "v1", ("batch", "Job"): "batch/v1", ("batch", "CronJob"): "batch/v1",
     ("jobset.x-k8s.io", "JobSet"): "jobset.x-k8s.io/v1alpha2",
     ("trainer.kubeflow.org", "TrainJob"): "trainer.kubeflow.org/v1alpha1",
-    ("ray.io", "RayJob"): "ray.io/v1", ("ray.io", "RayCluster"): "ray.io/v1",
+    ("ray.io", "RayJob"): "ray.io/v1", ("ray.io", "RayCluster"): "ray.io/v1", ("ray.io", "RayService"): "ray.io/v1",
+    ("batch.volcano.sh", "Job"): "batch.volcano.sh/v1alpha1",
     ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"): "leaderworkerset.x-k8s.io/v1",
 }
 KUBEFLOW_REPLICAS = {"PyTorchJob": ("pytorchReplicaSpecs", ("Master", "Worker")),
@@ -126,7 +127,7 @@ def _template(spec: PodSpec) -> Obj:
 def workload(kind: tuple[str, str], specs: Sequence[PodSpec], name: str = "llm-pretrain") -> Obj:  # noqa: PLR0912
     """A realistic object of ``kind`` whose pod templates are ``specs`` (first = leader/head/master)."""
     group, k = kind
-    if k in ("Pod", "Job", "CronJob"):  # one pod template: it holds every given container
+    if kind in (("", "Pod"), ("batch", "Job"), ("batch", "CronJob")):  # one pod template: it holds every container
         merged = copy.deepcopy(specs[0])
         for extra in specs[1:]:
             merged["containers"] = merged["containers"] + copy.deepcopy(extra["containers"])
@@ -139,6 +140,9 @@ def workload(kind: tuple[str, str], specs: Sequence[PodSpec], name: str = "llm-p
     body: Obj
     if k == "Pod":
         body = {"spec": copy.deepcopy(first)}
+    elif kind == ("batch.volcano.sh", "Job"):
+        body = {"spec": {"minAvailable": len(specs), "queue": "default", "tasks": [
+            {"name": f"task{i}", "replicas": 2, "template": _template(s)} for i, s in enumerate(specs)]}}
     elif k == "Job":
         body = {"spec": {"parallelism": len(specs), "completions": len(specs), "template": _template(first)}}
     elif k == "CronJob":
@@ -159,12 +163,14 @@ def workload(kind: tuple[str, str], specs: Sequence[PodSpec], name: str = "llm-p
         if resources:
             trainer["resourcesPerNode"] = {"limits": resources}
         body = {"spec": {"runtimeRef": {"name": "torch-distributed"}, "trainer": trainer}}
-    elif k in ("RayCluster", "RayJob"):
+    elif k in ("RayCluster", "RayJob", "RayService"):
         cluster = {"headGroupSpec": {"rayStartParams": {}, "template": _template(first)},
                    "workerGroupSpecs": [{"groupName": f"g{i}", "replicas": 2, "minReplicas": 0, "maxReplicas": 4,
                                          "rayStartParams": {}, "template": _template(s)}
                                         for i, s in enumerate(specs[1:])]}
-        body = {"spec": cluster if k == "RayCluster" else {"entrypoint": "python train.py", "rayClusterSpec": cluster}}
+        body = {"spec": {"RayCluster": cluster,
+                         "RayJob": {"entrypoint": "python train.py", "rayClusterSpec": cluster},
+                         "RayService": {"serveConfigV2": "applications: []", "rayClusterConfig": cluster}}[k]}
     elif k == "LeaderWorkerSet":
         body = {"spec": {"replicas": 2, "leaderWorkerTemplate": {
             "size": 4, "leaderTemplate": _template(first), "workerTemplate": _template(second)}}}

@@ -18,6 +18,7 @@ from gpuquota.workloads import SCALE_SUBRESOURCES, SUPPORTED_KINDS, gpu_resource
 from gpuquota.workloads.chart import CHART_FILE
 from gpuquota.workloads.chart import render as render_kinds
 from gpuquota.workloads.gpu_names import parse_entry
+from gpuquota.workloads.registry import BY_KEY
 from tests.deploy import admission_cel as ac
 from tests.deploy.chart import CASE_NAMES, OLDEST_KUBE, case, find, render
 from tests.deploy.tools import NAMESPACE, documents, helm, template_args
@@ -112,9 +113,11 @@ def test_match_conditions_name_every_supported_kind_once() -> None:
                              ("releases.gpuquota.io", WORKLOAD_KINDS)):
         per_kind = [c for c in _hooks()[hook_name]["matchConditions"] if c["name"].endswith("-requests-gpus")]
         named = {c["name"].removesuffix("-requests-gpus") for c in per_kind}
-        assert named == {kind.lower() for _, kind in kinds}, hook_name
+        condition_name = {k: BY_KEY[k].chart_name or k[1].lower() for k in kinds}  # Volcano's Job: volcanojob
+        assert named == set(condition_name.values()), hook_name
         for condition in per_kind:
-            group, kind = next(k for k in kinds if k[1].lower() == condition["name"].removesuffix("-requests-gpus"))
+            own = condition["name"].removesuffix("-requests-gpus")
+            group, kind = next(k for k in kinds if condition_name[k] == own)
             assert condition["expression"].startswith(
                 f"request.kind.group != '{group}' || request.kind.kind != '{kind}' || ")
 

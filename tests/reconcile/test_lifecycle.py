@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gpuquota.reconcile.lifecycle import observe, parse_time
 from gpuquota.reconcile.resources import RESOURCES, kinds_to_follow
 from gpuquota.workloads import SUPPORTED_KINDS
+from gpuquota.workloads.registry import BY_KEY
 from tests.reconcile.objects import condition, job, job_complete, job_failed, pod, pytorchjob, rayjob, ts
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -70,6 +72,20 @@ def test_rayjob_deployment_status() -> None:
     )
     assert (seen.started, seen.done, seen.finished) == (T0, True, T0 + timedelta(hours=2))
     assert not observe(rayjob("r", "ml", T0, jobDeploymentStatus="Running", startTime=ts(T0)), RAYJOB).done
+
+
+def test_volcano_job_phases() -> None:
+    kind = BY_KEY[("batch.volcano.sh", "Job")]
+
+    def volcano(phase: str, at: datetime) -> dict[str, Any]:
+        return {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job", "metadata": {"name": "v", "namespace": "ml"},
+                "status": {"state": {"phase": phase, "lastTransitionTime": ts(at)}}}
+
+    assert kind.observe(volcano("Pending", T0)).started is None
+    assert kind.observe(volcano("Running", T0)).started == T0
+    finished = kind.observe(volcano("Completed", T0 + timedelta(hours=1)))
+    assert (finished.done, finished.finished, finished.outcome) == (True, T0 + timedelta(hours=1), "Completed")
+    assert kind.observe({"status": {}}).started is None
 
 
 def test_pods() -> None:

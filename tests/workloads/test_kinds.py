@@ -6,7 +6,7 @@ import pytest
 
 from gpuquota.catalog import Catalog
 from gpuquota.domain import Demand, ModelSource, Purpose, Weights
-from gpuquota.workloads import SUPPORTED_KINDS, ExtractContext, UnsupportedKind, extract
+from gpuquota.workloads import SUPPORTED_KINDS, ExtractContext, UnsupportedKind, WorkloadError, extract
 from tests.workloads.conftest import manifest, spec
 
 H100 = spec("H100-SXM5-80GB")
@@ -259,6 +259,29 @@ def test_leaderworkerset_without_leader_template(ctx: ExtractContext) -> None:
     assert roles(demand) == {"worker": (6, 8.0, H100.key)}
 
 
+def test_rayservice_counts_its_cluster_and_the_upgrade_beside_it(ctx: ExtractContext) -> None:
+    demand = demand_of("rayservice-llm-serve", ctx)
+    l4 = spec("L4")
+    # autoscaling: 4 workers × 2 L4 (GKE accelerator label); doubled: a zero-downtime upgrade runs a second cluster
+    assert roles(demand) == {"gpu-group": (8, 2.0, l4.key)}
+    assert demand.max_runtime_s is None
+    obj = manifest("rayservice-llm-serve")
+    obj["spec"]["upgradeStrategy"] = {"type": "None"}
+    once = extract(obj, ctx)
+    assert once is not None
+    assert once.gpus == 8
+    obj["spec"]["upgradeStrategy"] = {"type": "Sometimes"}
+    with pytest.raises(WorkloadError, match=r"spec\.upgradeStrategy\.type"):
+        extract(obj, ctx)
+
+
+def test_volcano_job_sums_its_tasks(ctx: ExtractContext) -> None:
+    demand = demand_of("volcano-job-mpi", ctx)
+    assert roles(demand) == {"mpiworker": (4, 8.0, A100.key)}
+    assert (demand.kind, demand.api_version, demand.gpus) == ("Job", "batch.volcano.sh/v1alpha1", 32)
+    assert demand.max_runtime_s == 24 * 3600
+
+
 def test_unsupported_kind_is_reported(ctx: ExtractContext) -> None:
     with pytest.raises(UnsupportedKind, match=r"Deployment serving/tgi: apps/v1 Deployment is not a workload kind"):
         extract(manifest("deployment-gpu"), ctx)
@@ -273,7 +296,9 @@ def test_supported_kinds_cover_every_family() -> None:
         ("trainer.kubeflow.org", "TrainJob"),
         ("ray.io", "RayJob"),
         ("ray.io", "RayCluster"),
+        ("ray.io", "RayService"),
         ("leaderworkerset.x-k8s.io", "LeaderWorkerSet"),
+        ("batch.volcano.sh", "Job"),
         *(("kubeflow.org", k) for k in ("PyTorchJob", "TFJob", "MPIJob", "XGBoostJob", "PaddleJob", "JAXJob")),
     }
     assert expected == SUPPORTED_KINDS

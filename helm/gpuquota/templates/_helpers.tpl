@@ -264,7 +264,7 @@ server, so exactly the condition of the request's own kind decides. .roots lists
 {{- if .when }}{{ $test = printf "(%s && (%s))" .when $test }}{{ end }}
 {{- $tests = append $tests $test }}
 {{- end }}
-- name: {{ printf "%s-requests-gpus" (lower $kind.kind) }}
+- name: {{ printf "%s-requests-gpus" (default (lower $kind.kind) $kind.name) }}
   expression: {{ printf "request.kind.group != '%s' || request.kind.kind != '%s' || %s" $kind.group $kind.kind (join " || " $tests) | quote }}
 {{- end }}
 {{- end }}

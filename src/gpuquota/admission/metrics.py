@@ -36,7 +36,7 @@ def window_label(window: str) -> str:
 class _CapacityCollector(Collector):
     """Reads the inventory at scrape time: capacity changes with node events, not with admissions."""
 
-    def __init__(self, read: CapacityReader, unlabelled: Callable[[], int] | None = None) -> None:
+    def __init__(self, read: CapacityReader, unlabelled: Callable[[], int] = lambda: 0) -> None:
         self._read = read
         self._unlabelled = unlabelled
 
@@ -49,10 +49,9 @@ class _CapacityCollector(Collector):
             gpus.add_metric([model, gpu_class], model_gpus)
         yield tpp
         yield gpus
-        if self._unlabelled is not None:
-            yield GaugeMetricFamily("gpuquota_cluster_unlabelled_gpu_nodes",
-                                    "Nodes showing GPUs with no label naming their model (counted as an unknown part)",
-                                    value=self._unlabelled())
+        yield GaugeMetricFamily("gpuquota_cluster_unlabelled_gpu_nodes",
+                                "Nodes showing GPUs with no label naming their model (counted as an unknown part)",
+                                value=self._unlabelled())
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())
@@ -185,7 +184,7 @@ class WebhookMetrics:
         self._gauge_lock = threading.Lock()
         self._cap_children: dict[tuple[str, UsageKey], tuple[Gauge, Gauge] | None] = {}
 
-    def watch_capacity(self, read: CapacityReader, unlabelled: Callable[[], int] | None = None) -> None:
+    def watch_capacity(self, read: CapacityReader, unlabelled: Callable[[], int] = lambda: 0) -> None:
         self.registry.register(_CapacityCollector(read, unlabelled))
 
     def watch_caches(self, caches: Iterable[Callable[[], CacheStats]]) -> None:

@@ -161,7 +161,7 @@ class Webhook:
         inventory = self.inventory
         self.metrics.watch_capacity(
             lambda: [] if inventory is None else [(r.model, r.gpu_class, r.tpp, r.gpus) for r in inventory.capacity()],
-            None if inventory is None else inventory.unlabelled_nodes,
+            lambda: 0 if inventory is None else inventory.unlabelled_nodes(),
         )
         self.admission = Admission(self.live, self.ledger, self.metrics, self.audit, namespaces=self.namespaces,
                                    inventory_models=inventory.models if inventory is not None else None,

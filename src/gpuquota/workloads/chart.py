@@ -6,6 +6,7 @@ code)."""
 from __future__ import annotations
 
 import json
+import sys
 
 from gpuquota.workloads.registry import chart_kinds
 
@@ -24,4 +25,4 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    pass
+    sys.stdout.write(render())

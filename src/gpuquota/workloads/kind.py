@@ -59,6 +59,7 @@ class WorkloadKind:
     - ``claims``: the labels its controllers put on what they make, and the controllers those may come with.
     - ``observe``: its lifecycle (started, finished) from its own status.
     - ``suspend``: the field that suspends it (nothing runs while it is true); ``None`` when it cannot be suspended.
+    - ``chart_name``: the name of its chart condition when its kind name is another group's too (Volcano's Job).
     """
 
     group: str
@@ -74,6 +75,7 @@ class WorkloadKind:
     claims: tuple[LabelClaim, ...] = ()
     observe: Callable[[Mapping[str, Any]], Observation] = observe_status
     suspend: Path | None = None
+    chart_name: str = ""
 
     def __post_init__(self) -> None:
         if not self.versions:
@@ -88,6 +90,8 @@ class WorkloadKind:
     def chart(self) -> dict[str, Any]:
         """This kind as one entry of the chart's kind list (see ``helm/gpuquota/templates/_helpers.tpl``)."""
         entry: dict[str, Any] = {"group": self.group, "kind": self.kind, "resource": self.plural}
+        if self.chart_name:
+            entry["name"] = self.chart_name
         if self.scale is not None:
             entry["scale"] = list(self.scale)
         if self.always_send:

@@ -24,7 +24,9 @@ from gpuquota.workloads.kinds import (
     pod,
     raycluster,
     rayjob,
+    rayservice,
     trainjob,
+    volcanojob,
 )
 from gpuquota.workloads.shape import Adapter
 
@@ -38,7 +40,9 @@ KINDS: tuple[WorkloadKind, ...] = (
     trainjob.KIND,
     raycluster.KIND,
     rayjob.KIND,
+    rayservice.KIND,
     lws.KIND,
+    volcanojob.KIND,
 )
 
 BY_KEY: Mapping[KindKey, WorkloadKind] = {k.key: k for k in KINDS}

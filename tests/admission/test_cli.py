@@ -28,6 +28,10 @@ def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (("--insecure", "--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"), "exclude each other"),
         (("--ledger-threads", "-1", "--insecure"), "--ledger-threads"),
         (("--trusted-controller", " ", "--insecure"), "--trusted-controller"),
+        (("--gpu-resource", "nvidia.com/a100", "--insecure"), "--gpu-resource"),
+        (("--gpu-resource", "nvidia.com/a100=ibm", "--insecure"), "vendor must be one of"),
+        (("--gpu-device-class", "gpu.example.com=nvidia,fraction=2", "--insecure"), "fraction must be in"),
+        (("--dra-all-devices", "0", "--insecure"), "--dra-all-devices"),
     ],
 )
 def test_bad_configuration_exits_2_with_a_message(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:

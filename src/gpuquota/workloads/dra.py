@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from gpuquota.workloads.context import ExtractContext
 from gpuquota.workloads.errors import WorkloadError
-from gpuquota.workloads.fields import MAX_GPUS_PER_CONTAINER, mapping, optional_int, optional_str, sequence, type_name
+from gpuquota.workloads.fields import MAX_GPUS_PER_CONTAINER, mapping, mappings, optional_int, optional_str, sequence
 from gpuquota.workloads.gpu_names import UNKNOWN_VENDOR, GpuResource, Share, Unit, add_units, fraction_text
 
 RESOURCE_GROUP = "resource.k8s.io"
@@ -71,10 +71,7 @@ class PodClaim:
 def pod_claims(spec: Mapping[str, Any], path: str) -> tuple[PodClaim, ...]:
     """The claims a PodSpec lists. Every listed claim is allocated for the pod, whether or not a container names it."""
     found = []
-    for index, entry in enumerate(sequence(spec, "resourceClaims", f"{path}.resourceClaims")):
-        where = f"{path}.resourceClaims[{index}]"
-        if not isinstance(entry, Mapping):
-            raise WorkloadError(f"must be a mapping, got {type_name(entry)}", path=where)
+    for where, entry in mappings(spec, "resourceClaims", f"{path}.resourceClaims"):
         template = optional_str(entry, "resourceClaimTemplateName", f"{where}.resourceClaimTemplateName")
         claim = optional_str(entry, "resourceClaimName", f"{where}.resourceClaimName")
         if (template is None) == (claim is None):
@@ -95,22 +92,15 @@ def claim_units(claim_spec: Mapping[str, Any], path: str, ctx: ExtractContext) -
     """GPU units of one ResourceClaimSpec at ``path``: the sum over its device requests."""
     devices = mapping(claim_spec, "devices", f"{path}.devices")
     total: UnitCounts = {}
-    for index, request in enumerate(sequence(devices, "requests", f"{path}.devices.requests")):
-        where = f"{path}.devices.requests[{index}]"
-        if not isinstance(request, Mapping):
-            raise WorkloadError(f"must be a mapping, got {type_name(request)}", path=where)
+    for where, request in mappings(devices, "requests", f"{path}.devices.requests"):
         add_units(total, _request_units(request, where, ctx))
     return total
 
 
 def _request_units(request: Mapping[str, Any], path: str, ctx: ExtractContext) -> UnitCounts:
-    alternatives = sequence(request, "firstAvailable", f"{path}.firstAvailable")
-    if alternatives:
+    if sequence(request, "firstAvailable", f"{path}.firstAvailable"):
         best: UnitCounts = {}
-        for index, sub in enumerate(alternatives):
-            where = f"{path}.firstAvailable[{index}]"
-            if not isinstance(sub, Mapping):
-                raise WorkloadError(f"must be a mapping, got {type_name(sub)}", path=where)
+        for where, sub in mappings(request, "firstAvailable", f"{path}.firstAvailable"):
             units = _exact_units(sub, where, ctx)
             if _weight(units) > _weight(best):
                 best = units
@@ -261,10 +251,7 @@ def expression_pins(expression: str, attribute: str) -> set[str] | None:
 
 def _selector_pins(request: Mapping[str, Any], path: str, attribute: str) -> tuple[str, ...]:
     allowed: set[str] | None = None
-    for index, selector in enumerate(sequence(request, "selectors", f"{path}.selectors")):
-        where = f"{path}.selectors[{index}]"
-        if not isinstance(selector, Mapping):
-            raise WorkloadError(f"must be a mapping, got {type_name(selector)}", path=where)
+    for where, selector in mappings(request, "selectors", f"{path}.selectors"):
         cel = mapping(selector, "cel", f"{where}.cel")
         expression = optional_str(cel, "expression", f"{where}.cel.expression")
         if expression is None:

@@ -21,7 +21,7 @@ from gpuquota.workloads.gpu_names import MISSING, GpuResources, Unit, add_units,
 from gpuquota.workloads.models import Selector, pinned_models, product_selector, resolve
 from gpuquota.workloads.registry import ADAPTERS, api_group
 from gpuquota.workloads.resources import UnitCounts, container_units, pod_gpus
-from gpuquota.workloads.shape import Shape, Template
+from gpuquota.workloads.shape import Adapter, Shape, Template
 
 
 def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -60,11 +60,30 @@ def extract(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | N
     """
     if not isinstance(obj, Mapping):
         raise WorkloadError(f"a workload must be a mapping, got {type_name(obj)}")
-    api_version, kind, namespace, name = _identity(obj)
-    shown = f"{namespace}/{name}" if namespace else name
+    identity = _identity(obj)
+    api_version, kind, namespace, name = identity
     adapter = ADAPTERS.get((api_group(api_version), kind))
     if adapter is None:
+        shown = f"{namespace}/{name}" if namespace else name
         raise UnsupportedKind(f"{api_version} {kind} is not a workload kind gpuquota reads", kind=kind, name=shown)
+    return _read(adapter, obj, identity, ctx, claims)
+
+
+def estimate(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | None = None) -> Demand | None:
+    """The demand of an object of a kind no adapter reads, from the pod templates found in it (``generic``): what
+    ``check`` reports for a kind the webhook judges pod by pod. An estimate for people; it never admits anything."""
+    return _read(generic_shape, obj, _identity(obj), ctx, claims)
+
+
+def _read(
+    adapter: Adapter,
+    obj: Mapping[str, Any],
+    identity: tuple[str, str, str, str],
+    ctx: ExtractContext,
+    claims: ClaimSource | None,
+) -> Demand | None:
+    """``adapter``'s shape of ``obj`` as a Demand; errors name the object's kind and name."""
+    api_version, kind, namespace, name = identity
     try:
         return _demand(
             adapter(obj), ctx, claims, api_version=api_version, kind=kind, namespace=namespace, name=name
@@ -72,22 +91,7 @@ def extract(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | N
     except WorkloadError as exc:
         if exc.kind:
             raise
-        raise exc.located(kind, shown) from None
-
-
-def estimate(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | None = None) -> Demand | None:
-    """The demand of an object of a kind no adapter reads, from the pod templates found in it (``generic``): what
-    ``check`` reports for a kind the webhook judges pod by pod. An estimate for people; it never admits anything."""
-    api_version, kind, namespace, name = _identity(obj)
-    shown = f"{namespace}/{name}" if namespace else name
-    try:
-        return _demand(
-            generic_shape(obj), ctx, claims, api_version=api_version, kind=kind, namespace=namespace, name=name
-        )
-    except WorkloadError as exc:
-        if exc.kind:
-            raise
-        raise exc.located(kind, shown) from None
+        raise exc.located(kind, f"{namespace}/{name}" if namespace else name) from None
 
 
 def _pod_units(template: Template, ctx: ExtractContext) -> UnitCounts:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from gpuquota.workloads.errors import WorkloadError
@@ -64,6 +64,15 @@ def sequence(parent: Mapping[str, Any], key: str, path: str) -> Sequence[Any]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise WorkloadError(f"must be a list, got {type_name(value)}", path=path)
     return value
+
+
+def mappings(parent: Mapping[str, Any], key: str, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``parent[key]`` as a list of mappings, each with its field path (``path[i]``); a non-mapping item is refused."""
+    for index, item in enumerate(sequence(parent, key, path)):
+        where = f"{path}[{index}]"
+        if not isinstance(item, Mapping):
+            raise WorkloadError(f"must be a mapping, got {type_name(item)}", path=where)
+        yield where, item
 
 
 def optional_str(parent: Mapping[str, Any], key: str, path: str) -> str | None:

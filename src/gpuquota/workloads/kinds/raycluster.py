@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpuquota.workloads.claims import LabelClaim, controlled_by
+from gpuquota.workloads.claims import LabelClaim, OwnerRef, controlled_by
 from gpuquota.workloads.errors import WorkloadError
 from gpuquota.workloads.fields import (
     MAX_PODS,
@@ -72,6 +72,13 @@ def raycluster(obj: Mapping[str, Any]) -> Shape:
     """A long-running cluster: no runtime bound."""
     spec = mapping(obj, "spec", "spec", required=True)
     return Shape(tuple(cluster_templates(spec, "spec")), None, metadata_annotations(obj))
+
+
+def cluster_made_for(value: str, controller: OwnerRef, labels: Mapping[str, Any]) -> str | None:
+    """A pod of a cluster KubeRay made for the RayJob or RayService ``value`` (named ``<value>-<suffix>``)."""
+    del labels
+    made = (controller.group, controller.kind) == (GROUP, "RayCluster") and controller.name.startswith(value + "-")
+    return value if made else None
 
 
 def cluster_pod_specs(cluster: Path) -> tuple[PodSpecAt, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gpuquota.workloads.claims import LabelClaim, OwnerRef
+from gpuquota.workloads.claims import LabelClaim
 from gpuquota.workloads.fields import deadline, mapping
 from gpuquota.workloads.kind import PodSpecAt, WorkloadKind
 from gpuquota.workloads.kinds import raycluster
@@ -40,12 +40,6 @@ def rayjob(obj: Mapping[str, Any]) -> Shape:
     return Shape(tuple(templates), bound, metadata_annotations(obj))
 
 
-def _cluster_of(value: str, controller: OwnerRef, labels: Mapping[str, Any]) -> str | None:
-    """A pod of the cluster KubeRay made for the RayJob ``value`` (named ``<value>-<suffix>``)."""
-    del labels
-    made = (controller.group, controller.kind) == raycluster.KIND.key and controller.name.startswith(value + "-")
-    return value if made else None
-
 
 def observe(obj: Mapping[str, Any]) -> Observation:
     status = obj.get("status")
@@ -64,7 +58,7 @@ KIND = WorkloadKind(
         PodSpecAt(("spec", "submitterPodTemplate", "spec")),
     ),
     children=(raycluster.KIND.key,),
-    claims=(LabelClaim(NAME_LABEL, _cluster_of, requires=(CRD_LABEL, "RayJob")),),
+    claims=(LabelClaim(NAME_LABEL, raycluster.cluster_made_for, requires=(CRD_LABEL, "RayJob")),),
     observe=observe,
     suspend=("spec", "suspend"),
 )

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from gpuquota.workloads.claims import LabelClaim, OwnerRef
+from gpuquota.workloads.claims import LabelClaim
 from gpuquota.workloads.errors import WorkloadError
 from gpuquota.workloads.fields import mapping, optional_str
 from gpuquota.workloads.kind import WorkloadKind
@@ -42,12 +42,6 @@ def rayservice(obj: Mapping[str, Any]) -> Shape:
     return Shape(tuple(templates), None, metadata_annotations(obj))
 
 
-def _cluster_of(value: str, controller: OwnerRef, labels: Mapping[str, Any]) -> str | None:
-    """A pod of a cluster KubeRay made for the RayService ``value`` (named ``<value>-<suffix>``)."""
-    del labels
-    made = (controller.group, controller.kind) == raycluster.KIND.key and controller.name.startswith(value + "-")
-    return value if made else None
-
 
 KIND = WorkloadKind(
     group=raycluster.GROUP,
@@ -58,5 +52,5 @@ KIND = WorkloadKind(
     pod_specs=raycluster.cluster_pod_specs(("spec", "rayClusterConfig")),
     long_lived=True,
     children=(raycluster.KIND.key,),
-    claims=(LabelClaim(NAME_LABEL, _cluster_of, requires=(CRD_LABEL, "RayService")),),
+    claims=(LabelClaim(NAME_LABEL, raycluster.cluster_made_for, requires=(CRD_LABEL, "RayService")),),
 )

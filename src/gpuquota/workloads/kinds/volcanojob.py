@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpuquota.workloads.claims import LabelClaim, controlled_by
-from gpuquota.workloads.errors import WorkloadError
-from gpuquota.workloads.fields import count, mapping, optional_str, sequence, type_name
+from gpuquota.workloads.fields import count, mapping, mappings, optional_str
 from gpuquota.workloads.kind import PodSpecAt, WorkloadKind
 from gpuquota.workloads.kinds.common import metadata_annotations, pod_template
 from gpuquota.workloads.lifecycle import Observation, parse_time
@@ -28,11 +27,8 @@ STARTED_PHASES = frozenset({"Running", "Completing", "Restarting", *FINISHED_PHA
 def volcano_job(obj: Mapping[str, Any]) -> Shape:
     spec = mapping(obj, "spec", "spec", required=True)
     templates: list[Template] = []
-    for index, task in enumerate(sequence(spec, "tasks", "spec.tasks")):
-        where = f"spec.tasks[{index}]"
-        if not isinstance(task, Mapping):
-            raise WorkloadError(f"must be a mapping, got {type_name(task)}", path=where)
-        name = optional_str(task, "name", f"{where}.name") or f"tasks[{index}]"
+    for where, task in mappings(spec, "tasks", "spec.tasks"):
+        name = optional_str(task, "name", f"{where}.name") or where.removeprefix("spec.")
         replicas = count(task, "replicas", f"{where}.replicas", 0)
         templates.append(pod_template(task, name, replicas, where))
     return Shape(tuple(templates), None, metadata_annotations(obj))

@@ -35,7 +35,8 @@ SOURCES: tuple[CrdSource, ...] = (
         f"manifests/base/crds/trainer.kubeflow.org_{plural}.yaml"
         for plural in ("trainjobs", "trainingruntimes", "clustertrainingruntimes"))),
     CrdSource("github.com/ray-project/kuberay/ray-operator", "v1.6.0",
-              ("config/crd/bases/ray.io_rayclusters.yaml", "config/crd/bases/ray.io_rayjobs.yaml")),
+              ("config/crd/bases/ray.io_rayclusters.yaml", "config/crd/bases/ray.io_rayjobs.yaml",
+               "config/crd/bases/ray.io_rayservices.yaml")),
     CrdSource("sigs.k8s.io/kueue", "v0.17.0", tuple(
         f"config/components/crd/bases/kueue.x-k8s.io_{plural}.yaml"
         for plural in ("workloads", "localqueues", "clusterqueues", "resourceflavors", "admissionchecks",

@@ -28,6 +28,8 @@ KNOWN_MISMATCHES = {
     "trainjob-torch-distributed": "Trainer v2.2's CRD has no spec.podTemplateOverrides (now spec.runtimePatches)",
     "mpijob-launcher-worker": "MPIJob v1 (training operator) and v2beta1 (MPI Operator) share the CRD name "
                               "mpijobs.kubeflow.org: this cluster serves v2beta1",
+    "volcano-job-mpi": "Volcano's module (volcano.sh/volcano) is not served by the Go module proxy: no CRD for "
+                       "batch.volcano.sh Jobs can be installed here, so the API server refuses the kind",
 }
 
 

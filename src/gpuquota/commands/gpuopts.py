@@ -14,8 +14,9 @@ GpuResourceOption = Annotated[
     list[str] | None,
     typer.Option(
         "--gpu-resource",
-        metavar="NAME=VENDOR[,share=S][,model=M][,fraction=F]",
-        help="Count a resource name as GPUs, besides the bundled table (NAME ending in * is a prefix), e.g. "
+        metavar="NAME=VENDOR",
+        help="Count a resource name as GPUs, besides the bundled table: NAME=VENDOR[,share=S][,model=M]"
+        "[,fraction=F] (NAME ending in * is a prefix), e.g. "
         "nvidia.com/a100=nvidia,model=A100-SXM4-80GB. Repeatable.",
     ),
 ]
@@ -23,9 +24,9 @@ GpuDeviceClassOption = Annotated[
     list[str] | None,
     typer.Option(
         "--gpu-device-class",
-        metavar="CLASS=VENDOR[,share=S][,model=M][,fraction=F]",
-        help="A DRA DeviceClass whose devices are GPUs, besides gpu.nvidia.com, mig.nvidia.com, gpu.amd.com, "
-        "gpu.intel.com and gaudi.intel.com. Repeatable.",
+        metavar="CLASS=VENDOR",
+        help="A DRA DeviceClass whose devices are GPUs (CLASS=VENDOR[,share=S][,model=M][,fraction=F]), besides "
+        "gpu.nvidia.com, mig.nvidia.com, gpu.amd.com, gpu.intel.com and gaudi.intel.com. Repeatable.",
     ),
 ]
 DraAllDevicesOption = Annotated[

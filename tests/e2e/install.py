@@ -6,6 +6,7 @@ RBAC. Used by the end-to-end fixtures (tests/e2e/conftest.py) and the admission-
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +63,14 @@ class Gpuquota:
         return sum(sample.value for family in text_string_to_metric_families(self.webhook.metrics())
                    for sample in family.samples
                    if sample.name == "gpuquota_admission_requests_total" and sample.labels.get("kind") == kind)
+
+    def audited(self, namespace: str, name: str) -> dict[str, Any]:
+        """The webhook's audit line of ``namespace/name``, waited for: the log is flushed every 0.1 s, not per line
+        (gpuquota.admission.audit), so a line read at once after the reply may not be on disk yet."""
+        def line() -> dict[str, Any] | None:
+            lines = (json.loads(text) for text in self.webhook.audit_path.read_text().splitlines())
+            return next((rec for rec in lines if rec.get("name") == name and rec.get("namespace") == namespace), None)
+        return wait_until(line, what=f"the audit line of {namespace}/{name}")
 
     def tenant(self, namespace: str, tenant: str, jurisdiction: str) -> Tenant:
         """A tenant namespace (``name(namespace)``) labelled by the admin, with a namespace-admin user

@@ -4,8 +4,6 @@ kubectl shows the answer — allowed, allowed with ``Warning:``, or denied with 
 
 from __future__ import annotations
 
-import json
-
 from tests.cluster import wait_until
 from tests.e2e.install import NAMESPACE, RELEASE, WEBHOOK_SA, Gpuquota
 from tests.e2e.manifests import cronjob, job, pod, pytorchjob
@@ -55,9 +53,8 @@ def test_tenant_is_allowed_warned_and_denied_dry_run_reserves_nothing_and_delete
     assert sorted(r.workload.name for r in gpuquota.reservations(ns)) == ["train-a", "train-b"]
 
     # userInfo is the tenant's own: the decision was recorded under the impersonated user.
-    audit = [json.loads(line) for line in gpuquota.webhook.audit_path.read_text().splitlines()]
-    assert {"user": tenant.user, "name": "train-c", "allowed": False} in [
-        {k: rec.get(k) for k in ("user", "name", "allowed")} for rec in audit]
+    refused = gpuquota.audited(ns, "train-c")
+    assert (refused["user"], refused["allowed"]) == (tenant.user, False), refused
 
     deleted = tenant.kubectl("delete", "job", "train-a", "--wait=false")
     assert deleted.ok, deleted.output
@@ -132,15 +129,11 @@ def test_the_cronjob_controllers_run_rides_on_the_cronjob(gpuquota: Gpuquota) ->
     assert run["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
     pods = wait_until(lambda: gpuquota.cluster.items("pods", ns), what="the Job controller's pod of the run")
 
-    def audited(name: str) -> dict[str, object] | None:
-        lines = [json.loads(line) for line in gpuquota.webhook.audit_path.read_text().splitlines()]
-        return next((rec for rec in lines if rec.get("name") == name and rec.get("namespace") == ns), None)
-
-    job_line = wait_until(lambda: audited(run["metadata"]["name"]), what="the run's review in the audit log")
+    job_line = gpuquota.audited(ns, run["metadata"]["name"])
     assert job_line["allowed"] is True
     assert job_line["owner"] == f"CronJob {ns}/every-minute", job_line
     assert str(job_line["user"]).startswith("system:"), job_line  # the controller, not the tenant
-    pod_line = wait_until(lambda: audited(pods[0]["metadata"]["name"]), what="the pod's review in the audit log")
+    pod_line = gpuquota.audited(ns, pods[0]["metadata"]["name"])
     assert pod_line["owner"] is not None, pod_line
     assert [r.workload.name for r in gpuquota.reservations(ns)] == ["every-minute"]  # nothing charged twice
     assert tenant.kubectl("delete", "cronjob", "every-minute").ok

@@ -19,6 +19,7 @@ from gpuquota.admission import outcome as out
 from gpuquota.admission.audit import AuditLog
 from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.review import AdmissionRequest, build_response
+from gpuquota.admission.suspension import Suspension
 from gpuquota.domain import Action, Decision, Demand, ModelSource, Tenant
 from gpuquota.ledger import AuditRecord
 from gpuquota.reconcile.resources import RESOURCES
@@ -133,6 +134,8 @@ class Answer:
             return Reply(200, build_response(request.uid, True))
         if isinstance(outcome, out.Owned):
             return self._owned(request, outcome, started)
+        if isinstance(outcome, out.Passed):
+            return self._passed(request, outcome, started)
         if isinstance(outcome, out.Released):
             if outcome.error is not None:
                 self.metrics.errors.labels("ledger_unavailable").inc()
@@ -178,7 +181,10 @@ class Answer:
         if not request.dry_run:  # a write went through: the ledger's storage has room again
             self.metrics.ledger_full.set(0)
         self._count(request, label, rule_label(decision, case.tenant), started)
-        self.metrics.observe_usage(outcome.usage, decision, outcome.admitted)
+        # A suspended workload's decision compares it with empty counters (admission.suspension): its cap figures are
+        # not the cluster's, so only the usage it read is shown.
+        held = case.suspension is Suspension.HELD
+        self.metrics.observe_usage(outcome.usage, None if held else decision, outcome.admitted)
         if any(g.model_source is ModelSource.UNKNOWN for g in case.demand.groups):
             self.metrics.unknown_gpu_models.inc()  # the admin's cue to add a catalog row (GpuQuotaUnknownGpuModel)
         if self.audit.enabled:
@@ -194,13 +200,28 @@ class Answer:
         self._count(request, "allowed", "none", started)
         if self.audit.enabled:
             why = "a retry of an admitted create" if outcome.retry else "part of an admitted workload"
-            line = dict(_BLANK_LINE)
-            line.update(time=self.clock().isoformat(), request_uid=request.uid, operation=request.operation,
-                        user=request.user_info.username, namespace=request.namespace, kind=request.kind.kind,
-                        name=request.name, dry_run=request.dry_run, message=f"{why}: its GPUs are already reserved",
-                        owner=f"{outcome.owner.kind} {request.namespace}/{outcome.owner.name}")
-            self.audit.write(line)
+            self._pass_line(request, f"{why}: its GPUs are already reserved",
+                            owner=f"{outcome.owner.kind} {request.namespace}/{outcome.owner.name}")
         return Reply(200, build_response(request.uid, True))
+
+    def _passed(self, request: AdmissionRequest, outcome: out.Passed, started: float) -> Reply:
+        if outcome.ledger:
+            self.metrics.ledger_up.set(1)
+        self._count(request, "allowed", "none", started)
+        if self.audit.enabled:
+            reserved = ",".join(map(str, outcome.reservation)) or None
+            self._pass_line(request, outcome.why, reservation=reserved and f"held:{reserved}")
+        return Reply(200, build_response(request.uid, True))
+
+    def _pass_line(self, request: AdmissionRequest, message: str, *, owner: str | None = None,
+                   reservation: str | None = None) -> None:
+        """The audit line of a request allowed without a decision of its own (the schema's keys, from a blank)."""
+        line = dict(_BLANK_LINE)
+        line.update(time=self.clock().isoformat(), request_uid=request.uid, operation=request.operation,
+                    user=request.user_info.username, namespace=request.namespace, kind=request.kind.kind,
+                    name=request.name, dry_run=request.dry_run, message=message, owner=owner,
+                    reservation=reservation)
+        self.audit.write(line)
 
     def _unjudgeable(self, request: AdmissionRequest, outcome: out.Unjudgeable, started: float) -> Reply:
         """A scale-up whose parent cannot be read: refused (fail closed), saying why and what to do instead."""

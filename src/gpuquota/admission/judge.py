@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -28,6 +29,7 @@ from gpuquota.admission.outcome import (
     LedgerDown,
     Outcome,
     Owned,
+    Passed,
     Released,
     Skipped,
     Unjudgeable,
@@ -35,8 +37,9 @@ from gpuquota.admission.outcome import (
 from gpuquota.admission.owners import OwnerRef
 from gpuquota.admission.review import AdmissionRequest, ReviewError, decode_object
 from gpuquota.admission.routing import Route
+from gpuquota.admission.suspension import Suspension, suspension
 from gpuquota.admission.trust import NO_CLAIMS, Trust
-from gpuquota.domain import Decision, Tenant
+from gpuquota.domain import Decision, Tenant, Usage
 from gpuquota.errors import UserError
 from gpuquota.kube import KubeApi, KubeError
 from gpuquota.kube.api import JsonObject
@@ -51,6 +54,7 @@ from gpuquota.ledger import (
     WorkloadRef,
 )
 from gpuquota.policy import Policy, decide, usage_keys
+from gpuquota.policy.format import clip
 from gpuquota.reconcile.resources import RESOURCES
 from gpuquota.workloads import (
     DEFAULT_ALL_DEVICES,
@@ -66,11 +70,14 @@ from gpuquota.workloads import (
     with_replicas,
 )
 from gpuquota.workloads import gpu_resources as gpu_resources_table
+from gpuquota.workloads.suspension import kueue_queue
 
 log = logging.getLogger("gpuquota.admission")
 
 MAX_RESERVE_ATTEMPTS: Final = 3
 SKIPPED: Final = Skipped()
+SUSPENDING: Final = Passed("suspended: nothing is charged or released by this request; the reservation it holds goes "
+                           "when its GPUs do (docs/webhook.md, 'Suspended workloads')")
 
 
 def audit_record(case: Case, decision: Decision, time: datetime) -> AuditRecord:
@@ -199,10 +206,17 @@ class Judge:
 
     def _case(self, request: AdmissionRequest, snap: Snapshot, obj: Mapping[str, Any], old: Mapping[str, Any] | None,
               owners: tuple[OwnerRef, ...], *, reads: bool = False) -> Outcome | Deferred:
-        """Demand (for an UPDATE, its growth over ``old``) and tenant of a GPU object, then the ledger's part."""
+        """Demand (for an UPDATE, its growth over ``old``) and tenant of a GPU object, then the ledger's part. A
+        suspended object, or one being un-suspended, is judged whole (``admission.suspension``)."""
+        step = suspension((request.kind.group, request.kind.kind), obj, old)
+        if step is Suspension.SUSPENDING:
+            return SUSPENDING
+        if step is Suspension.QUEUED:
+            return Passed(f"suspended and managed by Kueue (queue {kueue_queue(obj)!r}): nothing is reserved; "
+                          "gpuquota's AdmissionCheck admits it when Kueue does")
         ctx = self.context(snap)
         demand = whole = extract(obj, ctx, self.claims)
-        if demand is not None and old is not None:
+        if demand is not None and old is not None and step is Suspension.NONE:
             before = extract(old, ctx, self.claims)
             if before is not None:
                 demand = scale_delta(before, demand)  # only growth needs new room
@@ -220,6 +234,8 @@ class Judge:
             tenant=self.tenant(snap, request.namespace),
             workload=WorkloadRef(request.namespace, request.kind.kind, name, request.kind.group),
             owners=owners,
+            suspension=step,
+            queue=kueue_queue(obj) or "",
         )
         return Deferred(lambda: guarded(lambda: self.decide(case), case.uid), blocking=reads)
 
@@ -314,6 +330,10 @@ class Judge:
             owner = self.trust.verified_owner(case.workload.namespace, case.owners, self.ledger)
             if owner is not None:
                 return Owned(owner)
+        settled = self._held(case) if case.suspension is Suspension.HELD else (
+            self._holding(case) if case.suspension is Suspension.RESUMING else None)
+        if settled is not None:
+            return settled
         now = self.clock()
         usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now), now)
         decision = decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole)
@@ -327,6 +347,40 @@ class Judge:
             self.ledger.record_decision(record)
             return Decided(case=case, decision=decision, usage=usage, record=record)
         return self._reserve(case, decision, usage, now)
+
+    def _held(self, case: Case) -> Decided:
+        """A suspended workload: judged as if nothing else were held or spent — so only what could never be admitted
+        (a per-workload rule, a cap its demand alone exceeds, an unknown jurisdiction) is refused — and reserved
+        nowhere. When it would not fit now, the tenant is warned that un-suspending it would be refused."""
+        now = self.clock()
+        alone = decide(case.demand, case.tenant, {}, case.policy, now=now)
+        usage: Usage = {}
+        decision = alone
+        if alone.allowed:
+            usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now), now)
+            current = decide(case.demand, case.tenant, usage, case.policy, now=now)
+            warnings = alone.warnings
+            if not current.allowed:
+                warnings = (*warnings, clip(f"un-suspending it now would be refused: {current.message}", 400))
+            decision = replace(alone, message=f"{alone.message}; suspended: nothing is reserved until it is "
+                                              "un-suspended, when it is judged against the caps", warnings=warnings)
+        record = audit_record(case, decision, now)
+        if not case.dry_run:
+            self.ledger.record_decision(record)
+        return Decided(case=case, decision=decision, usage=usage, record=record)
+
+    def _holding(self, case: Case) -> Passed | None:
+        """An un-suspended workload that already holds an active reservation covering it — gpuquota's Kueue
+        AdmissionCheck's, made when Kueue admitted it, or its own from before it was suspended: it passes on that
+        one. ``None``: it holds none, or one too small (grown while suspended): judged whole, like a new workload."""
+        view = self.ledger.find_active(case.workload)
+        if view is None or view.tpp < case.demand.tpp * (1 - 1e-9):
+            return None
+        by = (f"gpuquota's Kueue AdmissionCheck admitted it (queue {case.queue!r})" if case.queue
+              else "it was reserved before it was suspended")
+        ids = ", ".join(map(str, view.reservation_ids))
+        return Passed(f"un-suspended onto the active reservation it holds ({ids}: {by}); nothing is charged twice",
+                      reservation=view.reservation_ids, ledger=True)
 
     def _reserve(self, case: Case, decision: Decision, usage: Mapping[Any, float], now: datetime) -> Decided:
         """Reserve; if the ledger's in-transaction re-check refuses, decide again on fresh usage (a race lost)."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpuquota.admission.owners import OwnerRef
+from gpuquota.admission.suspension import Suspension
 from gpuquota.domain import Decision, Demand, Tenant, Usage
 from gpuquota.ledger import AuditRecord, ReserveStatus, WorkloadRef
 from gpuquota.policy import Policy
@@ -29,6 +30,8 @@ class Case:
     tenant: Tenant
     workload: WorkloadRef
     owners: tuple[OwnerRef, ...] = ()  # claimed owners the ledger must still confirm (controllers' objects only)
+    suspension: Suspension = Suspension.NONE  # HELD: judged alone, reserves nothing; RESUMING: see admission.suspension
+    queue: str = ""  # the Kueue LocalQueue its label names ("": not Kueue-managed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,17 @@ class Owned:
     owner: OwnerRef
     retry: bool = False
     cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """Allowed without judging the caps or reserving, for the reason ``why`` (the audit line's message): a suspended
+    Kueue-managed object, a workload being suspended, one un-suspended onto the reservation it already holds
+    (``reservation``: its ids). ``ledger``: the ledger was read to know it."""
+
+    why: str
+    reservation: tuple[int, ...] = ()
+    ledger: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +118,7 @@ class Internal:
     """A bug: the GPU workload is refused and the server keeps serving (the traceback is in the log)."""
 
 
-Outcome = Skipped | Released | Owned | Decided | Invalid | LedgerDown | Unjudgeable | Internal
+Outcome = Skipped | Released | Owned | Passed | Decided | Invalid | LedgerDown | Unjudgeable | Internal
 
 
 @dataclass(frozen=True, slots=True)

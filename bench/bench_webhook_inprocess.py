@@ -35,6 +35,8 @@ from gpuquota.ledger import (  # noqa: E402
     Reservation,
     ReservationView,
     ReserveResult,
+    RideResult,
+    Rider,
     WorkloadRef,
     open_ledger,
 )
@@ -69,8 +71,20 @@ class TimedLedger:
         result: int = self._timed("release", lambda: self.inner.release(workload, now, reason))
         return result
 
+    def mark_releasing(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        result: int = self._timed("mark_releasing", lambda: self.inner.mark_releasing(workload, now, reason))
+        return result
+
     def find_active(self, workload: WorkloadRef) -> ReservationView | None:
         result: ReservationView | None = self._timed("find_active", lambda: self.inner.find_active(workload))
+        return result
+
+    def reserved_by(self, request_uid: str) -> int | None:
+        result: int | None = self._timed("reserved_by", lambda: self.inner.reserved_by(request_uid))
+        return result
+
+    def ride(self, owner: WorkloadRef, owner_uid: str, rider: Rider, now: datetime) -> RideResult:
+        result: RideResult = self._timed("ride", lambda: self.inner.ride(owner, owner_uid, rider, now))
         return result
 
     def count_active(self) -> int:
@@ -113,7 +127,7 @@ def main() -> None:
     live = LiveConfig("ai-diffusion-2025", ROOT / "examples" / "tenants.yaml")
     ledger = TimedLedger(open_ledger(f"sqlite:///{workdir / 'ledger.db'}"))
     metrics = WebhookMetrics(lambda: live.current.known_tenants)
-    admission = Admission(live, ledger, metrics, AuditLog(str(workdir / "audit.jsonl")), trusted_controllers=[OPERATOR])
+    admission = Admission(live, ledger, metrics, AuditLog(str(workdir / "audit.jsonl")), trusted_controllers=(OPERATOR,))
     time_functions(ledger)
     trainer = pytorch_job("bench-trainer", TENANT_NS, workers=1)
     assert b'"allowed":true' in handle(admission, json.dumps(review(trainer)).encode()).body

@@ -53,6 +53,7 @@ def reservation(
     tenant_cap: float | None = None,
     ops_cap: float | None = None,
     when: datetime = NOW,
+    object_uid: str = "",
 ) -> Reservation:
     """A reservation with the charges ``decide()`` gives: tenant/jurisdiction/tier/cluster concurrent TPP and the
     tenant's operations (yearly and 30-day rolling), capped where a cap is given."""
@@ -75,4 +76,5 @@ def reservation(
         operations_per_second=ops_per_second, max_runtime_s=max_runtime_s, profile="ai-diffusion-2025",
         profile_version="2025-01-15", charges=charges,
         audit=audit(uid, workload, tenant, when=when, gpus=gpus, tpp=tpp, jurisdiction=jurisdiction, tier=tier),
+        object_uid=object_uid,
     )  # fmt: skip

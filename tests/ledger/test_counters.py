@@ -131,13 +131,12 @@ def test_the_plan_checks_each_capped_window_once_with_what_this_request_adds() -
 def test_actual_operations() -> None:
     t0 = datetime(2026, 11, 26, tzinfo=UTC)
     end = t0 + timedelta(seconds=100)
-    kw = {"ops_per_second": 2.0, "reserved_at": t0, "ended": end, "max_runtime_s": None}
+    kw = {"ops_per_second": 2.0, "reserved_at": t0, "ended": end}
     assert actual_operations(ReservationState.SETTLED, started_at=t0 + timedelta(seconds=40), **kw) == 120.0  # type: ignore[arg-type]
     assert actual_operations(ReservationState.RELEASED, started_at=None, **kw) == 200.0  # type: ignore[arg-type]
     assert actual_operations(ReservationState.EXPIRED, started_at=None, **kw) == 0.0  # type: ignore[arg-type]
     assert actual_operations(ReservationState.SETTLED, started_at=end + timedelta(1), **kw) == 0.0  # type: ignore[arg-type]
-    capped = {**kw, "max_runtime_s": 30.0}
-    assert actual_operations(ReservationState.SETTLED, started_at=t0, **capped) == 60.0  # type: ignore[arg-type]
+    assert actual_operations(ReservationState.SETTLED, started_at=t0, **kw) == 200.0  # type: ignore[arg-type]
 
 
 class LedgerModel(RuleBasedStateMachine):

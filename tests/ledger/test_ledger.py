@@ -206,11 +206,14 @@ def test_settlement_replaces_reserved_operations_by_actual(ledger: SqlLedger) ->
     assert ledger.usage([yearly(Scope.TENANT, "acme")], ended)[yearly(Scope.TENANT, "acme")] == pytest.approx(1.8e18)
 
 
-def test_actual_runtime_is_bounded_by_the_max_runtime(ledger: SqlLedger) -> None:
+def test_actual_runtime_is_never_clamped_to_the_declared_runtime(ledger: SqlLedger) -> None:
+    """A run declared at 10 minutes that ran 5 hours spent 5 hours of operations: the declaration is a claim."""
     ledger.reserve(reservation("a", max_runtime_s=600), NOW)
     [rec] = ledger.active_reservations()
     ledger.finish([rec.id], ReservationState.SETTLED, NOW + timedelta(hours=5), "Complete", started=NOW)
-    assert ledger.reservations()[0].actual_operations == pytest.approx(1e15 * 600)
+    assert ledger.reservations()[0].actual_operations == pytest.approx(1e15 * 5 * 3600)
+    key = yearly(Scope.TENANT, "acme")
+    assert ledger.usage([key], NOW)[key] == pytest.approx(1e15 * 5 * 3600)
 
 
 def test_unseen_start_counts_from_admission(ledger: SqlLedger) -> None:

@@ -17,6 +17,8 @@ from gpuquota.ledger import (
     Reservation,
     ReservationView,
     ReserveResult,
+    Rider,
+    RideResult,
     WorkloadRef,
 )
 
@@ -76,8 +78,17 @@ class DeferredLedger:
     def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
         return self._get().release(workload, now, reason)
 
+    def mark_releasing(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        return self._get().mark_releasing(workload, now, reason)
+
     def find_active(self, workload: WorkloadRef) -> ReservationView | None:
         return self._get().find_active(workload)
+
+    def reserved_by(self, request_uid: str) -> int | None:
+        return self._get().reserved_by(request_uid)
+
+    def ride(self, owner: WorkloadRef, owner_uid: str, rider: Rider, now: datetime) -> RideResult:
+        return self._get().ride(owner, owner_uid, rider, now)
 
     def ping(self) -> None:
         self._get().ping()

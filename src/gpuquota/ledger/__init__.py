@@ -21,6 +21,10 @@ from gpuquota.ledger.types import (
     ReservationView,
     ReserveResult,
     ReserveStatus,
+    Rider,
+    RideResult,
+    RiderRecord,
+    RideStatus,
     WorkloadRef,
 )
 
@@ -39,6 +43,10 @@ __all__ = [
     "ReservationView",
     "ReserveResult",
     "ReserveStatus",
+    "RideResult",
+    "RideStatus",
+    "Rider",
+    "RiderRecord",
     "WorkloadRef",
     "open_ledger",
 ]

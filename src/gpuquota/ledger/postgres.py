@@ -35,7 +35,7 @@ _translated: dict[str, str] = {}
 # One autocommit statement: the function's inserts, counter locks and cap checks commit (or roll back) together.
 _RESERVE_CALL = (
     "SELECT gpuquota_reserve("
-    + ", ".join(["%s::text"] * 9 + ["%s::float8"] * 5 + ["%s::text"] * 4 + ["%s::timestamptz"])
+    + ", ".join(["%s::text"] * 9 + ["%s::float8"] * 5 + ["%s::text"] * 4 + ["%s::timestamptz", "%s::text"])
     + ", "
     + "%s::timestamptz, %b::text[], %b::boolean[], %b::float8[]"
     + ", "

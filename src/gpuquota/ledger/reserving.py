@@ -23,7 +23,7 @@ from gpuquota.ledger.types import AuditRecord, Reservation, ReservationState
 
 RESERVATION_COLUMNS = (
     "request_uid, namespace, kind, api_group, name, tenant, jurisdiction, tier, model, gpus, tpp, operations, "
-    "operations_per_second, max_runtime_s, profile, profile_version, state, charge_day, reserved_at"
+    "operations_per_second, max_runtime_s, profile, profile_version, state, charge_day, reserved_at, object_uid"
 )
 DECISION_COLUMNS = (
     "time, request_uid, operation, user_name, namespace, kind, name, tenant, jurisdiction, tier, allowed, dry_run, "
@@ -36,7 +36,7 @@ Check = tuple[str, str, str, str, str, float, float, float]  # scope, subject, m
 @dataclass(frozen=True, slots=True)
 class ReservePlan:
     request_uid: str
-    reservation: tuple[object, ...]  # RESERVATION_COLUMNS
+    reservation: tuple[object, ...]  # RESERVATION_COLUMNS (the order of gpuquota_reserve's first parameters)
     audit: tuple[object, ...]  # DECISION_COLUMNS
     increments: tuple[tuple[str, str, str, float], ...]  # reservation_counters rows (without the id)
     counters: tuple[CounterRow, ...]  # in lock order
@@ -73,7 +73,7 @@ def plan_reservation(r: Reservation, day: date, reserved_at: object, audit_time:
         r.jurisdiction, r.tier, r.model, float(r.gpus), float(r.tpp),
         None if r.operations is None else float(r.operations), float(r.operations_per_second),
         None if r.max_runtime_s is None else float(r.max_runtime_s), r.profile, r.profile_version,
-        str(ReservationState.RESERVED), day.isoformat(), reserved_at,
+        str(ReservationState.RESERVED), day.isoformat(), reserved_at, r.object_uid,
     )  # fmt: skip
     return ReservePlan(
         request_uid=r.request_uid,
@@ -100,7 +100,7 @@ def batch_statements(plan: ReservePlan) -> list[tuple[str, Sequence[object]]]:
     increments, counter upsert (locks), then the cap checks through ``gpuquota_check_cap``."""
     by_uid = "(SELECT id FROM reservations WHERE request_uid = ?)"
     out: list[tuple[str, Sequence[object]]] = [
-        (f"INSERT INTO reservations ({RESERVATION_COLUMNS}) VALUES {_rows(1, 19)} RETURNING id", plan.reservation),
+        (f"INSERT INTO reservations ({RESERVATION_COLUMNS}) VALUES {_rows(1, 20)} RETURNING id", plan.reservation),
         (
             f"INSERT INTO decisions ({DECISION_COLUMNS}, reservation_id) VALUES ({', '.join('?' * 21)}, {by_uid})",
             (*plan.audit, plan.request_uid),

@@ -46,6 +46,10 @@ from gpuquota.ledger.types import (
     ReservationView,
     ReserveResult,
     ReserveStatus,
+    Rider,
+    RideResult,
+    RiderRecord,
+    RideStatus,
     WorkloadRef,
 )
 
@@ -55,9 +59,14 @@ MAX_ATTEMPTS = 5
 _RESERVATION_COLUMNS = (
     "id, request_uid, namespace, kind, api_group, name, tenant, jurisdiction, tier, model, gpus, tpp, operations, "
     "operations_per_second, max_runtime_s, profile, profile_version, state, reserved_at, started_at, ended_at, "
-    "actual_operations, reason"
+    "actual_operations, reason, object_uid, releasing_at, accrued_operations"
 )
 _ACTIVE_SQL = "('reserved', 'running')"
+_WORKLOAD_SQL = "namespace = ? AND name = ? AND kind = ? AND api_group = ?"
+
+
+def _workload_params(w: WorkloadRef) -> tuple[str, str, str, str]:
+    return (w.namespace, w.name, w.kind, w.group)
 
 
 def _fields(columns: str) -> tuple[str, ...]:
@@ -124,19 +133,16 @@ def actual_operations(
     reserved_at: datetime,
     started_at: datetime | None,
     ended: datetime,
-    max_runtime_s: float | None,
 ) -> float:
-    """Operations a finished reservation really spent: rate × runtime, never more than its runtime bound.
+    """Operations a finished reservation really spent: rate × the runtime it really had — never clamped to a
+    declared runtime (``max_runtime_s`` is a claim; a run past it has spent more, and that is charged).
 
     A workload never created spent nothing. One whose start nobody saw is counted from its admission — an upper
     bound, because usage is never under-counted."""
     if state is ReservationState.EXPIRED:
         return 0.0
     start = started_at if started_at is not None else reserved_at
-    runtime = max(0.0, (ended - start).total_seconds())
-    if max_runtime_s is not None:
-        runtime = min(runtime, max_runtime_s)
-    return ops_per_second * runtime
+    return ops_per_second * max(0.0, (ended - start).total_seconds())
 
 
 class SqlLedger:
@@ -261,19 +267,71 @@ class SqlLedger:
                 return removed
 
     def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
-        view = self.find_active(workload)
-        if view is None:
-            return 0
-        return self.finish(view.reservation_ids, ReservationState.RELEASED, now, reason)
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(f"SELECT id FROM reservations WHERE {_WORKLOAD_SQL} AND state IN {_ACTIVE_SQL}",
+                              _workload_params(workload))  # fmt: skip
+        return self.finish([int(r[0]) for r in rows], ReservationState.RELEASED, now, reason)
+
+    def mark_releasing(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        with self.db.transaction(write=True) as tx:
+            changed = tx.execute(
+                f"UPDATE reservations SET releasing_at = ?, reason = ? WHERE {_WORKLOAD_SQL} "
+                f"AND state IN {_ACTIVE_SQL} AND releasing_at IS NULL RETURNING id",
+                (self.db.ts(now), reason, *_workload_params(workload)),
+            )
+        return len(changed)
 
     def find_active(self, workload: WorkloadRef) -> ReservationView | None:
         with self.db.transaction(write=False) as tx:
             rows = tx.execute(
-                f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE namespace = ? AND name = ? AND kind = ? "
-                f"AND api_group = ? AND state IN {_ACTIVE_SQL} ORDER BY id",
-                (workload.namespace, workload.name, workload.kind, workload.group),
+                f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE {_WORKLOAD_SQL} "
+                f"AND state IN {_ACTIVE_SQL} AND releasing_at IS NULL ORDER BY id",
+                _workload_params(workload),
             )
         return self._view([self._record(r) for r in rows])
+
+    def reserved_by(self, request_uid: str) -> int | None:
+        return self._reservation_id(request_uid)
+
+    def ride(self, owner: WorkloadRef, owner_uid: str, rider: Rider, now: datetime) -> RideResult:
+        if not (rider.pod_uid and _finite(rider.gpus)):
+            raise LedgerError(f"rider {rider!r}: needs a pod uid and a finite GPU count ≥ 0")
+        return self._retry(lambda: self._ride_once(owner, owner_uid, rider, now))
+
+    def _ride_once(self, owner: WorkloadRef, owner_uid: str, rider: Rider, now: datetime) -> RideResult:
+        """Locks the owner's reservation rows (PostgreSQL FOR UPDATE; SQLite's write transaction excludes every
+        other writer), so two pods racing for the last GPUs of a budget cannot both ride."""
+        with self.db.transaction(write=True) as tx:
+            rows = tx.execute(
+                f"SELECT id, gpus, object_uid FROM reservations WHERE {_WORKLOAD_SQL} AND state IN {_ACTIVE_SQL} "
+                f"AND releasing_at IS NULL ORDER BY id{self._lock_clause}",
+                _workload_params(owner),
+            )
+            # A pod naming its owner's uid rides only on that object's reservations: a re-created object of the
+            # same name is another workload.
+            rows = [r for r in rows if not owner_uid or not r[2] or r[2] == owner_uid]
+            if not rows:
+                return RideResult(RideStatus.NO_OWNER)
+            ids = [int(r[0]) for r in rows]
+            budget = sum(float(r[1]) for r in rows)
+            already = tx.execute(
+                f"SELECT count(*) FROM riders WHERE reservation_id IN {_in(ids)} AND pod_uid = ?", (*ids, rider.pod_uid)
+            )
+            used_rows = tx.execute(
+                f"SELECT coalesce(sum(gpus), 0) FROM riders WHERE reservation_id IN {_in(ids)} AND gone_at IS NULL",
+                ids,
+            )
+            riding = float(used_rows[0][0] or 0.0)
+            if int(already[0][0]):
+                return RideResult(RideStatus.DUPLICATE, budget, riding)
+            if riding + rider.gpus > budget * (1 + 1e-9) + 1e-9:
+                return RideResult(RideStatus.OVER_BUDGET, budget, riding)
+            tx.execute(
+                "INSERT INTO riders (reservation_id, pod_uid, namespace, name, gpus, admitted_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (ids[0], rider.pod_uid, rider.namespace, rider.name, float(rider.gpus), self.db.ts(now)),
+            )
+        return RideResult(RideStatus.RIDING, budget, riding)
 
     def count_active(self) -> int:
         with self.db.transaction(write=False) as tx:  # the partial index reservations_active covers this WHERE
@@ -294,6 +352,69 @@ class SqlLedger:
                 f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE state IN {_ACTIVE_SQL} ORDER BY id"
             )
         return [self._record(r) for r in rows]
+
+    def live_riders(self) -> list[RiderRecord]:
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(
+                "SELECT r.pod_uid, r.namespace, r.name, r.gpus, r.reservation_id, r.admitted_at FROM riders r "
+                f"JOIN reservations s ON s.id = r.reservation_id WHERE r.gone_at IS NULL AND s.state IN {_ACTIVE_SQL} "
+                "ORDER BY r.reservation_id, r.pod_uid"
+            )
+        return [RiderRecord(str(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), self.db.from_ts(r[5]))
+                for r in rows]  # fmt: skip
+
+    def riders_gone(self, riders: Iterable[tuple[int, str]], at: datetime) -> int:
+        pairs = sorted(set(riders))
+        if not pairs:
+            return 0
+        changed = 0
+        with self.db.transaction(write=True) as tx:
+            for rid, pod_uid in pairs:
+                changed += len(tx.execute(
+                    "UPDATE riders SET gone_at = ? WHERE reservation_id = ? AND pod_uid = ? AND gone_at IS NULL "
+                    "RETURNING pod_uid",
+                    (self.db.ts(at), rid, pod_uid),
+                ))  # fmt: skip
+        return changed
+
+    def accrue(self, measured: Iterable[tuple[int, float]], at: datetime) -> int:
+        wanted = {rid: ops for rid, ops in measured if _finite(ops)}
+        if not wanted:
+            return 0
+        return self._retry(lambda: self._accrue_once(wanted, utc(at)))
+
+    def _accrue_once(self, wanted: dict[int, float], at: datetime) -> int:
+        """Raise each running reservation's operations counters to what it measurably spent: the part above its
+        reserved operations not yet accrued goes into today's buckets (so rolling windows see it when it ran)."""
+        ids = sorted(wanted)
+        with self.db.transaction(write=True) as tx:
+            rows = tx.execute(
+                f"SELECT id, coalesce(operations, 0), accrued_operations FROM reservations WHERE id IN {_in(ids)} "
+                f"AND state IN {_ACTIVE_SQL} ORDER BY id{self._lock_clause}",
+                ids,
+            )
+            extra: dict[int, float] = {}
+            for rid, reserved, accrued in rows:
+                new = wanted[int(rid)]
+                if new <= float(accrued):
+                    continue
+                extra[int(rid)] = max(0.0, new - float(reserved)) - max(0.0, float(accrued) - float(reserved))
+                tx.execute("UPDATE reservations SET accrued_operations = ? WHERE id = ?", (new, rid))
+            charged = [rid for rid, ops in extra.items() if ops > 0]
+            if charged:
+                counters = tx.execute(
+                    "SELECT reservation_id, scope, subject, metric FROM reservation_counters "
+                    f"WHERE reservation_id IN {_in(charged)} AND metric = ?",
+                    (*charged, str(Metric.OPERATIONS)),
+                )
+                day = at.date()
+                deltas: dict[tuple[str, str, str, str], float] = {}
+                for rid, scope, subject, metric in counters:
+                    for bucket in (day_bucket(day), year_bucket(day.year), TOTAL_BUCKET):
+                        k = (scope, subject, metric, bucket)
+                        deltas[k] = deltas.get(k, 0.0) + extra[int(rid)]
+                self._upsert(tx, sorted((*k, v) for k, v in deltas.items()))
+        return len(extra)
 
     def mark_running(self, reservation_ids: Iterable[int], started: datetime) -> int:
         ids = sorted(set(reservation_ids))
@@ -327,15 +448,17 @@ class SqlLedger:
     ) -> int:
         with self.db.transaction(write=True) as tx:
             rows = tx.execute(
-                "SELECT id, reserved_at, started_at, operations_per_second, max_runtime_s, charge_day "
-                f"FROM reservations WHERE id IN {_in(ids)} AND state IN {_ACTIVE_SQL} "
-                f"ORDER BY id{self._lock_clause}",
+                "SELECT id, reserved_at, started_at, operations_per_second, charge_day, "
+                f"coalesce(operations, 0), accrued_operations FROM reservations WHERE id IN {_in(ids)} "
+                f"AND state IN {_ACTIVE_SQL} ORDER BY id{self._lock_clause}",
                 ids,
             )
             if not rows:
                 return 0
             actual: dict[int, tuple[float, date]] = {}
-            for rid, reserved_at, started_at, rate, max_runtime, charge_day in rows:
+            # What accrual already added beyond the reservation is in the counters: settle only the rest.
+            accrued_extra: dict[int, float] = {int(r[0]): max(0.0, float(r[6]) - float(r[5])) for r in rows}
+            for rid, reserved_at, started_at, rate, charge_day, _reserved, _accrued in rows:
                 start = self.db.from_ts(started_at) if started_at is not None else started
                 ops = actual_operations(
                     state,
@@ -343,7 +466,6 @@ class SqlLedger:
                     reserved_at=self.db.from_ts(reserved_at),
                     started_at=start,
                     ended=ended,
-                    max_runtime_s=max_runtime,
                 )
                 actual[int(rid)] = (ops, date.fromisoformat(charge_day))
                 tx.execute(
@@ -363,11 +485,13 @@ class SqlLedger:
                 if metric == Metric.OPERATIONS:
                     for bucket in (day_bucket(day), year_bucket(day.year), TOTAL_BUCKET):
                         k = (scope, subject, metric, bucket)
-                        deltas[k] = deltas.get(k, 0.0) + ops - float(amount)
+                        deltas[k] = deltas.get(k, 0.0) + ops - float(amount) - accrued_extra[int(rid)]
                 else:
                     k = (scope, subject, metric, "now")
                     deltas[k] = deltas.get(k, 0.0) - float(amount)
             self._upsert(tx, sorted((*k, v) for k, v in deltas.items()))
+            tx.execute(f"UPDATE riders SET gone_at = ? WHERE reservation_id IN {_in(found)} AND gone_at IS NULL",
+                       (self.db.ts(ended), *found))  # fmt: skip
         return len(actual)
 
     # -- reading back -----------------------------------------------------------------------------------------
@@ -435,7 +559,8 @@ class SqlLedger:
             profile=r["profile"], profile_version=r["profile_version"], state=ReservationState(r["state"]),
             reserved_at=self.db.from_ts(r["reserved_at"]), started_at=self._opt_ts(r["started_at"]),
             ended_at=self._opt_ts(r["ended_at"]), actual_operations=_opt_float(r["actual_operations"]),
-            reason=r["reason"],
+            reason=r["reason"], object_uid=r["object_uid"] or "", releasing_at=self._opt_ts(r["releasing_at"]),
+            accrued_operations=float(r["accrued_operations"] or 0.0),
         )  # fmt: skip
 
     def _opt_ts(self, value: object) -> datetime | None:
@@ -463,6 +588,7 @@ class SqlLedger:
             operations=None if any(o is None for o in ops) else sum(o for o in ops if o is not None),
             reserved_at=min(r.reserved_at for r in records),
             started_at=min(starts) if starts else None,
+            object_uid=first.object_uid,
         )
 
 

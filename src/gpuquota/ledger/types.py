@@ -8,7 +8,7 @@ threads and processes freely and so that tests can build them without a database
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -30,7 +30,11 @@ class LedgerFull(LedgerUnavailable):
 
 
 class ReservationState(StrEnum):
-    """Lifecycle of a reservation. Only ``reserved`` and ``running`` hold concurrent TPP."""
+    """Lifecycle of a reservation. Only ``reserved`` and ``running`` hold concurrent TPP.
+
+    *Releasing* is not a state of its own but a mark on an active one (``releasing_at``): a DELETE was reviewed,
+    and the reservation keeps holding its TPP until the reconciler sees no pod of the workload's tree holding GPUs
+    (docs/ledger.md, "What runs is what is charged")."""
 
     RESERVED = "reserved"  # admitted; the workload has not been seen running yet
     RUNNING = "running"  # the reconciler saw its pods running
@@ -137,6 +141,9 @@ class ReservationTerms:
     max_runtime_s: float | None
     profile: str
     profile_version: str
+    # metadata.uid of the admitted object ("" when the review carried none): which object of a name the reservation
+    # covers, so a re-created object of the same name is a new workload and its pods cannot ride on the old one.
+    object_uid: str = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +190,7 @@ class ReservationView:
     operations: float | None  # None when any of them is unbounded
     reserved_at: datetime  # the earliest admission
     started_at: datetime | None
+    object_uid: str = field(default="", kw_only=True)  # of the first reservation ("" when unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +204,43 @@ class ReservationRecord(ReservationTerms):
     ended_at: datetime | None
     actual_operations: float | None
     reason: str
+    releasing_at: datetime | None = field(default=None, kw_only=True)  # when a DELETE was reviewed
+    accrued_operations: float = field(default=0.0, kw_only=True)  # measured from its pods' runtime so far
+
+    @property
+    def releasing(self) -> bool:
+        return self.releasing_at is not None
+
+
+class RideStatus(StrEnum):
+    RIDING = "riding"  # within the owner's budget: recorded, nothing reserved
+    DUPLICATE = "duplicate"  # this pod rides already (a retried review): nothing changed
+    OVER_BUDGET = "over-budget"  # the owner's GPUs are all taken by live riders: judge the pod on its own
+    NO_OWNER = "no-owner"  # no active, not-releasing reservation of that object: judge the pod on its own
+
+
+@dataclass(frozen=True, slots=True)
+class Rider:
+    """A controller-made pod passing on its owner's reservation. ``pod_uid`` identifies it (its metadata.uid, or
+    ``<namespace>/<name>`` when the review carried none); ``gpus`` is what it takes of the owner's budget."""
+
+    pod_uid: str
+    namespace: str
+    name: str
+    gpus: float
+
+
+@dataclass(frozen=True, slots=True)
+class RideResult:
+    status: RideStatus
+    budget: float = 0.0  # GPUs the owner's active reservations cover
+    riding: float = 0.0  # GPUs of its live riders before this pod
+
+
+@dataclass(frozen=True, slots=True)
+class RiderRecord(Rider):
+    reservation_id: int
+    admitted_at: datetime
 
 
 class Ledger(Protocol):
@@ -215,12 +260,27 @@ class Ledger(Protocol):
         ...
 
     def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
-        """The workload was deleted: release every active reservation, settle operations to the runtime it had.
-        Returns how many reservations were released."""
+        """Release every active reservation of the workload now, settling operations to the runtime it had. Only
+        for one who knows the GPUs are gone (tests, an operator's repair); a DELETE review calls
+        ``mark_releasing``. Returns how many reservations were released."""
+        ...
+
+    def mark_releasing(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        """A DELETE of the workload was reviewed: mark its active reservations releasing (they keep their TPP until
+        the reconciler sees their GPUs gone, and no new pod may ride on them). Returns how many were marked."""
         ...
 
     def find_active(self, workload: WorkloadRef) -> ReservationView | None:
-        """The workload's active reservations (its pods pass without reserving again), or ``None``."""
+        """The workload's active reservations not marked releasing, or ``None``."""
+        ...
+
+    def reserved_by(self, request_uid: str) -> int | None:
+        """The reservation a request (AdmissionReview uid) made, if any: how a retry is told from a re-create."""
+        ...
+
+    def ride(self, owner: WorkloadRef, owner_uid: str, rider: Rider, now: datetime) -> RideResult:
+        """One transaction: record ``rider`` on ``owner``'s active, not-releasing reservations (of the object with
+        ``owner_uid`` when both are known) if its GPUs fit in what they cover beside their live riders."""
         ...
 
     def count_active(self) -> int:
@@ -251,6 +311,21 @@ class ReconcilerLedger(Ledger, Protocol):
         reason: str,
         started: datetime | None = None,
     ) -> int:
-        """active → settled/released/expired: free the concurrent TPP, replace reserved operations by actual
-        (``operations_per_second`` × runtime; zero when expired). Already final reservations are left alone."""
+        """active → settled/released/expired: free the concurrent TPP, replace reserved (and accrued) operations by
+        actual (``operations_per_second`` × runtime, never clamped to a declared runtime; zero when expired), end
+        its riders. Already final reservations are left alone."""
+        ...
+
+    def live_riders(self) -> list[RiderRecord]:
+        """Riders of active reservations that the reconciler has not seen gone."""
+        ...
+
+    def riders_gone(self, riders: Iterable[tuple[int, str]], at: datetime) -> int:
+        """(reservation id, pod uid) pairs whose pod is gone or finished: their GPUs go back to the budget."""
+        ...
+
+    def accrue(self, measured: Iterable[tuple[int, float]], at: datetime) -> int:
+        """(reservation id, operations measured so far) of running reservations: whatever exceeds both the reserved
+        operations and what was accrued before is charged now to the reservation's operations counters (today's
+        bucket), so cumulative caps see running work. Returns how many reservations changed."""
         ...

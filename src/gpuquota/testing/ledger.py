@@ -14,6 +14,9 @@ from gpuquota.ledger import (
     ReservationView,
     ReserveResult,
     ReserveStatus,
+    Rider,
+    RideResult,
+    RideStatus,
     WorkloadRef,
 )
 
@@ -62,9 +65,21 @@ class ScriptedLedger:
         self._maybe_fail()
         return 1 if self.active.pop(workload, None) is not None else 0
 
+    def mark_releasing(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        self._maybe_fail()
+        return 1 if self.active.pop(workload, None) is not None else 0
+
     def find_active(self, workload: WorkloadRef) -> ReservationView | None:
         self._maybe_fail()
         return self.active.get(workload)
+
+    def reserved_by(self, request_uid: str) -> int | None:
+        self._maybe_fail()
+        return None
+
+    def ride(self, owner: WorkloadRef, owner_uid: str, rider: Rider, now: datetime) -> RideResult:
+        self._maybe_fail()
+        return RideResult(RideStatus.RIDING if owner in self.active else RideStatus.NO_OWNER)
 
     def count_active(self) -> int:
         self._maybe_fail()

@@ -177,7 +177,7 @@ def cluster_state(nodes: int, namespaces: int) -> ApiState:
         state.put(f"/api/v1/namespaces/{name}", {"metadata": {"name": name, "labels": {
             "gpuquota.io/tenant": f"tenant-{i // 5:04d}", "gpuquota.io/jurisdiction": COUNTRIES[i % len(COUNTRIES)],
             "kubernetes.io/metadata.name": name, "team": f"team-{i % 40}"}}})
-    state.put("/api/v1/namespaces/kubeflow", {"metadata": {"name": "kubeflow", "labels": {  # no tenant's; OPERATOR is named
+    state.put("/api/v1/namespaces/kubeflow", {"metadata": {"name": "kubeflow", "labels": {  # no tenant's
         "kubernetes.io/metadata.name": "kubeflow"}}})
     return state
 

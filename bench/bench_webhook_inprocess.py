@@ -35,8 +35,8 @@ from gpuquota.ledger import (  # noqa: E402
     Reservation,
     ReservationView,
     ReserveResult,
-    RideResult,
     Rider,
+    RideResult,
     WorkloadRef,
     open_ledger,
 )
@@ -127,7 +127,8 @@ def main() -> None:
     live = LiveConfig("ai-diffusion-2025", ROOT / "examples" / "tenants.yaml")
     ledger = TimedLedger(open_ledger(f"sqlite:///{workdir / 'ledger.db'}"))
     metrics = WebhookMetrics(lambda: live.current.known_tenants)
-    admission = Admission(live, ledger, metrics, AuditLog(str(workdir / "audit.jsonl")), trusted_controllers=(OPERATOR,))
+    admission = Admission(live, ledger, metrics, AuditLog(str(workdir / "audit.jsonl")),
+                          trusted_controllers=(OPERATOR,))
     time_functions(ledger)
     trainer = pytorch_job("bench-trainer", TENANT_NS, workers=1)
     assert b'"allowed":true' in handle(admission, json.dumps(review(trainer)).encode()).body

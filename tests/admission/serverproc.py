@@ -78,7 +78,7 @@ rules:
 
 TENANTS = ["acme:JP", "bigtrain:JP"] + [f"{name}:BR" for name in (
     "allow", "deny", "warn", "dry", "retry", "scale", "delete", "owner", "forged", "kinds", "reload", "bad", "race",
-    "crash", "metrics", "audit", "ledgerdown", "tls", "cron", "claims", "labelclaims",
+    "crash", "metrics", "audit", "ledgerdown", "tls", "cron", "claims", "labelclaims", "budget",
 )]
 
 

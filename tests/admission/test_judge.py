@@ -67,7 +67,8 @@ def test_a_controllers_pod_of_an_admitted_job_is_owned_once_the_ledger_confirms(
     assert first == Owned(OwnerRef("kubeflow.org", "PyTorchJob", "trainer", job["metadata"]["uid"]))
     again = _outcome(judge, live, review(pod, user=TRAINING_OPERATOR))
     assert isinstance(again, Owned)
-    assert again.cached  # the owner cache answered the second time: no ledger read
+    assert not again.cached  # a pod always asks the ledger: it rides only within its owner's GPU budget
+    assert ledger.riders == {1: {pod["metadata"]["uid"]: 4.0}}  # the retried review rode once
     # the same pod from a tenant is judged on its own
     assert isinstance(_outcome(judge, live, review(pod)), Decided)
 

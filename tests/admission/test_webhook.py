@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import uuid
+from typing import Any
 
 import orjson
 import pytest
@@ -108,10 +109,13 @@ def test_retry_of_the_same_uid_reserves_once(webhook: Server) -> None:
     # the API server retries r1 once more, now that its own reservation fills the cap: still the same answer
     assert webhook.review(copy.deepcopy(body))["allowed"] is True
     assert sorted(r.workload.name for r in active_in(webhook.ledger_url, "retry")) == ["r1", "r2"]
-    # but a bigger object under r1's name (a re-create after a delete the webhook never saw) is judged on its own
-    bigger = webhook.review(review(gpu_pod("r1", "retry", 12)))
-    assert bigger["allowed"] is False
-    assert "tenant-cap" in bigger["status"]["message"]
+    # but an object re-created under r1's name — even the very same request body with a new request uid — is a
+    # new workload, judged on its own (it used to be taken for a retry and run uncharged)
+    for recreated in (review(gpu_pod("r1", "retry", 6)), {**body, "request": {**body["request"], "uid": "new"}}):
+        answer = webhook.review(recreated)
+        assert answer["allowed"] is False
+        assert "tenant-cap" in answer["status"]["message"]
+    assert sorted(r.workload.name for r in active_in(webhook.ledger_url, "retry")) == ["r1", "r2"]
 
 
 def test_scale_up_is_judged_on_the_delta_and_scale_down_passes(webhook: Server) -> None:
@@ -154,14 +158,24 @@ def test_a_scale_up_is_held_to_the_per_workload_rule_on_the_whole_workload(webho
     assert sorted(r.tpp for r in active_in(webhook.ledger_url, "bigtrain")) == [23 * 8 * H100_TPP, 24 * 8 * H100_TPP]
 
 
-def test_delete_releases_the_workload(webhook: Server) -> None:
+def test_a_delete_frees_nothing_until_the_gpus_are_gone(webhook: Server) -> None:
+    """``kubectl delete --cascade=orphan``, a long grace period, a finalizer — or a DELETE that is refused later in
+    the chain — leave the pods running: the review only marks the reservation releasing; the reconciler releases
+    it when no pod of the workload holds GPUs (tests/reconcile)."""
     job = pytorch_job("gone", "delete", workers=1)  # 16 GPUs: fills the cap
     assert webhook.review(review(job))["allowed"] is True
     assert webhook.review(review(gpu_pod("blocked", "delete", 1)))["allowed"] is False
     answer = webhook.review(review(None, operation="DELETE", old=job))
-    assert answer["allowed"] is True
-    assert active_in(webhook.ledger_url, "delete") == []
-    assert webhook.review(review(gpu_pod("fits-now", "delete", 1)))["allowed"] is True
+    assert answer["allowed"] is True  # a delete is never blocked
+    [held] = active_in(webhook.ledger_url, "delete")
+    assert held.releasing
+    assert held.tpp == 16 * H100_TPP
+    assert webhook.review(review(gpu_pod("still-blocked", "delete", 1)))["allowed"] is False
+    # nor may a new pod ride on a workload being deleted: a controller's pod naming it is counted on its own
+    owner = [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "name": "gone", "uid": job["metadata"]["uid"],
+              "controller": True}]
+    late = gpu_pod("gone-worker-9", "delete", 8, owners=owner)
+    assert webhook.review(review(late, user=TRAINING_OPERATOR))["allowed"] is False
 
 
 def test_dry_run_delete_releases_nothing(webhook: Server) -> None:
@@ -246,8 +260,9 @@ def test_only_a_controller_may_claim_an_admitted_owner(webhook: Server) -> None:
     assert "tenant-cap" in forged["status"]["message"]
     # the same pod from the controllers pass on the job's reservation: the operator, the controller manager (one
     # identity or per-controller service accounts in kube-system) and a --trusted-controller name
+    worker = pod("claimed-worker-0")  # one pod (one uid): it rides once, whoever's review of it comes again
     for user in (TRAINING_OPERATOR, "system:kube-controller-manager", JOB_CONTROLLER, TRUSTED_OPERATOR):
-        assert webhook.review(review(pod("claimed-worker-0"), user=user))["allowed"] is True, user
+        assert webhook.review(review(worker, user=user))["allowed"] is True, user
     assert names() == ["claimed", "extra-1"]
     # the owner's answer is now cached as admitted: the tenant still cannot ride on it, with a user or with a
     # service account of its own namespace (or of another tenant's)
@@ -378,29 +393,63 @@ def test_response_is_compact_json_with_only_the_fields_kubernetes_reads(webhook:
     assert set(answer["response"]) <= {"uid", "allowed", "status", "warnings", "auditAnnotations"}
 
 
-def test_a_cronjobs_runs_and_their_pods_ride_on_the_cronjobs_reservation(webhook: Server) -> None:
-    cron = yaml.safe_load((MANIFESTS / "cronjob-nightly-eval.yaml").read_text())
+def test_each_cronjob_run_is_judged_and_charged(webhook: Server) -> None:
+    """The CronJob shows at apply time whether one run fits and reserves nothing; every Job its controller creates is
+    a workload of its own, so overlapping runs (concurrencyPolicy: Allow) cannot ride free on one reservation."""
+    cron = yaml.safe_load((MANIFESTS / "cronjob-nightly-eval.yaml").read_text())  # a run: 2 pods x 1 L40S
     cron["metadata"]["namespace"] = "cron"
     cron["metadata"]["uid"] = str(uuid.uuid4())
+    cron["spec"]["concurrencyPolicy"] = "Allow"
     assert webhook.review(review(cron))["allowed"] is True
+    assert active_in(webhook.ledger_url, "cron") == []
     template = cron["spec"]["jobTemplate"]
-    job_name = "nightly-eval-29412345"
+
+    def run(minute: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        name = f"nightly-eval-{29412345 + minute}"
+        job = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": name, "namespace": "cron", "uid": str(uuid.uuid4()),
+                            "annotations": template["metadata"]["annotations"],
+                            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly-eval",
+                                                 "uid": cron["metadata"]["uid"], "controller": True}]},
+               "spec": copy.deepcopy(template["spec"])}
+        pod = copy.deepcopy(template["spec"]["template"])
+        pod.update(apiVersion="v1", kind="Pod")
+        pod["metadata"] = {"name": f"{name}-abcde", "namespace": "cron", "uid": str(uuid.uuid4()),
+                           "labels": {"batch.kubernetes.io/job-name": name, "job-name": name},
+                           "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                                                "uid": job["metadata"]["uid"], "controller": True}]}
+        return job, pod
+
+    first, pod = run(0)
+    assert webhook.review(review(first, user=CRONJOB_CONTROLLER))["allowed"] is True
+    assert webhook.review(review(pod, user=JOB_CONTROLLER))["allowed"] is True  # rides on its own run's Job
+    mine = [(r.workload.kind, r.workload.name) for r in active_in(webhook.ledger_url, "cron")]
+    assert mine == [("Job", first["metadata"]["name"])]
+    second, _ = run(1)
+    assert webhook.review(review(second, user=CRONJOB_CONTROLLER))["allowed"] is True
+    assert len(active_in(webhook.ledger_url, "cron")) == 2  # each run charged
+
+
+def test_pods_ride_only_within_their_owners_gpu_budget(webhook: Server) -> None:
+    """Replacement pods the Job controller makes while the old ones still terminate (or a reused name, a second
+    run) are beyond what the Job's reservation covers: they are charged on their own, denied at cap."""
     job = {"apiVersion": "batch/v1", "kind": "Job",
-           "metadata": {"name": job_name, "namespace": "cron", "uid": str(uuid.uuid4()),
-                        "annotations": template["metadata"]["annotations"],
-                        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly-eval",
-                                             "uid": cron["metadata"]["uid"], "controller": True}]},
-           "spec": copy.deepcopy(template["spec"])}
-    assert webhook.review(review(job, user=CRONJOB_CONTROLLER))["allowed"] is True
-    pod = copy.deepcopy(template["spec"]["template"])
-    pod.update(apiVersion="v1", kind="Pod")
-    pod["metadata"] = {"name": f"{job_name}-abcde", "namespace": "cron",
-                       "labels": {"batch.kubernetes.io/job-name": job_name, "job-name": job_name},
-                       "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
-                                            "uid": job["metadata"]["uid"], "controller": True}]}
-    assert webhook.review(review(pod, user=JOB_CONTROLLER))["allowed"] is True
-    mine = [r for r in active_in(webhook.ledger_url, "cron") if r.workload.kind in ("CronJob", "Job", "Pod")]
-    assert [(r.workload.kind, r.workload.name) for r in mine] == [("CronJob", "nightly-eval")]
+           "metadata": {"name": "budget", "namespace": "budget", "uid": str(uuid.uuid4())},
+           "spec": {"parallelism": 2, "completions": 2, "activeDeadlineSeconds": 86400,
+                    "template": {"spec": gpu_pod("t", "budget", 8)["spec"]}}}
+    assert webhook.review(review(job))["allowed"] is True  # 2 x 8 GPUs: the tenant's whole cap
+    owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": "budget", "uid": job["metadata"]["uid"],
+              "controller": True}]
+    labels = {"batch.kubernetes.io/job-name": "budget", "job-name": "budget"}
+    pods = [gpu_pod(f"budget-{i}", "budget", 8, labels=labels, owners=owner) for i in range(3)]
+    assert webhook.review(review(pods[0], user=JOB_CONTROLLER))["allowed"] is True
+    retried = review(pods[1], user=JOB_CONTROLLER)
+    assert webhook.review(retried)["allowed"] is True
+    assert webhook.review(copy.deepcopy(retried))["allowed"] is True  # the same pod again: no second ride
+    replacement = webhook.review(review(pods[2], user=JOB_CONTROLLER))  # both others still hold their GPUs
+    assert replacement["allowed"] is False
+    assert "tenant-cap" in replacement["status"]["message"]
+    assert [r.workload.name for r in active_in(webhook.ledger_url, "budget")] == ["budget"]
 
 
 def test_metrics_exposition_passes_promtool(webhook: Server) -> None:
@@ -427,4 +476,5 @@ def test_reservations_active_gauge_follows_the_ledger(webhook: Server) -> None:
     for pod in pods:
         assert webhook.review(review(pod))["allowed"] is True
     assert webhook.review(review(None, operation="DELETE", old=pods[0]))["allowed"] is True
-    assert wait_for(lambda: _active_gauge(webhook) == before + 2), _active_gauge(webhook)  # N reserved, 1 released
+    # 3 reserved; the deleted one still holds (releasing) until the reconciler sees its GPUs gone
+    assert wait_for(lambda: _active_gauge(webhook) == before + 3), _active_gauge(webhook)

@@ -28,7 +28,17 @@ from gpuquota.admission.handler import Admission, Pending, Reply
 from gpuquota.admission.live import LiveConfig
 from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.domain import UsageKey
-from gpuquota.ledger import AuditRecord, Reservation, ReservationView, ReserveResult, ReserveStatus, WorkloadRef
+from gpuquota.ledger import (
+    AuditRecord,
+    Reservation,
+    ReservationView,
+    ReserveResult,
+    ReserveStatus,
+    Rider,
+    RideResult,
+    RideStatus,
+    WorkloadRef,
+)
 from tests.admission.reviews import review
 from tests.admission.serverproc import TEST_POLICY, tenants_yaml
 
@@ -56,8 +66,17 @@ class CountingLedger:
     def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
         return 0
 
+    def mark_releasing(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        return 0
+
     def find_active(self, workload: WorkloadRef) -> ReservationView | None:
         return None
+
+    def reserved_by(self, request_uid: str) -> int | None:
+        return None
+
+    def ride(self, owner: WorkloadRef, owner_uid: str, rider: Rider, now: datetime) -> RideResult:
+        return RideResult(RideStatus.NO_OWNER)
 
     def count_active(self) -> int:
         return 0

@@ -85,6 +85,7 @@ def pod(
     started: datetime | None,
     *,
     finished: datetime | None = None,
+    gpus: int = 0,
 ) -> JsonObject:
     status: JsonObject = {"phase": phase}
     if started is not None and phase != "Pending":
@@ -99,7 +100,10 @@ def pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta(name, namespace, f"uid-pod-{name}", started or datetime.min, owner),
-        "spec": {"nodeName": "gpu-node-7", "containers": [{"name": "train", "image": "trainer:1"}]},
+        "spec": {"nodeName": "gpu-node-7", "containers": [
+            {"name": "train", "image": "trainer:1",
+             "resources": {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}},
+        ]},
         "status": status,
     }
 

@@ -51,6 +51,8 @@ from gpuquota.ledger import (
     Reservation,
     ReserveResult,
     ReserveStatus,
+    Rider,
+    RideStatus,
     WorkloadRef,
 )
 from gpuquota.policy import Policy, decide, usage_keys
@@ -70,6 +72,7 @@ from gpuquota.workloads import (
     with_replicas,
 )
 from gpuquota.workloads import gpu_resources as gpu_resources_table
+from gpuquota.workloads.registry import BY_KEY
 from gpuquota.workloads.suspension import kueue_queue
 
 log = logging.getLogger("gpuquota.admission")
@@ -125,6 +128,7 @@ def reservation_of(case: Case, decision: Decision, record: AuditRecord) -> Reser
         profile_version=decision.profile_version,
         charges=decision.charges,
         audit=record,
+        object_uid=case.object_uid,
     )
 
 
@@ -222,7 +226,9 @@ class Judge:
                 demand = scale_delta(before, demand)  # only growth needs new room
         if demand is None or not demand.groups:
             return SKIPPED
-        name = request.name or str((obj.get("metadata") or {}).get("name") or "")
+        metadata = obj.get("metadata") or {}
+        name = request.name or str(metadata.get("name") or "")
+        uid = metadata.get("uid")
         case = Case(
             uid=request.uid,
             operation=request.operation,
@@ -236,6 +242,7 @@ class Judge:
             owners=owners,
             suspension=step,
             queue=kueue_queue(obj) or "",
+            object_uid=uid if isinstance(uid, str) else "",
         )
         return Deferred(lambda: guarded(lambda: self.decide(case), case.uid), blocking=reads)
 
@@ -312,22 +319,28 @@ class Judge:
     # --- the part with the ledger ---------------------------------------------------------------------------------
 
     def _release(self, request: AdmissionRequest) -> Released:
-        """A DELETE releases every active reservation of the workload — never refused, not even with the ledger down
-        (the reconciler settles what was missed)."""
+        """A DELETE frees nothing by itself: the workload's reservations are marked releasing and keep their TPP
+        until the reconciler sees no pod of the workload's tree holding GPUs (an orphaning delete, a long grace
+        period or a finalizer leave pods running; a DELETE refused later in the chain leaves everything running).
+        Never refused, not even with the ledger down (the reconciler settles what was missed)."""
         ref = WorkloadRef(request.namespace, request.kind.kind, request.name, request.kind.group)
         if self.trust is not None:
             self.trust.forget(ref)
         try:
-            return Released(self.ledger.release(ref, self.clock(), "deleted"))
+            return Released(self.ledger.mark_releasing(ref, self.clock(), "deleted"))
         except LedgerError as exc:
-            log.error("could not release %s (the reconciler will): %s", ref, exc)
+            log.error("could not mark %s releasing (the reconciler settles it when it is gone): %s", ref, exc)
             return Released(0, str(exc))
 
     def decide(self, case: Case) -> Outcome:
         """Owner claims, usage, the policy's decision, and the reservation (or the record of a refusal).
         Raises ``LedgerError`` when the ledger cannot be used."""
         if case.owners and self.trust is not None:
-            owner = self.trust.verified_owner(case.workload.namespace, case.owners, self.ledger)
+            # A GPU pod beyond its owner's budget (a replacement while old pods still hold GPUs, a second run) is
+            # judged on its own below.
+            rides = case.workload.kind == "Pod" and not case.dry_run
+            owner = self.trust.verified_owner(case.workload.namespace, case.owners, self.ledger,
+                                              (lambda ref, uid: self._ride(case, ref, uid)) if rides else None)
             if owner is not None:
                 return Owned(owner)
         settled = self._held(case) if case.suspension is Suspension.HELD else (
@@ -339,8 +352,10 @@ class Judge:
         decision = decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole)
         if not decision.allowed and self._already_admitted(case):
             return Owned(OwnerRef(case.workload.group, case.workload.kind, case.workload.name), retry=True)
-        if case.dry_run:
+        if case.dry_run or not BY_KEY[(case.workload.group, case.workload.kind)].reserves:
             # sideEffects: NoneOnDryRun — judged on the real figures, but nothing is written (the audit line is kept).
+            # A kind that reserves nothing (a CronJob) is judged to tell the tenant whether a run fits; each run is
+            # judged and charged when its controller creates it.
             return Decided(case=case, decision=decision, usage=usage, record=audit_record(case, decision, now))
         if not decision.allowed or not decision.charges:
             record = audit_record(case, decision, now)
@@ -400,16 +415,26 @@ class Judge:
                                record=record)
         return self._raced_out(case, decision, result, now)
 
+    def _ride(self, case: Case, owner: WorkloadRef, owner_uid: str) -> RideStatus:
+        """Record a controller-made GPU pod on its owner's reservation if it fits in the owner's GPU budget beside
+        the pods already riding there (the ledger decides, in one transaction). A retried review of the same pod
+        rides again at no cost."""
+        workload = case.workload
+        rider = Rider(case.object_uid or f"{workload.namespace}/{workload.name}", workload.namespace, workload.name,
+                      case.demand.gpus)
+        result = self.ledger.ride(owner, owner_uid, rider, self.clock())
+        if result.status is RideStatus.OVER_BUDGET:
+            log.info("%s: %s GPUs beyond %s's budget (%s of %s riding): counted on its own", workload,
+                     case.demand.gpus, owner, result.riding, result.budget)
+        return result.status
+
     def _already_admitted(self, case: Case) -> bool:
-        """A CREATE of a workload that already holds an active reservation covering it is the API server retrying a
-        request we admitted (a create of an existing name cannot succeed otherwise): its own reservation now counts
-        as usage, so it must not be judged again — answer as before, reserve nothing."""
-        if case.operation != "CREATE" or case.dry_run:
+        """The API server retrying a request we admitted (the same AdmissionReview uid): its own reservation now
+        counts as usage, so it must not be judged again — answer as before, reserve nothing. Only the request's
+        identity says so: an object re-created under the same name is a new workload, judged like any other."""
+        if case.dry_run:
             return False
-        view = self.ledger.find_active(case.workload)
-        # A retry asks for exactly what was reserved. A bigger object under the same name is a re-create after a
-        # delete the webhook never saw (the release hook is allowed to fail): it is judged like any other.
-        return view is not None and view.tpp >= case.demand.tpp * (1 - 1e-9)
+        return self.ledger.reserved_by(case.uid) is not None
 
     def _raced_out(self, case: Case, decision: Decision, result: ReserveResult, now: datetime) -> Decided:
         """The ledger kept refusing although fresh usage said it fits (figures moving under heavy contention)."""

@@ -32,6 +32,7 @@ class Case:
     owners: tuple[OwnerRef, ...] = ()  # claimed owners the ledger must still confirm (controllers' objects only)
     suspension: Suspension = Suspension.NONE  # HELD: judged alone, reserves nothing; RESUMING: see admission.suspension
     queue: str = ""  # the Kueue LocalQueue its label names ("": not Kueue-managed)
+    object_uid: str = ""  # the object's metadata.uid: a re-created object of the same name is another workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,9 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class Released:
-    """A DELETE: ``count`` reservations released; ``error`` when the ledger could not be reached (the reconciler
-    settles it later: a delete is never refused)."""
+    """A DELETE: ``count`` reservations marked releasing (they hold their TPP until the reconciler sees their GPUs
+    gone); ``error`` when the ledger could not be reached (the reconciler settles it later: a delete is never
+    refused)."""
 
     count: int
     error: str | None = None

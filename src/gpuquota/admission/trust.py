@@ -5,20 +5,22 @@ the workload was admitted, so they pass without a second reservation — but a t
 forge an owner reference or a label. So only a trusted controller's request may claim an owner (``controller_made``),
 its claims are read from what that controller sets (``owners.candidate_owners``), and a claim holds only when the
 ledger holds an active reservation for the owner — for a LeaderWorkerSet claim resting on a StatefulSet, also when
-that StatefulSet's owner chain, read back from the API server, leads to the LWS (``lws.LwsStatefulSets``).
+that StatefulSet's owner chain, read back from the API server, leads to the LWS (``lws.LwsStatefulSets``). A GPU pod
+rides only within its owner's GPU budget (``Ledger.ride``): a pod beyond it is judged and charged on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from gpuquota.admission.lws import LwsStatefulSets
 from gpuquota.admission.owners import OwnerCache, OwnerRef, candidate_owners
 from gpuquota.admission.review import AdmissionRequest
-from gpuquota.ledger import Ledger, WorkloadRef
+from gpuquota.ledger import Ledger, RideStatus, WorkloadRef
 from gpuquota.workloads import SUPPORTED_KINDS
+from gpuquota.workloads.registry import BY_KEY
 
 # Who may make an object "part of an admitted workload": the controller manager, under its own identity or
 # (--use-service-account-credentials) the service accounts of the built-in controllers that make the pods and Jobs
@@ -32,6 +34,8 @@ BUILTIN_CONTROLLERS: Final = frozenset({
         "daemon-set-controller",
     )),
 })
+
+RIDES: Final = (RideStatus.RIDING, RideStatus.DUPLICATE)  # the pod passes on its owner's reservation
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,21 +90,38 @@ class Trust:
                     unchecked.append(ref)
                     reads = True
                 continue
+            if not BY_KEY[(ref.group, ref.kind)].reserves:
+                continue  # holds no reservation (a CronJob: each run, a Job, is judged and charged on its own)
             cached = self.owners.get(namespace, ref)
-            if cached:
+            if cached and request.kind.kind != "Pod":
                 return Claims(owned=ref)
-            if cached is None:
-                unchecked.append(ref)
+            if cached is not False:
+                unchecked.append(ref)  # a pod rides only within its owner's GPU budget: the ledger decides
         return Claims(unchecked=tuple(unchecked), reads=reads) if unchecked else NO_CLAIMS
 
-    def verified_owner(self, namespace: str, refs: Iterable[OwnerRef], ledger: Ledger) -> OwnerRef | None:
+    def verified_owner(self, namespace: str, refs: Iterable[OwnerRef], ledger: Ledger,
+                       ride: Callable[[WorkloadRef, str], RideStatus] | None = None) -> OwnerRef | None:
         """The first claimed owner the ledger holds an active reservation for (answers cached either way) — for an LWS
-        claim through a StatefulSet, also that the StatefulSet belongs to that LWS (read from the API server)."""
+        claim through a StatefulSet, also that the StatefulSet belongs to that LWS (read from the API server).
+
+        With ``ride`` (a GPU pod, not a dry run: given the owner and its claimed uid, it records the pod on the
+        owner's reservation if it fits in that owner's GPU budget beside the pods already riding there,
+        ``Ledger.ride``) the claim holds only when the pod rides: beyond the budget, ``None`` — the pod is judged on
+        its own."""
         for ref in refs:
-            active = ledger.find_active(WorkloadRef(namespace, ref.kind, ref.name, ref.group)) is not None
+            workload = WorkloadRef(namespace, ref.kind, ref.name, ref.group)
+            if ride is not None and ref.via is None:  # the ride itself tells whether the owner holds a reservation
+                status = ride(workload, ref.uid)
+                self.owners.put(namespace, ref, status is not RideStatus.NO_OWNER)
+                if status is RideStatus.NO_OWNER:
+                    continue
+                return ref if status in RIDES else None
+            active = ledger.find_active(workload) is not None
             self.owners.put(namespace, ref, active)
             if active and (ref.via is None or self.lws.verify(namespace, ref)):
-                return ref
+                if ride is None:
+                    return ref
+                return ref if ride(workload, ref.uid) in RIDES else None
         return None
 
     def forget(self, workload: WorkloadRef) -> None:

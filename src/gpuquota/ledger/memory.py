@@ -21,6 +21,9 @@ from gpuquota.ledger.types import (
     ReservationView,
     ReserveResult,
     ReserveStatus,
+    Rider,
+    RideResult,
+    RideStatus,
     WorkloadRef,
 )
 
@@ -32,6 +35,8 @@ class MemoryLedger:
         self.counters: dict[UsageKey, float] = dict(usage or {})
         self.reservations: list[tuple[Reservation, datetime]] = []  # id = index + 1
         self.active: set[int] = set()
+        self.releasing: set[int] = set()  # active, but a DELETE was reviewed: they hold their TPP, nothing rides
+        self.riders: dict[int, dict[str, float]] = {}  # reservation id → pod uid → GPUs (nothing here sees pods go)
         self.decisions: list[AuditRecord] = []
         self._lock = threading.Lock()
 
@@ -74,9 +79,38 @@ class MemoryLedger:
                         self.counters[charge.key] = self.counters.get(charge.key, 0.0) - charge.amount
             return len(ids)
 
+    def mark_releasing(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
+        with self._lock:
+            ids = set(self._active_of(workload)) - self.releasing
+            self.releasing |= ids
+            return len(ids)
+
+    def reserved_by(self, request_uid: str) -> int | None:
+        with self._lock:
+            return next((i + 1 for i, (held, _) in enumerate(self.reservations) if held.request_uid == request_uid),
+                        None)
+
+    def ride(self, owner: WorkloadRef, owner_uid: str, rider: Rider, now: datetime) -> RideResult:
+        """As the SQL ledger: within the GPUs the owner's active, not-releasing reservations cover."""
+        with self._lock:
+            ids = [i for i in self._active_of(owner) if i not in self.releasing
+                   and (not owner_uid or not self.reservations[i - 1][0].object_uid
+                        or self.reservations[i - 1][0].object_uid == owner_uid)]
+            if not ids:
+                return RideResult(RideStatus.NO_OWNER)
+            budget = sum(self.reservations[i - 1][0].gpus for i in ids)
+            riders = self.riders.setdefault(ids[0], {})
+            riding = sum(gpus for rid in ids for gpus in self.riders.get(rid, {}).values())
+            if any(rider.pod_uid in self.riders.get(rid, {}) for rid in ids):
+                return RideResult(RideStatus.DUPLICATE, budget, riding)
+            if not fits(riding, rider.gpus, budget):
+                return RideResult(RideStatus.OVER_BUDGET, budget, riding)
+            riders[rider.pod_uid] = rider.gpus
+            return RideResult(RideStatus.RIDING, budget, riding)
+
     def find_active(self, workload: WorkloadRef) -> ReservationView | None:
         with self._lock:
-            ids = self._active_of(workload)
+            ids = [i for i in self._active_of(workload) if i not in self.releasing]
             if not ids:
                 return None
             held = [self.reservations[i - 1] for i in ids]

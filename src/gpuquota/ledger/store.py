@@ -25,6 +25,7 @@ from gpuquota.ledger.counters import (
     CounterRow,
     bucket_range,
     day_bucket,
+    fits,
     year_bucket,
 )
 from gpuquota.ledger.database import CapCheckFailed, Database, DuplicateRequest, Row, TransientConflict, Tx
@@ -324,7 +325,7 @@ class SqlLedger:
             riding = float(used_rows[0][0] or 0.0)
             if int(already[0][0]):
                 return RideResult(RideStatus.DUPLICATE, budget, riding)
-            if riding + rider.gpus > budget * (1 + 1e-9) + 1e-9:
+            if not fits(riding, rider.gpus, budget):
                 return RideResult(RideStatus.OVER_BUDGET, budget, riding)
             tx.execute(
                 "INSERT INTO riders (reservation_id, pod_uid, namespace, name, gpus, admitted_at) "
@@ -458,7 +459,7 @@ class SqlLedger:
             actual: dict[int, tuple[float, date]] = {}
             # What accrual already added beyond the reservation is in the counters: settle only the rest.
             accrued_extra: dict[int, float] = {int(r[0]): max(0.0, float(r[6]) - float(r[5])) for r in rows}
-            for rid, reserved_at, started_at, rate, charge_day, _reserved, _accrued in rows:
+            for rid, reserved_at, started_at, rate, charge_day, _reserved, accrued in rows:
                 start = self.db.from_ts(started_at) if started_at is not None else started
                 ops = actual_operations(
                     state,
@@ -467,6 +468,8 @@ class SqlLedger:
                     started_at=start,
                     ended=ended,
                 )
+                if state is not ReservationState.EXPIRED:  # what was measured while it ran is a floor
+                    ops = max(ops, float(accrued))
                 actual[int(rid)] = (ops, date.fromisoformat(charge_day))
                 tx.execute(
                     "UPDATE reservations SET state = ?, ended_at = ?, started_at = coalesce(started_at, ?), "

@@ -26,7 +26,7 @@ from gpuquota.kube.health import WatchHealth
 from gpuquota.kube.reflector import Reflector
 from gpuquota.ledger import LedgerError, ReconcilerLedger, ReservationRecord, ReservationState, WorkloadRef
 from gpuquota.reconcile.metrics import ReconcilerMetrics
-from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, plan
+from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, accruals, plan, riders_gone
 from gpuquota.reconcile.resources import RESOURCES, KindKey, Resource, kinds_to_follow, served_version
 
 log = logging.getLogger(__name__)
@@ -187,9 +187,11 @@ class Reconciler:
 
     def reconcile_once(self) -> PassResult:
         active = self.ledger.active_reservations()
+        riders = self.ledger.live_riders()
         self.sync(active)
         now = self.clock()
-        transitions = plan(active, self.view(), now, self.grace)
+        view = self.view()
+        transitions = plan(active, view, now, self.grace, riders)
         applied: Counter[str] = Counter()
         errors = 0
         for t in transitions:
@@ -202,6 +204,14 @@ class Reconciler:
             applied[str(t.to)] += changed
             if changed:
                 log.info("%s → %s (%s): reservations %s", t.workload, t.to, t.reason, list(t.reservation_ids))
+        try:
+            # Budget back for the pods that are gone; running work charged as it runs (cumulative caps see it).
+            freed = self.ledger.riders_gone(riders_gone(riders, view), now)
+            accrued = self.ledger.accrue(accruals(active, now, transitions), now)
+            log.debug("pass: %d riders gone, %d reservations accrued", freed, accrued)
+        except LedgerError as exc:
+            errors += 1
+            log.warning("could not give back riders or accrue operations: %s", exc)
         if self.metrics is not None:
             self.metrics.record_pass(applied, time.time())
         return PassResult(tuple(transitions), applied, errors)

@@ -60,6 +60,9 @@ class WorkloadKind:
     - ``observe``: its lifecycle (started, finished) from its own status.
     - ``suspend``: the field that suspends it (nothing runs while it is true); ``None`` when it cannot be suspended.
     - ``chart_name``: the name of its chart condition when its kind name is another group's too (Volcano's Job).
+    - ``reserves``: whether admitting it holds a reservation its pods ride on. A CronJob does not: it is judged as one
+      run when applied (the tenant sees whether a run fits), and each run — a Job its controller creates — is judged
+      and charged as a workload of its own, so overlapping runs cannot ride on one reservation.
     """
 
     group: str
@@ -76,6 +79,7 @@ class WorkloadKind:
     observe: Callable[[Mapping[str, Any]], Observation] = observe_status
     suspend: Path | None = None
     chart_name: str = ""
+    reserves: bool = True
 
     def __post_init__(self) -> None:
         if not self.versions:

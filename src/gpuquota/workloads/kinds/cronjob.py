@@ -1,24 +1,18 @@
-"""CronJob (batch/v1): counted as one run of its schedule (its Jobs come back through the webhook when the
-controller creates them, owned by the CronJob). It lasts until deleted.
-
-The CronJob controller names each Job ``<cronjob>-<scheduled time in minutes since the epoch>``, so the pods of a
-scheduled run (labelled with their Job's name, controlled by that Job) can be traced to the CronJob that was admitted.
+"""CronJob (batch/v1): judged as one run of its schedule, reserving nothing. Each run — a Job the CronJob controller
+creates, named ``<cronjob>-<scheduled time in minutes since the epoch>`` — comes back through the webhook and is
+judged and charged as a workload of its own; its pods ride on that Job. So overlapping runs
+(``concurrencyPolicy: Allow``) are each charged. It lasts until deleted.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
-from gpuquota.workloads.claims import LabelClaim, OwnerRef
 from gpuquota.workloads.fields import mapping
 from gpuquota.workloads.kind import PodSpecAt, WorkloadKind
 from gpuquota.workloads.kinds.common import job_template, metadata_annotations
-from gpuquota.workloads.kinds.job import NAME_LABELS
 from gpuquota.workloads.shape import Shape
-
-_SCHEDULED_JOB_NAME: Final = re.compile(r"^(.+)-(\d{8,10})$")
 
 
 def cronjob(obj: Mapping[str, Any]) -> Shape:
@@ -31,15 +25,6 @@ def cronjob(obj: Mapping[str, Any]) -> Shape:
     return Shape((template,), bound, merged)
 
 
-def _scheduled_run(value: str, controller: OwnerRef, labels: Mapping[str, Any]) -> str | None:
-    """A pod of the Job ``value`` it is controlled by, that Job named as a scheduled run: the CronJob's name."""
-    del labels
-    if (controller.group, controller.kind) != ("batch", "Job") or controller.name != value:
-        return None
-    run = _SCHEDULED_JOB_NAME.match(value)
-    return run.group(1) if run else None
-
-
 KIND = WorkloadKind(
     group="batch",
     kind="CronJob",
@@ -49,6 +34,6 @@ KIND = WorkloadKind(
     pod_specs=(PodSpecAt(("spec", "jobTemplate", "spec", "template", "spec")),),
     long_lived=True,
     children=(("batch", "Job"),),
-    claims=tuple(LabelClaim(label, _scheduled_run) for label in NAME_LABELS),
     suspend=("spec", "suspend"),
+    reserves=False,
 )

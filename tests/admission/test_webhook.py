@@ -433,13 +433,13 @@ def test_each_cronjob_run_is_judged_and_charged(webhook: Server) -> None:
 def test_pods_ride_only_within_their_owners_gpu_budget(webhook: Server) -> None:
     """Replacement pods the Job controller makes while the old ones still terminate (or a reused name, a second
     run) are beyond what the Job's reservation covers: they are charged on their own, denied at cap."""
-    job = {"apiVersion": "batch/v1", "kind": "Job",
-           "metadata": {"name": "budget", "namespace": "budget", "uid": str(uuid.uuid4())},
+    job_uid = str(uuid.uuid4())
+    job: dict[str, Any] = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "budget", "namespace": "budget", "uid": job_uid},
            "spec": {"parallelism": 2, "completions": 2, "activeDeadlineSeconds": 86400,
                     "template": {"spec": gpu_pod("t", "budget", 8)["spec"]}}}
     assert webhook.review(review(job))["allowed"] is True  # 2 x 8 GPUs: the tenant's whole cap
-    owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": "budget", "uid": job["metadata"]["uid"],
-              "controller": True}]
+    owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": "budget", "uid": job_uid, "controller": True}]
     labels = {"batch.kubernetes.io/job-name": "budget", "job-name": "budget"}
     pods = [gpu_pod(f"budget-{i}", "budget", 8, labels=labels, owners=owner) for i in range(3)]
     assert webhook.review(review(pods[0], user=JOB_CONTROLLER))["allowed"] is True

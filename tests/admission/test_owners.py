@@ -54,15 +54,15 @@ def test_pods_of_a_job_claim_the_job() -> None:
     assert candidate_owners(pod) == (as_owner(job), OwnerRef("batch", "Job", "train"))
 
 
-def test_pods_of_a_cronjobs_run_claim_the_job_and_the_cronjob() -> None:
+def test_pods_of_a_cronjobs_run_claim_only_their_run() -> None:
+    """Each run (a Job) is a workload charged on its own: its pods ride on it, never on the CronJob."""
     cronjob = controller_ref("batch/v1", "CronJob", "nightly-eval")
     cron_job = {"apiVersion": "batch/v1", "kind": "Job",
                 "metadata": {"name": "nightly-eval-29412345", "ownerReferences": [cronjob]}}
     assert candidate_owners(cron_job) == (as_owner(cronjob),)
     job = controller_ref("batch/v1", "Job", "nightly-eval-29412345")
     pod = made_by(job, job_pod_labels("nightly-eval-29412345", job["uid"]), "nightly-eval-29412345-x8k2q")
-    assert candidate_owners(pod) == (as_owner(job), OwnerRef("batch", "Job", "nightly-eval-29412345"),
-                                     OwnerRef("batch", "CronJob", "nightly-eval"))
+    assert candidate_owners(pod) == (as_owner(job), OwnerRef("batch", "Job", "nightly-eval-29412345"))
 
 
 def test_pods_of_a_kubeflow_job_claim_it() -> None:
@@ -206,7 +206,7 @@ def test_a_reviewed_controller_must_also_agree_on_the_name() -> None:
         job = controller_ref("batch/v1", "Job", name)
         owners = candidate_owners(made_by(job, labels | {"jobset.sigs.k8s.io/jobset-name": "pretrain"}))
         assert owners == (as_owner(job),), name
-    # a CronJob is reached only through a Job of that name
+    # a pod never reaches a CronJob through its Job's name
     evil = controller_ref("batch/v1", "Job", "evil")
     assert candidate_owners(made_by(evil, {"job-name": "nightly-eval-29412345"})) == (as_owner(evil),)
     # the operator label must name the controller's kind

@@ -19,6 +19,7 @@ REQUIRED_ALERTS = {
     "GpuQuotaCapNearlyUsed", "GpuQuotaCapAlmostExhausted", "GpuQuotaDenialSpike", "GpuQuotaWebhookErrors",
     "GpuQuotaAdmissionLatencyHigh", "GpuQuotaLedgerUnreachable", "GpuQuotaLedgerFull", "GpuQuotaAgentNotReporting",
     "GpuQuotaReconcilerNoLeader", "GpuQuotaReconcilerStale", "GpuQuotaUnknownGpuModel",
+    "GpuQuotaWorkloadPastDeclaredRuntime",
 }
 
 

@@ -14,6 +14,7 @@ from gpuquota.domain import Metric, Scope, UsageKey
 from gpuquota.ledger import Rider, RideStatus, WorkloadRef, open_ledger
 from gpuquota.ledger.store import SqlLedger
 from gpuquota.reconcile import Reconciler
+from gpuquota.reconcile.plan import overruns
 from gpuquota.testing import FakeKube
 from tests.ledger.builders import reservation
 from tests.reconcile.objects import job, job_complete, pod
@@ -139,3 +140,5 @@ def test_a_run_past_its_declared_runtime_is_charged_as_it_runs(ledger: SqlLedger
     clock.now = T0 + timedelta(hours=3)
     rec.reconcile_once()
     assert ledger.usage([YEAR], clock.now)[YEAR] == pytest.approx(1e15 * 3 * 3600)
+    assert [r.workload.name for r in overruns(ledger.active_reservations(), clock.now)] == ["llm"]  # reported
+    assert overruns(ledger.active_reservations(), T0 + timedelta(minutes=59)) == []

@@ -33,6 +33,7 @@ def test_a_fresh_registry_exports_every_series_at_zero() -> None:
     expected: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {
         ("gpuquota_reconciler_leader", ()): 0.0,
         ("gpuquota_reconciler_last_sync_timestamp_seconds", ()): 0.0,
+        ("gpuquota_reconciler_overrunning_reservations", ()): 0.0,
     }
     expected.update({("gpuquota_reconciler_transitions_total", (("transition", t),)): 0.0 for t in TRANSITIONS})
     assert samples(metrics) == expected

@@ -30,6 +30,11 @@ class ReconcilerMetrics:
             ["transition"],
             registry=self.registry,
         )
+        self.overrunning = Gauge(
+            "gpuquota_reconciler_overrunning_reservations",
+            "Running reservations past their declared runtime at the last pass (their excess is accrued and charged).",
+            registry=self.registry,
+        )
         self.last_sync = Gauge(
             "gpuquota_reconciler_last_sync_timestamp_seconds",
             "Unix time at which the last reconcile pass completed (0 before the first).",
@@ -41,9 +46,10 @@ class ReconcilerMetrics:
     def set_leader(self, leader: bool) -> None:
         self.leader.set(1 if leader else 0)
 
-    def record_pass(self, applied: Mapping[str, int], completed_at: float) -> None:
+    def record_pass(self, applied: Mapping[str, int], completed_at: float, overrunning: int = 0) -> None:
         """Count the reservations a completed pass moved, by target state, and stamp its completion."""
         for transition, count in applied.items():
             if count:
                 self.transitions.labels(transition).inc(count)
+        self.overrunning.set(overrunning)
         self.last_sync.set(completed_at)

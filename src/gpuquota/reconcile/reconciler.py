@@ -26,7 +26,7 @@ from gpuquota.kube.health import WatchHealth
 from gpuquota.kube.reflector import Reflector
 from gpuquota.ledger import LedgerError, ReconcilerLedger, ReservationRecord, ReservationState, WorkloadRef
 from gpuquota.reconcile.metrics import ReconcilerMetrics
-from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, accruals, plan, riders_gone
+from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, accruals, overruns, plan, riders_gone
 from gpuquota.reconcile.resources import RESOURCES, KindKey, Resource, kinds_to_follow, served_version
 
 log = logging.getLogger(__name__)
@@ -212,8 +212,12 @@ class Reconciler:
         except LedgerError as exc:
             errors += 1
             log.warning("could not give back riders or accrue operations: %s", exc)
+        late = overruns(active, now)
+        for r in late:
+            log.info("%s (reservation %d) is past its declared runtime of %.0f s: its excess is charged as it runs",
+                     r.workload, r.id, r.max_runtime_s or 0.0)
         if self.metrics is not None:
-            self.metrics.record_pass(applied, time.time())
+            self.metrics.record_pass(applied, time.time(), len(late))
         return PassResult(tuple(transitions), applied, errors)
 
     def _apply(self, t: Transition) -> int:

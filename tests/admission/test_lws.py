@@ -245,11 +245,13 @@ def test_lws_leader_and_worker_pods_pass_on_the_lws_reservation(cluster: tuple[S
     _admit(server, state, made)
     leader = lws_pod("vllm-0", "lws-ok", made.leader_sts, "vllm", 0, worker=0)
     assert server.review(review(leader, user=STS_CONTROLLER))["allowed"] is True
-    for worker in (1, 2, 3):  # a burst of one group's workers
+    for worker in (1, 2, 3):  # a burst of one group's workers: more than its size (2 pods of 4 GPUs) covers
         pod = lws_pod(f"vllm-0-{worker}", "lws-ok", made.worker_sts[0], "vllm", 0, worker=worker)
         assert server.review(review(pod, user=STS_CONTROLLER))["allowed"] is True
     records = active_in(server.ledger_url, "lws-ok")
-    assert [(r.workload.kind, r.workload.name) for r in records] == [("LeaderWorkerSet", "vllm")]  # no pod reserved
+    # the leader and worker 1 ride on the LWS's 8 GPUs; workers 2 and 3 are beyond its budget: each charged alone
+    assert [(r.workload.kind, r.workload.name) for r in records] == [
+        ("LeaderWorkerSet", "vllm"), ("Pod", "vllm-0-2"), ("Pod", "vllm-0-3")]
     assert _gets(state, statefulset_path("lws-ok", "vllm")) == 1
     assert _gets(state, statefulset_path("lws-ok", "vllm-0")) == 1
     assert _gets(state, pod_path("lws-ok", "vllm-0")) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpuquota.ledger import ReservationRecord, open_ledger
 from tests.admission.pki import TestCA, make_ca
-from tests.admission.serverproc import Server, free_port, start_server
+from tests.admission.serverproc import GPUQUOTA, Server, free_port, start_server
 from tests.cluster import Cluster, Tenant, wait_until
 from tests.deploy.tools import CHART, documents, helm
 
@@ -57,6 +58,11 @@ class Gpuquota:
         finally:
             ledger.close()
         return [r for r in rows if namespace is None or r.workload.namespace == namespace]
+
+    def reconcile_once(self, *args: str) -> None:
+        """One pass of ``gpuquota reconcile --once`` (more options in ``args``) over this cluster and the ledger."""
+        subprocess.run([str(GPUQUOTA), "reconcile", "--once", "--ledger", self.ledger_url, "--metrics-port", "-1",
+                        *self.cluster.api_flags(self.token_file), *args], check=True, capture_output=True, timeout=60)
 
     def reviews(self, kind: str) -> float:
         """How many reviews of ``kind`` the webhook has answered (its own counter)."""

@@ -28,7 +28,9 @@ def test_chart_objects_are_served_as_rendered(gpuquota: Gpuquota) -> None:
     assert cannot.stdout.strip() == "no", cannot.output
 
 
-def test_tenant_is_allowed_warned_and_denied_dry_run_reserves_nothing_and_delete_frees(gpuquota: Gpuquota) -> None:
+def test_tenant_is_allowed_warned_and_denied_dry_run_reserves_nothing_and_delete_frees_when_the_gpus_go(
+    gpuquota: Gpuquota,
+) -> None:
     tenant = gpuquota.tenant("e2e-globex", "globex", "BR")
     ns = tenant.namespace
 
@@ -58,8 +60,17 @@ def test_tenant_is_allowed_warned_and_denied_dry_run_reserves_nothing_and_delete
 
     deleted = tenant.kubectl("delete", "job", "train-a", "--wait=false")
     assert deleted.ok, deleted.output
-    assert [r.workload.name for r in gpuquota.reservations(ns)] == ["train-b"]
-    now_fits = tenant.apply(job("train-c", 4))  # 4 freed: 12 of 16 again
+    # The DELETE frees nothing by itself: train-a holds its GPUs (releasing) until the reconciler sees its pods gone.
+    held = {r.workload.name: r.releasing for r in gpuquota.reservations(ns)}
+    assert held == {"train-a": True, "train-b": False}
+    assert not tenant.apply(job("train-c", 8)).ok  # still 12 of 16 held
+
+    def released() -> bool:
+        gpuquota.reconcile_once()
+        return "train-a" not in {r.workload.name for r in gpuquota.reservations(ns)}
+
+    wait_until(released, what="the reconciler to release train-a once the garbage collector removed its pods")
+    now_fits = tenant.apply(job("train-c", 8))  # 4 freed: 16 of 16
     assert now_fits.ok, now_fits.output
 
 
@@ -114,26 +125,31 @@ def test_a_tenants_job_from_its_cronjob_is_counted_on_its_own(gpuquota: Gpuquota
     assert {r.workload.name for r in gpuquota.reservations(ns)} == held | {"manual"}
 
 
-def test_the_cronjob_controllers_run_rides_on_the_cronjob(gpuquota: Gpuquota) -> None:
-    """The real CronJob controller makes the run's Job and the real Job controller its pods: the webhook reviews
-    both, finds each made by a controller and consistent with its controller reference, and lets them ride on the
-    CronJob's reservation (held since apply time) — the run is charged once, not once per object."""
+def test_each_cronjob_run_is_charged_and_its_pods_ride_on_the_run(gpuquota: Gpuquota) -> None:
+    """The real CronJob controller makes the run's Job and the real Job controller its pods. The CronJob itself holds
+    nothing (judged at apply time as one run); the run's Job is judged and charged as a workload of its own — so
+    overlapping runs are each charged — and its pod, found controller-made and consistent with its controller
+    reference, rides on the run's reservation: charged once, not once per object."""
     tenant = gpuquota.tenant("e2e-cronrun", "cronrun", "BR")
     ns = tenant.namespace
     assert tenant.apply(cronjob("every-minute", 2)).ok
-    assert [r.workload.name for r in gpuquota.reservations(ns)] == ["every-minute"]
+    assert gpuquota.audited(ns, "every-minute")["allowed"] is True  # one run fits
+    assert gpuquota.reservations(ns) == []  # the CronJob reserves nothing
 
     # "* * * * *": the controller starts the run at the next minute boundary.
     run = wait_until(lambda: next(iter(gpuquota.cluster.items("jobs", ns)), None), timeout_s=90,
                      what="the CronJob controller's run")
     assert run["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+    run_name = run["metadata"]["name"]
     pods = wait_until(lambda: gpuquota.cluster.items("pods", ns), what="the Job controller's pod of the run")
 
-    job_line = gpuquota.audited(ns, run["metadata"]["name"])
+    job_line = gpuquota.audited(ns, run_name)
     assert job_line["allowed"] is True
-    assert job_line["owner"] == f"CronJob {ns}/every-minute", job_line
+    assert job_line["owner"] is None, job_line  # judged on its own, not waved through on the CronJob
+    assert job_line["reservation"] == "reserved", job_line
     assert str(job_line["user"]).startswith("system:"), job_line  # the controller, not the tenant
     pod_line = gpuquota.audited(ns, pods[0]["metadata"]["name"])
-    assert pod_line["owner"] is not None, pod_line
-    assert [r.workload.name for r in gpuquota.reservations(ns)] == ["every-minute"]  # nothing charged twice
+    assert pod_line["owner"] == f"Job {ns}/{run_name}", pod_line
+    charged = [(r.workload.kind, r.workload.name, r.gpus) for r in gpuquota.reservations(ns)]
+    assert charged == [("Job", run_name, 2.0)]  # the run, once
     assert tenant.kubectl("delete", "cronjob", "every-minute").ok

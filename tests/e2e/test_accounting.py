@@ -1,0 +1,64 @@
+"""What runs is what is charged, against the real API server and controllers: an orphaning delete leaves the Job
+controller's pod running and its reservation held until that pod is gone; a pod re-created under a name is a new
+workload, not a retry. (No scheduler or kubelet runs here: pods stay Pending, and a Pending GPU pod may be bound at
+any moment, so it counts as holding its GPUs.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.cluster import wait_until
+from tests.e2e.install import Gpuquota
+from tests.e2e.manifests import job, pod
+
+
+def _names(gpuquota: Gpuquota, ns: str) -> dict[str, bool]:
+    return {r.workload.name: r.releasing for r in gpuquota.reservations(ns)}
+
+
+def _job_pods(gpuquota: Gpuquota, ns: str, name: str) -> list[dict[str, Any]]:
+    return gpuquota.cluster.items("pods", ns, selector=f"batch.kubernetes.io/job-name={name}")
+
+
+def test_an_orphaning_delete_keeps_the_job_charged_until_its_pod_is_gone(gpuquota: Gpuquota) -> None:
+    tenant = gpuquota.tenant("e2e-orphan", "orphan", "BR")
+    ns = tenant.namespace
+    assert tenant.apply(job("keep", 8, parallelism=2)).ok  # 16 of 16: the Job controller's pods ride on it
+    pods = wait_until(lambda: _job_pods(gpuquota, ns, "keep") if len(_job_pods(gpuquota, ns, "keep")) == 2 else None,
+                      what="the Job controller's pods")
+    assert _names(gpuquota, ns) == {"keep": False}  # both pods rode on the Job's budget
+    deleted = tenant.kubectl("delete", "job", "keep", "--cascade=orphan")
+    assert deleted.ok, deleted.output
+    wait_until(lambda: all(not (p.get("metadata", {}).get("ownerReferences")) for p in _job_pods(gpuquota, ns, "keep")),
+               what="the garbage collector to orphan the pods")
+    gpuquota.reconcile_once()
+    assert _names(gpuquota, ns) == {"keep": True}  # the pods run on: still charged
+    assert not tenant.apply(pod("sneak", 1)).ok  # the cap is still full
+    for p in pods:
+        assert tenant.kubectl("delete", "pod", p["metadata"]["name"], "--wait=false").ok
+
+    def released() -> bool:
+        gpuquota.reconcile_once()
+        return "keep" not in _names(gpuquota, ns)
+
+    wait_until(released, what="the reconciler to release the Job once its orphaned pods are gone")
+    assert tenant.apply(pod("fits-now", 1)).ok
+
+
+def test_a_recreated_pod_is_a_new_workload(gpuquota: Gpuquota) -> None:
+    tenant = gpuquota.tenant("e2e-recreate", "recreate", "BR")
+    ns = tenant.namespace
+    assert tenant.apply(pod("big", 16)).ok  # the whole cap
+    assert tenant.kubectl("delete", "pod", "big").ok
+    again = tenant.apply(pod("big", 16))  # the same name, the same size: once taken for a retry, run uncharged
+    assert not again.ok
+    assert "denied" in again.stderr, again.output
+
+    def released() -> bool:
+        # Pod DELETEs do not reach the webhook, and this pod never ran: it expires after the grace period (1 s here)
+        gpuquota.reconcile_once("--grace", "1")
+        return "big" not in _names(gpuquota, ns)
+
+    wait_until(released, what="the reconciler to expire the deleted pod's reservation")
+    assert tenant.apply(pod("big", 16)).ok  # now it fits, charged as a new workload
+    assert _names(gpuquota, ns) == {"big": False}

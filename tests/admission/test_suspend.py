@@ -21,7 +21,7 @@ from gpuquota.admission.handler import Admission, Pending, Reply
 from gpuquota.admission.live import LiveConfig
 from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.suspension import Suspension, suspension
-from gpuquota.ledger import WorkloadRef
+from gpuquota.ledger import Ledger, WorkloadRef, open_ledger
 from gpuquota.ledger.memory import MemoryLedger
 from gpuquota.workloads.registry import KINDS
 from gpuquota.workloads.suspension import KUEUE_QUEUE_LABEL, suspended
@@ -69,6 +69,7 @@ class Hook:
     ledger: MemoryLedger
     audit_path: Path
     audit: AuditLog = field(repr=False)
+    store: Ledger | None = None  # the ledger the webhook uses when not ``ledger`` (a SQL one)
 
     def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
         result = self.admission.begin(json.dumps(body).encode())
@@ -83,11 +84,12 @@ class Hook:
 
     def held(self, name: str, namespace: str = NS) -> float:
         """TPP the ledger holds for the Job ``name`` (0 when none)."""
-        view = self.ledger.find_active(WorkloadRef(namespace, "Job", name, "batch"))
+        view = (self.store or self.ledger).find_active(WorkloadRef(namespace, "Job", name, "batch"))
         return 0.0 if view is None else view.tpp
 
 
-def make_hook(tmp: Path, policy: str | None = None, tenants: list[str] | None = None) -> Hook:
+def make_hook(tmp: Path, policy: str | None = None, tenants: list[str] | None = None,
+              store: Ledger | None = None) -> Hook:
     tmp.mkdir(parents=True, exist_ok=True)
     if policy is None:
         (tmp / "policy.yaml").write_text(TEST_POLICY)
@@ -96,9 +98,9 @@ def make_hook(tmp: Path, policy: str | None = None, tenants: list[str] | None = 
     live = LiveConfig(policy, tmp / "tenants.yaml")
     ledger = MemoryLedger()
     audit = AuditLog(str(tmp / "audit.jsonl"))
-    admission = Admission(live, ledger, WebhookMetrics(lambda: live.current.known_tenants), audit,
+    admission = Admission(live, store or ledger, WebhookMetrics(lambda: live.current.known_tenants), audit,
                           trusted_controllers=[])
-    return Hook(admission, ledger, tmp / "audit.jsonl", audit)
+    return Hook(admission, ledger, tmp / "audit.jsonl", audit, store)
 
 
 @pytest.fixture
@@ -320,6 +322,26 @@ def test_a_check_reservation_smaller_than_the_un_suspended_job_does_not_cover_it
     grown = changed(queued, suspend=False, parallelism=6, completions=6)
     answer = hook(review(grown, operation="UPDATE", old=queued))
     assert answer["allowed"] is False  # 12 held + 6 > 16: judged whole, not waved through on 2 GPUs' reservation
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_a_reservation_of_an_earlier_object_of_that_name_is_not_this_ones(tmp_path: Path, backend: str) -> None:
+    """A Job deleted without the webhook hearing of it (the release hook may fail) still holds its reservation; a new
+    Job of the same name — another object, another uid — is un-suspended: it is judged, not waved through on the old
+    object's reservation (nor on a Kueue check reservation made for the old uid)."""
+    store = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}") if backend == "sqlite" else None
+    hook = make_hook(tmp_path / "hook", store=store)
+    earlier = job("again", 4, suspend=False)
+    assert hook(review(earlier))["allowed"] is True
+    fill(hook, 10)  # 14 of 16 held
+    later = job("again", 4, suspend=True, queue="team-a")  # a new uid
+    assert hook(review(later))["allowed"] is True
+    answer = hook(review(changed(later, suspend=False), operation="UPDATE", old=later))
+    assert answer["allowed"] is False  # 14 + 4 > 16
+    assert "tenant-cap" in answer["status"]["message"]
+    assert hook.held("again") == pytest.approx(4 * H100_TPP)  # the earlier object's only
+    if store is not None:
+        store.close()
 
 
 def test_kueue_evicting_a_job_suspends_it_and_passes(hook: Hook) -> None:

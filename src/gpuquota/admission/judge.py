@@ -387,9 +387,15 @@ class Judge:
     def _holding(self, case: Case) -> Passed | None:
         """An un-suspended workload that already holds an active reservation covering it — gpuquota's Kueue
         AdmissionCheck's, made when Kueue admitted it, or its own from before it was suspended: it passes on that
-        one. ``None``: it holds none, or one too small (grown while suspended): judged whole, like a new workload."""
+        one. ``None``: it holds none, one of another object of that name (deleted and re-created: another
+        workload, by uid as the Kueue contract and riding pods have it), or one too small (grown while suspended):
+        judged whole, like a new workload. The view's uid is its oldest reservation's, so a leftover of an earlier
+        object of that name makes this one judged (over-counted until the reconciler settles the leftover, never
+        under-counted)."""
         view = self.ledger.find_active(case.workload)
         if view is None or view.tpp < case.demand.tpp * (1 - 1e-9):
+            return None
+        if case.object_uid and view.object_uid and view.object_uid != case.object_uid:
             return None
         by = (f"gpuquota's Kueue AdmissionCheck admitted it (queue {case.queue!r})" if case.queue
               else "it was reserved before it was suspended")

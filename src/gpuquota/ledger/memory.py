@@ -129,6 +129,7 @@ class MemoryLedger:
             operations=None if any(o is None for o in operations) else sum(o or 0.0 for o in operations),
             reserved_at=min(at for _, at in held),
             started_at=None,
+            object_uid=first.object_uid,
         )
 
     def count_active(self) -> int:

@@ -61,6 +61,14 @@ class Action(StrEnum):
     AUDIT = "audit"
 
 
+class OverrunAction(StrEnum):
+    """What the reconciler does about a running workload past its declared runtime (the profile's
+    ``overrun.action``). Either way its excess is accrued and charged, and it is reported."""
+
+    ALERT = "alert"  # report it: metric, alert, log line
+    STOP = "stop"  # and stop it: the kind's own suspend field where it has one, else delete it
+
+
 class ModelSource(StrEnum):
     """How the GPU model of a demand was found — tenants and auditors need to know when it was guessed."""
 

@@ -20,7 +20,7 @@ def run(*args: str) -> Result:
 def test_policy_list() -> None:
     result = run("policy", "list")
     assert result.exit_code == 0
-    assert "ai-diffusion-2025\t2025.5\teffective 2025-01-13" in result.stdout
+    assert "ai-diffusion-2025\t2025.6\teffective 2025-01-13" in result.stdout
     assert "unrestricted" in result.stdout
 
 
@@ -29,7 +29,7 @@ def test_validate_a_good_profile(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(load_policy("ai-diffusion-2025").spec.model_dump(mode="json", by_alias=True)))
     result = run("policy", "validate", str(path))
     assert result.exit_code == 0, result.stderr
-    assert "valid — ai-diffusion-2025 2025.5" in result.stdout
+    assert "valid — ai-diffusion-2025 2025.6" in result.stdout
     assert "4 rules" in result.stdout
 
 

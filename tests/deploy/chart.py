@@ -35,11 +35,13 @@ class Case:
 
 
 REPO_PROFILES = Path(__file__).resolve().parents[2] / "src" / "gpuquota" / "policy" / "profiles"
-# An operator's own profile supplied inline: the bundled "unrestricted" one under another name.
+# An operator's own profile supplied inline: the bundled "unrestricted" one under another name, stopping runs past
+# their declared runtime (so the reconciler is granted patch/delete on the workload kinds).
 INLINE_PROFILE: dict[str, Any] = {
     **yaml.safe_load((REPO_PROFILES / "unrestricted.yaml").read_text()),
     "name": "acme-internal",
     "description": "An operator's own profile, supplied inline through the chart.",
+    "overrun": {"action": "stop"},
 }
 
 # An operator's local GPU catalog: one part this release does not know, with its figure and source.

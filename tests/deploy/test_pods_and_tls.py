@@ -18,6 +18,7 @@ from gpuquota.policy.loader import bundled_profiles, parse_policy_text
 from gpuquota.reconcile.resources import RESOURCES
 from gpuquota.tenancy.directory import parse_tenants
 from gpuquota.workloads import SCALE_SUBRESOURCES, SUPPORTED_KINDS
+from gpuquota.workloads.registry import KINDS
 from tests.deploy.chart import CASE_NAMES, case, find, pod_specs, render
 from tests.deploy.tools import NAMESPACE
 
@@ -162,6 +163,20 @@ def test_rbac_is_least_privilege() -> None:
     bindings = {d["metadata"]["name"]: d for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")}
     reconciler_sa = find(docs, "Deployment", "-reconciler")["spec"]["template"]["spec"]["serviceAccountName"]
     assert bindings["gq-gpuquota-reconciler"]["subjects"][0]["name"] == reconciler_sa
+
+
+def test_a_stopping_profile_lets_the_reconciler_suspend_or_delete_and_nothing_more() -> None:
+    """overrun.action stop (the inline profile of this case): patch on the kinds with a suspend field, delete on the
+    others — the reconciler reads the profile it is given (--policy), mounted like the webhook's."""
+    docs = render("inline-policy-tenants")
+    reconciler = _grants(_rules(docs, "-reconciler"))
+    stopping = {(g, r, v) for g, r, v in reconciler if v not in ("get", "list", "watch")}
+    expected = {(k.group, k.plural, "patch" if k.suspend is not None else "delete") for k in KINDS}
+    assert stopping == expected
+    container = next(c for c in find(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"]
+                     if c["name"] == "reconciler")  # fmt: skip
+    assert "--policy=/etc/gpuquota/policy/profile.yaml" in container["args"]
+    assert {"name": "policy", "mountPath": "/etc/gpuquota/policy", "readOnly": True} in container["volumeMounts"]
 
 
 def test_sqlite_install_gives_the_webhook_pod_the_reconciler_rights() -> None:

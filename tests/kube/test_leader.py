@@ -123,6 +123,9 @@ class Interleaving:
     def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.kube.replace(path, body)
 
+    def delete(self, path: str) -> None:
+        self.kube.delete(path)
+
 
 def test_a_create_race_lost_is_not_leadership() -> None:
     kube, clock = FakeKube(), Clock()

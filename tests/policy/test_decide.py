@@ -536,8 +536,8 @@ def test_usage_keys_cover_every_counter_read_or_charged(diffusion: Policy) -> No
 
 def test_profile_identity_is_recorded(diffusion: Policy) -> None:
     decision = decide(demand(8), tenant("BR"), {}, diffusion, now=NOW)
-    assert (decision.profile, decision.profile_version) == ("ai-diffusion-2025", "2025.5")
-    assert decision.annotations["profile"] == "ai-diffusion-2025@2025.5"
+    assert (decision.profile, decision.profile_version) == ("ai-diffusion-2025", "2025.6")
+    assert decision.annotations["profile"] == "ai-diffusion-2025@2025.6"
     assert decision.annotations["tier"] == "tier-2"
     assert decision.annotations["tpp"] == f"{8 * H100_TPP:.0f}"
     assert decision.annotations["rules"] == "tier2-tenant-lpp,tier2-country-allocation,closed-weights-1e26"

@@ -56,7 +56,7 @@ def filled(pool: float) -> dict[UsageKey, float]:
 def test_the_country_rule_reads_its_own_counter(diffusion: Policy) -> None:
     (country,) = [r for r in diffusion.rules if r.id == COUNTRY_RULE]
     assert country.exclude_exempted
-    assert diffusion.version == "2025.5"
+    assert diffusion.version == "2025.6"
     lpp = next(r for r in diffusion.rules if r.id == "tier2-tenant-lpp")
     assert not lpp.exclude_exempted  # tenant-scoped: nothing to exclude
     keys = usage_keys(diffusion, demand(8), tenant("BR"), NOW)

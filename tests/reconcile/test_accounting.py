@@ -14,7 +14,7 @@ from gpuquota.domain import Metric, Scope, UsageKey
 from gpuquota.ledger import Rider, RideStatus, WorkloadRef, open_ledger
 from gpuquota.ledger.store import SqlLedger
 from gpuquota.reconcile import Reconciler
-from gpuquota.reconcile.plan import overruns
+from gpuquota.reconcile.overrun import overruns
 from gpuquota.testing import FakeKube
 from tests.ledger.builders import reservation
 from tests.reconcile.objects import job, job_complete, pod

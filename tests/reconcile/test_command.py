@@ -99,6 +99,7 @@ def test_reconcile_once_settles_and_expires(api: str, tmp_path: Path) -> None:
         (["--interval", "0"], "--interval"),
         (["--log-level", "loud"], "--log-level"),
         (["--ledger", "mysql://x/y"], "unsupported ledger URL"),
+        (["--policy", "no-such-profile"], "no-such-profile"),
     ],
 )
 def test_bad_options_are_user_errors(args: list[str], message: str) -> None:

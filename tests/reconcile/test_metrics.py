@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpuquota.ledger import open_ledger
 from gpuquota.reconcile import Reconciler, ReconcilerMetrics
-from gpuquota.reconcile.metrics import TRANSITIONS
+from gpuquota.reconcile.metrics import STOPS, TRANSITIONS
 from gpuquota.testing import FakeKube
 from tests.ledger.builders import reservation
 from tests.reconcile.objects import job, job_complete
@@ -36,6 +36,7 @@ def test_a_fresh_registry_exports_every_series_at_zero() -> None:
         ("gpuquota_reconciler_overrunning_reservations", ()): 0.0,
     }
     expected.update({("gpuquota_reconciler_transitions_total", (("transition", t),)): 0.0 for t in TRANSITIONS})
+    expected.update({("gpuquota_reconciler_overrun_stops_total", (("action", a),)): 0.0 for a in STOPS})
     assert samples(metrics) == expected
     assert set(TRANSITIONS) == {"running", "settled", "released", "expired"}
 

@@ -299,6 +299,7 @@ values (Secret, webhook caBundle, the pods' checksum), so the first call stores 
 {{- $election := .Values.reconciler.leaderElection -}}
 - reconcile
 - --ledger=$(GPUQUOTA_LEDGER)
+- --policy={{ include "gpuquota.policyArg" . }}
 - --metrics-port={{ .Values.reconciler.metricsPort }}
 {{- if $election.enabled }}
 {{- if not (and (lt (float64 $election.retryPeriod) (float64 $election.renewDeadline)) (lt (float64 $election.renewDeadline) (float64 $election.leaseDuration))) }}

@@ -38,7 +38,10 @@ from gpuquota.commands.kubeopts import (
 from gpuquota.errors import UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gpuquota.kube import ElectionTiming
+    from gpuquota.policy import Policy
     from gpuquota.probe_http import ProbeServer
     from gpuquota.reconcile import Reconciler, ReconcilerMetrics
     from gpuquota.reconcile.health import ReconcilerHealth
@@ -58,6 +61,13 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
         float, typer.Option(help="Seconds after admission before a workload never created is expired.")
     ] = 300.0,
     interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 15.0,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Bundled profile name or a profile file (reloaded on change): its overrun.action says whether a "
+            "workload past its declared runtime is stopped (default: none, they are reported only)."
+        ),
+    ] = None,
     resync: Annotated[float, typer.Option(help="Seconds between full relists of each followed kind.")] = 300.0,
     once: Annotated[
         bool, typer.Option("--once", help="Run one pass, print what changed, exit (no leader election).")
@@ -120,6 +130,7 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
             raise UserError("leader election needs the Lease's namespace: pass --lease-namespace or set POD_NAMESPACE")
         election = Election(lease_name, namespace, timing)
 
+    current_policy = _policy(policy)
     url = ledger or os.environ.get("GPUQUOTA_LEDGER") or DEFAULT_LEDGER
     try:
         opened = open_ledger(url, pool_size=2)
@@ -134,7 +145,7 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
     watches = WatchHealth()
     metrics.registry.register(watches.collector())
     reconciler = Reconciler(kube, opened, grace=timedelta(seconds=grace), resync_s=resync, metrics=metrics,
-                            health=watches)
+                            health=watches, policy=current_policy)
     try:
         if once:
             _once(reconciler)
@@ -152,6 +163,22 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
     finally:
         opened.close()
         kube.close()
+
+
+def _policy(ref: str | None) -> Callable[[], Policy] | None:
+    """The profile in force, re-read when its file changes (a bad new file is rejected with a log line, the last
+    good one stays); a bad profile at start is a ``UserError``."""
+    if ref is None:
+        return None
+    from gpuquota.admission.live import LiveConfig  # noqa: PLC0415
+
+    live = LiveConfig(ref, None)
+
+    def current() -> Policy:
+        live.check()
+        return live.current.policy
+
+    return current
 
 
 def _check_numbers(grace: float, interval: float, resync: float, metrics_port: int, stuck_after: float | None) -> None:

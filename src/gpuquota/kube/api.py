@@ -55,3 +55,8 @@ class KubeApi(Protocol):
         """PUT ``body`` at the object ``path``. With ``metadata.resourceVersion`` set this is an optimistic-concurrency
         update: ``KubeError(409, …)`` when the object changed since that version; 404 when it is gone."""
         ...
+
+    def delete(self, path: str) -> None:
+        """DELETE the object at ``path`` (background propagation: its dependents go after it). One already gone
+        (404) is no error."""
+        ...

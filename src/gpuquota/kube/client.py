@@ -308,3 +308,8 @@ class KubeClient:
 
     def replace(self, path: str, body: JsonObject) -> JsonObject:
         return self._call("PUT", path, f"PUT {path}", body=body, content_type="application/json")
+
+    def delete(self, path: str) -> None:
+        status, reason, data = self._body("DELETE", path, params={"propagationPolicy": "Background"})
+        if status != 404:
+            self._raise_for(status, reason, data, f"DELETE {path}")

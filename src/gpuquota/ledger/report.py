@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Final
 
 from gpuquota.ledger.timeutil import utc
 from gpuquota.ledger.types import AuditRecord, ReservationRecord, ReservationState
@@ -99,8 +100,12 @@ def peak(intervals: Iterable[tuple[datetime, datetime, float]]) -> float:
         best = max(best, held)
     return best
 
+_ADMISSIONS: Final = frozenset({"CREATE", "UPDATE"})
+
 
 def _count_decision(r: ReportRow, d: AuditRecord) -> None:
+    if d.operation not in _ADMISSIONS:
+        return  # the reconciler's record of a stop (SUSPEND, DELETE): not a decision on a request
     if d.dry_run:
         r.dry_runs += 1
     elif d.allowed:

@@ -132,6 +132,7 @@ def compile_policy(spec: ProfileSpec, origin: str) -> Policy:
         utilisation=spec.operations.utilisation,
         horizon_s=spec.operations.unbounded_runtime.horizon_seconds,
         unbounded_hint=spec.operations.unbounded_runtime.hint,
+        overrun_action=spec.overrun.action,
         rules=tuple(_rule(r) for r in spec.rules),
         origin=origin,
         spec=spec,

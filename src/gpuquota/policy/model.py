@@ -13,6 +13,7 @@ from gpuquota.domain import (
     Demand,
     GpuClass,
     Metric,
+    OverrunAction,
     Purpose,
     Scope,
     Tenant,
@@ -138,6 +139,7 @@ class Policy:
     utilisation: float
     horizon_s: float | None  # how long a run with no runtime bound is judged as running; None: forever
     unbounded_hint: str
+    overrun_action: OverrunAction  # what the reconciler does about a run past its declared runtime
     rules: tuple[Rule, ...]
     origin: str
     spec: ProfileSpec

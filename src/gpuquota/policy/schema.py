@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from gpuquota.catalog import UNKNOWN_MODEL_TPP
-from gpuquota.domain import Action, GpuClass, Metric, Purpose, Scope, Weights
+from gpuquota.domain import Action, GpuClass, Metric, OverrunAction, Purpose, Scope, Weights
 from gpuquota.durations import parse_duration
 from gpuquota.tenancy.countries import country_codes, yaml_country
 
@@ -212,6 +212,14 @@ class UnboundedRuntimeSpec(_Spec):
         return None if self.horizon == "infinite" else parse_duration(self.horizon, bare_seconds=True)
 
 
+class OverrunSpec(_Spec):
+    """What the reconciler does about a running workload past its declared runtime (``gpuquota.io/max-runtime``,
+    ``activeDeadlineSeconds``). ``alert``: report it (metric, alert, log line); ``stop``: also stop it, through its
+    kind's own suspend field where it has one, else by deleting it. Its excess is charged either way."""
+
+    action: OverrunAction = OverrunAction.ALERT
+
+
 class OperationsSpec(_Spec):
     """How hardware time becomes operations: TPP ÷ bitLength × 10¹² × utilisation per second."""
 
@@ -246,6 +254,7 @@ class ProfileSpec(_Spec):
     unknown_model_tpp: Number = Field(default=UNKNOWN_MODEL_TPP, gt=0)
     shared_gpu_fraction: Number = Field(default=0.5, gt=0, le=1)
     operations: OperationsSpec = Field(default_factory=OperationsSpec)
+    overrun: OverrunSpec = Field(default_factory=OverrunSpec)
     rules: tuple[RuleSpec, ...] = ()
 
     @field_validator("schema_version")

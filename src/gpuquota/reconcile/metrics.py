@@ -12,6 +12,8 @@ from gpuquota.ledger import ReservationState
 
 # Label values of gpuquota_reconciler_transitions_total: the state a reservation was moved to.
 TRANSITIONS: Final = tuple(str(s) for s in ReservationState if s is not ReservationState.RESERVED)
+# Label values of gpuquota_reconciler_overrun_stops_total: how a workload past its declared runtime was stopped.
+STOPS: Final = ("suspend", "delete")
 
 
 class ReconcilerMetrics:
@@ -35,6 +37,13 @@ class ReconcilerMetrics:
             "Running reservations past their declared runtime at the last pass (their excess is accrued and charged).",
             registry=self.registry,
         )
+        self.stops = Counter(
+            "gpuquota_reconciler_overrun_stops",
+            "Workloads the reconciler stopped past their declared runtime (profile overrun.action stop), by how: "
+            "suspend (the kind's own field) or delete.",
+            ["action"],
+            registry=self.registry,
+        )
         self.last_sync = Gauge(
             "gpuquota_reconciler_last_sync_timestamp_seconds",
             "Unix time at which the last reconcile pass completed (0 before the first).",
@@ -42,14 +51,21 @@ class ReconcilerMetrics:
         )
         for transition in TRANSITIONS:
             self.transitions.labels(transition)  # every series exists from the start: rate() sees the first one
+        for action in STOPS:
+            self.stops.labels(action)
 
     def set_leader(self, leader: bool) -> None:
         self.leader.set(1 if leader else 0)
 
-    def record_pass(self, applied: Mapping[str, int], completed_at: float, overrunning: int = 0) -> None:
-        """Count the reservations a completed pass moved, by target state, and stamp its completion."""
+    def record_pass(self, applied: Mapping[str, int], completed_at: float, overrunning: int = 0,
+                    stopped: Mapping[str, int] | None = None) -> None:
+        """Count the reservations a completed pass moved, by target state, the workloads it stopped, by how, and
+        stamp its completion."""
         for transition, count in applied.items():
             if count:
                 self.transitions.labels(transition).inc(count)
+        for action, count in (stopped or {}).items():
+            if count:
+                self.stops.labels(action).inc(count)
         self.overrunning.set(overrunning)
         self.last_sync.set(completed_at)

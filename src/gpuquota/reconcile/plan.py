@@ -182,16 +182,6 @@ def accruals(
     return out
 
 
-def overruns(active: Sequence[ReservationRecord], now: datetime) -> list[ReservationRecord]:
-    """Running reservations past their declared runtime (``gpuquota.io/max-runtime``, ``activeDeadlineSeconds``): the
-    declaration was a claim; what they spend beyond it is accrued and charged, and they are reported."""
-    return [
-        r for r in active
-        if r.state is ReservationState.RUNNING and r.started_at is not None and r.max_runtime_s is not None
-        and (now - r.started_at).total_seconds() > r.max_runtime_s
-    ]  # fmt: skip
-
-
 def plan(
     active: Sequence[ReservationRecord],
     cluster: ClusterView,

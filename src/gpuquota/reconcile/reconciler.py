@@ -15,18 +15,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gpuquota.domain import OverrunAction
 from gpuquota.kube import KubeApi, KubeError
 from gpuquota.kube.api import WatchEvent
 from gpuquota.kube.errors import NotFoundError
 from gpuquota.kube.health import WatchHealth
 from gpuquota.kube.reflector import Reflector
 from gpuquota.ledger import LedgerError, ReconcilerLedger, ReservationRecord, ReservationState, WorkloadRef
+from gpuquota.policy import Policy
 from gpuquota.reconcile.metrics import ReconcilerMetrics
-from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, accruals, overruns, plan, riders_gone
+from gpuquota.reconcile.overrun import Stop, overruns, stop_record, stops
+from gpuquota.reconcile.plan import DEFAULT_GRACE, ClusterView, Transition, accruals, plan, riders_gone
 from gpuquota.reconcile.resources import RESOURCES, KindKey, Resource, kinds_to_follow, served_version
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,7 @@ class PassResult:
     transitions: tuple[Transition, ...]
     applied: Counter[str]
     errors: int = 0
+    stopped: Counter[str] = field(default_factory=Counter)  # workloads stopped past their declared runtime, by how
 
 
 class Reconciler:
@@ -128,6 +132,7 @@ class Reconciler:
         monotonic: Callable[[], float] = time.monotonic,
         metrics: ReconcilerMetrics | None = None,
         health: WatchHealth | None = None,
+        policy: Callable[[], Policy] | None = None,
     ) -> None:
         self.kube = kube
         self.ledger = ledger
@@ -139,6 +144,9 @@ class Reconciler:
         self.monotonic = monotonic
         self.metrics = metrics
         self.health = health
+        # the profile in force (reloaded by the caller): its overrun.action says what to do about a run past its
+        # declared runtime (None: report it only)
+        self.policy = policy
         self.caches: dict[CacheKey, KindCache] = {}
 
     def _wanted(self, active: Iterable[ReservationRecord]) -> set[CacheKey]:
@@ -216,9 +224,39 @@ class Reconciler:
         for r in late:
             log.info("%s (reservation %d) is past its declared runtime of %.0f s: its excess is charged as it runs",
                      r.workload, r.id, r.max_runtime_s or 0.0)
+        stopped: Counter[str] = Counter()
+        policy = self.policy() if self.policy is not None else None
+        if policy is not None and policy.overrun_action is OverrunAction.STOP:
+            for stop in stops(late, view):
+                if self._stop(stop, now, policy):
+                    stopped[stop.how] += 1
+                else:
+                    errors += 1
         if self.metrics is not None:
-            self.metrics.record_pass(applied, time.time(), len(late))
-        return PassResult(tuple(transitions), applied, errors)
+            self.metrics.record_pass(applied, time.time(), len(late), stopped)
+        return PassResult(tuple(transitions), applied, errors, stopped)
+
+    def _stop(self, stop: Stop, now: datetime, policy: Policy) -> bool:
+        """Suspend (or delete) a workload past its declared runtime and record it in the ledger; a failure is
+        logged and tried again next pass (the workload still shows running)."""
+        ref = stop.workload
+        cache = self.caches.get(((ref.group, ref.kind), ref.namespace))
+        if cache is None or not cache.version:
+            return False
+        path = f"{cache.path}/{ref.name}"
+        try:
+            if stop.suspend is None:
+                self.kube.delete(path)
+            else:
+                self.kube.patch(path, stop.patch())
+            self.ledger.record_decision(stop_record(stop, now, policy.name, policy.version))
+        except (KubeError, LedgerError) as exc:
+            log.warning("could not stop %s past its declared runtime (%s): %s", ref, stop.how, exc)
+            return False
+        log.warning("%s is past its declared runtime: %s (profile %s overrun.action stop), reservations %s", ref,
+                    "deleted" if stop.suspend is None else "suspended via " + ".".join(stop.suspend),
+                    policy.name, [r.id for r in stop.records])
+        return True
 
     def _apply(self, t: Transition) -> int:
         if t.to is ReservationState.RUNNING:

@@ -98,6 +98,8 @@ class WorkloadKind:
             entry["name"] = self.chart_name
         if self.scale is not None:
             entry["scale"] = list(self.scale)
+        if self.suspend is not None:
+            entry["suspend"] = list(self.suspend)  # the reconciler may patch it (profile overrun.action stop)
         if self.always_send:
             entry["always"] = True
         else:

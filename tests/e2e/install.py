@@ -59,10 +59,12 @@ class Gpuquota:
             ledger.close()
         return [r for r in rows if namespace is None or r.workload.namespace == namespace]
 
-    def reconcile_once(self, *args: str) -> None:
-        """One pass of ``gpuquota reconcile --once`` (more options in ``args``) over this cluster and the ledger."""
-        subprocess.run([str(GPUQUOTA), "reconcile", "--once", "--ledger", self.ledger_url, "--metrics-port", "-1",
-                        *self.cluster.api_flags(self.token_file), *args], check=True, capture_output=True, timeout=60)
+    def reconcile_once(self, *args: str, admin: bool = False) -> str:
+        """One pass of ``gpuquota reconcile --once`` (more options in ``args``) over this cluster and the ledger, as
+        the chart's webhook service account (``admin``: with the admin kubeconfig); what it printed."""
+        access = ["--kubeconfig", str(self.cluster.kubeconfig)] if admin else self.cluster.api_flags(self.token_file)
+        return subprocess.run([str(GPUQUOTA), "reconcile", "--once", "--ledger", self.ledger_url, "--metrics-port",
+                               "-1", *access, *args], check=True, capture_output=True, text=True, timeout=60).stdout
 
     def reviews(self, kind: str) -> float:
         """How many reviews of ``kind`` the webhook has answered (its own counter)."""

@@ -5,8 +5,10 @@ any moment, so it counts as holding its GPUs.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from gpuquota.ledger import ReservationState, open_ledger
 from tests.cluster import wait_until
 from tests.e2e.install import Gpuquota
 from tests.e2e.manifests import job, pod
@@ -62,3 +64,32 @@ def test_a_recreated_pod_is_a_new_workload(gpuquota: Gpuquota) -> None:
     wait_until(released, what="the reconciler to expire the deleted pod's reservation")
     assert tenant.apply(pod("big", 16)).ok  # now it fits, charged as a new workload
     assert _names(gpuquota, ns) == {"big": False}
+
+
+def test_a_stopping_profile_suspends_a_job_past_its_declared_runtime(gpuquota: Gpuquota, tmp_path: Path) -> None:
+    """The real Job controller sets the Job's startTime; the reconciler (admin credentials: the chart grants patch
+    only to a stopping inline profile) sees it past its declared second and suspends it through spec.suspend."""
+    tenant = gpuquota.tenant("e2e-overrun", "overrun", "BR")
+    ns = tenant.namespace
+    late = job("late", 1)
+    late["metadata"]["annotations"] = {"gpuquota.io/max-runtime": "1s"}
+    assert tenant.apply(late).ok
+
+    def running() -> bool:
+        gpuquota.reconcile_once()
+        return [r.state for r in gpuquota.reservations(ns)] == [ReservationState.RUNNING]
+
+    wait_until(running, what="the reconciler to see the Job started")
+    stopping = tmp_path / "stopping.yaml"
+    stopping.write_text(gpuquota.policy.read_text() + "\noverrun:\n  action: stop\n")
+    printed = gpuquota.reconcile_once("--policy", str(stopping), admin=True)
+    assert "1 workload(s) past their declared runtime stopped (suspend)" in printed, printed
+    [stored] = gpuquota.cluster.items("jobs", ns)
+    assert stored["spec"]["suspend"] is True
+    ledger = open_ledger(gpuquota.ledger_url)
+    try:
+        stops = [d for d in ledger.decisions() if d.namespace == ns and d.operation == "SUSPEND"]
+    finally:
+        ledger.close()
+    assert [(d.name, d.user) for d in stops] == [("late", "gpuquota-reconciler")]
+    assert "stopped" not in gpuquota.reconcile_once("--policy", str(stopping), admin=True)  # already suspended

@@ -244,6 +244,8 @@ def _once(reconciler: Reconciler) -> None:
         raise typer.Exit(1) from None
     for t in result.transitions:
         print(f"{t.workload}: {t.to} ({t.reason}) reservations {list(t.reservation_ids)}")
+    for how, count in sorted(result.stopped.items()):
+        print(f"{count} workload(s) past their declared runtime stopped ({how})")
     print(f"{sum(result.applied.values())} reservation(s) changed, {result.errors} error(s)")
     if result.errors:
         raise typer.Exit(1)

@@ -5,6 +5,7 @@ any moment, so it counts as holding its GPUs.)"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,44 @@ def test_a_stopping_profile_suspends_a_job_past_its_declared_runtime(gpuquota: G
         ledger.close()
     assert [(d.name, d.user) for d in stops] == [("late", "gpuquota-reconciler")]
     assert "stopped" not in gpuquota.reconcile_once("--policy", str(stopping), admin=True)  # already suspended
+
+
+def _denied_pods(gpuquota: Gpuquota, ns: str) -> list[dict[str, Any]]:
+    lines = (json.loads(text) for text in gpuquota.webhook.audit_path.read_text().splitlines())
+    return [rec for rec in lines if rec.get("namespace") == ns and rec.get("kind") == "Pod" and not rec["allowed"]]
+
+
+def test_job_controller_replacements_ride_only_within_the_jobs_budget(gpuquota: Gpuquota) -> None:
+    """The real Job controller replaces a deleted pod before the reconciler has seen the old one go: the Job's
+    budget is still taken, so the replacement is judged on its own — charged while it fits, denied at the cap —
+    and once the reconciler has seen the old pods gone, the controller's retry rides on the Job again."""
+    tenant = gpuquota.tenant("e2e-replace", "replace", "BR")  # 16 GPUs at most (the test profile's tier-2 cap)
+    ns = tenant.namespace
+    assert tenant.apply(job("rep", 8)).ok  # 8 of 16
+    [first] = wait_until(lambda: _job_pods(gpuquota, ns, "rep") or None, what="the Job controller's pod")
+    assert gpuquota.audited(ns, first["metadata"]["name"])["owner"] == f"Job {ns}/rep"
+    assert tenant.kubectl("delete", "pod", first["metadata"]["name"], "--wait=false").ok
+
+    def replacement(old: str) -> dict[str, Any] | None:
+        pods = [p for p in _job_pods(gpuquota, ns, "rep") if p["metadata"]["name"] != old
+                and not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+        return pods[0] if pods else None
+
+    second = wait_until(lambda: replacement(first["metadata"]["name"]), timeout_s=90,
+                        what="the Job controller's replacement")  # after its failed-pod backoff (~10 s)
+    name = second["metadata"]["name"]
+    assert gpuquota.audited(ns, name)["owner"] is None  # beyond the Job's budget: judged on its own
+    charged = {(r.workload.kind, r.workload.name) for r in gpuquota.reservations(ns)}
+    assert charged == {("Job", "rep"), ("Pod", name)}  # 16 of 16
+    assert tenant.kubectl("delete", "pod", name, "--wait=false").ok
+    # the next replacement is beyond the budget again and does not fit on its own: denied at the cap
+    wait_until(lambda: _denied_pods(gpuquota, ns) or None, timeout_s=90, what="the next replacement denied at cap")
+    assert replacement(name) is None
+
+    def rides() -> dict[str, Any] | None:
+        gpuquota.reconcile_once("--grace", "1")  # the deleted pods are gone: budget back, the lone pod's expired
+        return replacement(name)
+
+    third = wait_until(rides, timeout_s=120, interval_s=1.0, what="the controller's retry riding on the Job")
+    assert gpuquota.audited(ns, third["metadata"]["name"])["owner"] == f"Job {ns}/rep"
+    assert {(r.workload.kind, r.workload.name) for r in gpuquota.reservations(ns)} == {("Job", "rep")}

@@ -159,6 +159,8 @@ class Answer:
             return Reply(200, build_response(request.uid, False, ledger_down_message(outcome.error), code=503))
         if isinstance(outcome, out.Unjudgeable):
             return self._unjudgeable(request, outcome, started)
+        if isinstance(outcome, out.Unresolved):
+            return self._unresolved(request, outcome, started)
         assert isinstance(outcome, out.Internal)
         self.metrics.errors.labels("internal").inc()
         self._count(request, "error", "none", started)
@@ -222,6 +224,14 @@ class Answer:
                     name=request.name, dry_run=request.dry_run, message=message, owner=owner,
                     reservation=reservation)
         self.audit.write(line)
+
+    def _unresolved(self, request: AdmissionRequest, outcome: out.Unresolved, started: float) -> Reply:
+        """An object the workload's pods depend on cannot be read: refused (fail closed), saying what and why."""
+        self.metrics.errors.labels("bad_request" if outcome.missing else "kube_unavailable").inc()
+        self._count(request, "error", "none", started, kind=outcome.kind)
+        text = (f"gpuquota cannot count the GPUs of this {outcome.kind} {request.namespace}/{request.name}, so it is "
+                f"refused: {outcome.message}.")
+        return Reply(200, build_response(request.uid, False, text, code=400 if outcome.missing else 503))
 
     def _unjudgeable(self, request: AdmissionRequest, outcome: out.Unjudgeable, started: float) -> Reply:
         """A scale-up whose parent cannot be read: refused (fail closed), saying why and what to do instead."""

@@ -26,6 +26,7 @@ from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.outcome import Deferred, Invalid, Skipped
 from gpuquota.admission.owners import OwnerCache
+from gpuquota.admission.references import ApiReferences
 from gpuquota.admission.review import ReviewError, parse_review
 from gpuquota.admission.routing import Route, route, scale_parent
 from gpuquota.admission.trust import Trust
@@ -77,7 +78,8 @@ class Admission:
                            trusted_controllers=trusted_controllers)
         self.judge = Judge(ledger, self.trust, clock=clock, namespaces=namespaces,
                            inventory_models=inventory_models or (lambda: ()), kube=kube,
-                           gpu_resources=gpu_resources, all_devices=all_devices, claims=claims)
+                           gpu_resources=gpu_resources, all_devices=all_devices, claims=claims,
+                           references=ApiReferences(kube))  # a TrainJob's runtime (None kube: unreadable)
         self.answer = Answer(metrics, audit, clock)
 
     def begin(self, body: bytes, started: float | None = None) -> Reply | Pending:

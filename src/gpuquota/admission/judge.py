@@ -33,6 +33,7 @@ from gpuquota.admission.outcome import (
     Released,
     Skipped,
     Unjudgeable,
+    Unresolved,
 )
 from gpuquota.admission.owners import OwnerRef
 from gpuquota.admission.review import AdmissionRequest, ReviewError, decode_object
@@ -64,9 +65,12 @@ from gpuquota.workloads import (
     ClaimSource,
     ExtractContext,
     GpuResources,
+    ReferenceSource,
+    UnreadableError,
     WorkloadError,
     extract,
     requests_gpu,
+    resolves,
     scale_delta,
     scale_replicas,
     with_replicas,
@@ -162,6 +166,7 @@ class Judge:
         gpu_resources: GpuResources | None = None,
         all_devices: int = DEFAULT_ALL_DEVICES,
         claims: ClaimSource | None = None,
+        references: ReferenceSource | None = None,
     ) -> None:
         self.ledger = ledger
         self.trust = trust  # None: no owner claims are believed (``gpuquota check``)
@@ -174,6 +179,7 @@ class Judge:
         self.gpu_resources = gpu_resources or gpu_resources_table()  # which resource names are GPUs
         self.all_devices = all_devices  # what a DRA "All" request or an unreadable claim counts as
         self.claims = claims  # the DRA claims pods name (None: --kube none, every claim counts as unreadable)
+        self.references = references  # what a TrainJob's pods are built from (None: counted from the object alone)
 
     # --- the part without I/O -------------------------------------------------------------------------------------
 
@@ -203,10 +209,30 @@ class Judge:
         claims = self.trust.claims(request, obj) if self.trust is not None else NO_CLAIMS
         if claims.owned is not None:
             return Owned(claims.owned, cached=True)
+        if self.references is not None and resolves(obj):
+            # Its pods come from objects it names (a TrainJob's runtime), GPUs or not: read them off the event loop.
+            return Deferred(lambda: self._resolved(request, snap, obj, claims.unchecked), blocking=True)
         if not requests_gpu(obj, self.gpu_resources):
             return SKIPPED
         old = decode_object(request.old_object, "oldObject", request.uid) if request.operation == "UPDATE" else None
         return self._case(request, snap, obj, old, claims.unchecked, reads=claims.reads)
+
+    def _resolved(self, request: AdmissionRequest, snap: Snapshot, obj: Mapping[str, Any],
+                  owners: tuple[OwnerRef, ...]) -> Outcome:
+        """``_case`` of a workload whose demand reads the API server; an object it cannot read refuses it."""
+        try:
+            old = decode_object(request.old_object, "oldObject", request.uid) if request.operation == "UPDATE" else None
+            step = self._case(request, snap, obj, old, owners)
+        except UnreadableError as exc:
+            return Unresolved(request.kind.kind, str(exc), exc.missing)
+        except ReviewError as exc:
+            return Invalid(request.kind.kind, exc.message)
+        except WorkloadError as exc:
+            return Invalid(request.kind.kind, str(exc))
+        except Exception:
+            log.exception("internal error on admission request %s", request.uid)
+            return Internal()
+        return step.run() if isinstance(step, Deferred) else step
 
     def _case(self, request: AdmissionRequest, snap: Snapshot, obj: Mapping[str, Any], old: Mapping[str, Any] | None,
               owners: tuple[OwnerRef, ...], *, reads: bool = False) -> Outcome | Deferred:
@@ -219,9 +245,9 @@ class Judge:
             return Passed(f"suspended and managed by Kueue (queue {kueue_queue(obj)!r}): nothing is reserved; "
                           "gpuquota's AdmissionCheck admits it when Kueue does")
         ctx = self.context(snap)
-        demand = whole = extract(obj, ctx, self.claims)
+        demand = whole = extract(obj, ctx, self.claims, self.references)
         if demand is not None and old is not None and step is Suspension.NONE:
-            before = extract(old, ctx, self.claims)
+            before = extract(old, ctx, self.claims, self.references)
             if before is not None:
                 demand = scale_delta(before, demand)  # only growth needs new room
         if demand is None or not demand.groups:

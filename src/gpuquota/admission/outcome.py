@@ -116,11 +116,21 @@ class Unjudgeable:
 
 
 @dataclass(frozen=True, slots=True)
+class Unresolved:
+    """A workload whose pods depend on an object the webhook cannot read (a TrainJob's runtime): refused (fail
+    closed). ``message`` says what is missing and what to do; ``missing``: the object does not exist."""
+
+    kind: str
+    message: str
+    missing: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Internal:
     """A bug: the GPU workload is refused and the server keeps serving (the traceback is in the log)."""
 
 
-Outcome = Skipped | Released | Owned | Passed | Decided | Invalid | LedgerDown | Unjudgeable | Internal
+Outcome = Skipped | Released | Owned | Passed | Decided | Invalid | LedgerDown | Unjudgeable | Unresolved | Internal
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,8 @@ from gpuquota.workloads import (
     ExtractContext,
     GpuResources,
     ManifestClaims,
+    ManifestObjects,
+    UnreadableError,
     UnsupportedKind,
     WorkloadError,
     extract,
@@ -55,7 +57,7 @@ from gpuquota.workloads import (
 )
 from gpuquota.workloads.dra import CLAIM, CLAIM_TEMPLATE
 from gpuquota.workloads.extract import estimate
-from gpuquota.workloads.registry import api_group
+from gpuquota.workloads.registry import REFERENCED, api_group
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -175,8 +177,11 @@ def evaluate(
     all_devices: int = DEFAULT_ALL_DEVICES,
 ) -> list[Row]:
     """Judge each object in order, as the webhook's judge on an in-memory ledger: the reservations of admitted ones
-    count against later ones. DRA claims that pods name are read from the same manifests."""
+    count against later ones. DRA claims that pods name, and the runtimes TrainJobs name, are read from the same
+    manifests; a TrainJob whose runtime is not among them is counted from its own fields with a warning, or refused
+    when those do not say what it runs (``trainjob.trainjob_from_runtime``)."""
     claims = ManifestClaims(objects, who.namespace or "")
+    references = ManifestObjects(objects, who.namespace or "")
     judge = Judge(MemoryLedger(usage), clock=lambda: now, gpu_resources=resources or gpu_resources(),
                   all_devices=all_devices, claims=claims)
     table = judge.gpu_resources
@@ -191,10 +196,16 @@ def evaluate(
         if kind in (CLAIM, CLAIM_TEMPLATE) and str(obj.get("apiVersion", "")).startswith("resource.k8s.io/"):
             rows.append(Row(kind, namespace, name, Status.NO_GPU, "device claim: counted with the pods that name it"))
             continue
+        if (api_group(str(obj.get("apiVersion") or "")), kind) in REFERENCED:
+            rows.append(Row(kind, namespace, name, Status.NO_GPU, "counted with the workloads that name it"))
+            continue
         try:
-            demand = extract(obj, ctx, claims)
+            demand = extract(obj, ctx, claims, references)
         except UnsupportedKind as exc:
             rows.append(_skipped(obj, exc.problem, ctx, claims, table))
+            continue
+        except UnreadableError as exc:
+            rows.append(Row(kind, namespace, name, Status.DENIED, f"cannot be counted offline: {exc}"))
             continue
         if demand is None:
             rows.append(Row(kind, namespace, name, Status.NO_GPU, "requests no GPU"))

@@ -3,6 +3,8 @@
 Public API (the webhook, the ``check`` CLI and the Helm chart build on it — keep it stable):
 
 - ``extract(obj, ctx) -> Demand | None`` — ``None`` when the object asks for no GPU;
+- ``ReferenceSource``/``ManifestObjects``/``UnreadableError`` (objects a kind's pods depend on: a TrainJob's runtime),
+  ``resolves(obj)`` — whether counting ``obj`` reads such objects;
 - ``scale_delta(old, new) -> Demand | None`` — the growth of an UPDATE;
 - ``requests_gpu(obj) -> bool`` — cheap pre-check, no catalog work;
 - ``SUPPORTED_KINDS`` — (apiGroup, kind) pairs with an adapter;
@@ -20,7 +22,8 @@ from gpuquota.workloads.errors import UnsupportedKind, WorkloadError
 from gpuquota.workloads.extract import extract, requests_gpu
 from gpuquota.workloads.gpu_names import GpuNameError, GpuResources
 from gpuquota.workloads.gpu_names import configured as gpu_resources
-from gpuquota.workloads.registry import SUPPORTED_KINDS
+from gpuquota.workloads.references import ManifestObjects, ReferenceSource, UnreadableError
+from gpuquota.workloads.registry import SUPPORTED_KINDS, resolves
 from gpuquota.workloads.scale import SCALE_SUBRESOURCES, scale_replicas, with_replicas
 
 __all__ = [
@@ -32,11 +35,15 @@ __all__ = [
     "GpuNameError",
     "GpuResources",
     "ManifestClaims",
+    "ManifestObjects",
+    "ReferenceSource",
+    "UnreadableError",
     "UnsupportedKind",
     "WorkloadError",
     "extract",
     "gpu_resources",
     "requests_gpu",
+    "resolves",
     "scale_delta",
     "scale_replicas",
     "with_replicas",

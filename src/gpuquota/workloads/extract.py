@@ -18,8 +18,10 @@ from gpuquota.workloads.fields import MAX_PODS, type_name
 from gpuquota.workloads.fractions import KAI_ANNOTATIONS, kai_units
 from gpuquota.workloads.generic import generic_shape
 from gpuquota.workloads.gpu_names import MISSING, GpuResources, Unit, add_units, default_gpu_resources
+from gpuquota.workloads.kind import Resolver
 from gpuquota.workloads.models import Selector, pinned_models, product_selector, resolve
-from gpuquota.workloads.registry import ADAPTERS, api_group
+from gpuquota.workloads.references import ReferenceSource
+from gpuquota.workloads.registry import ADAPTERS, RESOLVERS, api_group
 from gpuquota.workloads.resources import UnitCounts, container_units, pod_gpus
 from gpuquota.workloads.shape import Adapter, Shape, Template
 
@@ -49,11 +51,14 @@ def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     return api_version, kind, namespace, name
 
 
-def extract(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | None = None) -> Demand | None:
+def extract(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | None = None,
+            references: ReferenceSource | None = None) -> Demand | None:
     """The GPU demand of one workload object; ``None`` when it asks for no GPU at all.
 
     ``claims`` reads the ResourceClaim(Template)s its pods name (DRA); without it, or when one cannot be read,
-    a claim counts as ``ctx.all_devices`` GPUs of the most powerful model, with a warning.
+    a claim counts as ``ctx.all_devices`` GPUs of the most powerful model, with a warning. ``references`` reads the
+    other objects a kind's pods depend on (a TrainJob's runtime, ``workloads.references``); without it such a kind
+    is counted from the object alone. ``UnreadableError`` (from ``references``) propagates: the caller refuses.
 
     Raises ``UnsupportedKind`` for a kind no adapter reads and ``WorkloadError`` (naming kind/name and the field
     path) for anything malformed or beyond the documented bounds.
@@ -62,11 +67,17 @@ def extract(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | N
         raise WorkloadError(f"a workload must be a mapping, got {type_name(obj)}")
     identity = _identity(obj)
     api_version, kind, namespace, name = identity
-    adapter = ADAPTERS.get((api_group(api_version), kind))
+    key = (api_group(api_version), kind)
+    resolver = RESOLVERS.get(key)
+    adapter = ADAPTERS.get(key) if resolver is None or references is None else _given(resolver, references)
     if adapter is None:
         shown = f"{namespace}/{name}" if namespace else name
         raise UnsupportedKind(f"{api_version} {kind} is not a workload kind gpuquota reads", kind=kind, name=shown)
     return _read(adapter, obj, identity, ctx, claims)
+
+
+def _given(resolver: Resolver, references: ReferenceSource) -> Adapter:
+    return lambda obj: resolver(obj, references)
 
 
 def estimate(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | None = None) -> Demand | None:

@@ -15,12 +15,16 @@ from typing import Any, Literal
 
 from gpuquota.workloads.claims import LabelClaim
 from gpuquota.workloads.lifecycle import Observation, observe_status
-from gpuquota.workloads.shape import Adapter
+from gpuquota.workloads.references import ReadResource, ReferenceSource
+from gpuquota.workloads.shape import Adapter, Shape
 
 KindKey = tuple[str, str]
 """(apiGroup, kind); ``""`` is the core group (Pod)."""
 
 Path = tuple[str, ...]
+
+Resolver = Callable[[Mapping[str, Any], ReferenceSource], Shape]
+"""The demand reader of a kind whose pods other objects describe (``resolve``): the object and where to read those."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,9 @@ class WorkloadKind:
     - ``reserves``: whether admitting it holds a reservation its pods ride on. A CronJob does not: it is judged as one
       run when applied (the tenant sees whether a run fits), and each run — a Job its controller creates — is judged
       and charged as a workload of its own, so overlapping runs cannot ride on one reservation.
+    - ``resolve``: the demand reader when its pods are partly described by objects it only names (a TrainJob's
+      training runtime), given where to read them (``workloads.references``); ``read`` is then what the object alone
+      shows. ``reads``: the resources ``resolve`` reads (the chart grants the webhook ``get`` on them).
     """
 
     group: str
@@ -80,6 +87,8 @@ class WorkloadKind:
     suspend: Path | None = None
     chart_name: str = ""
     reserves: bool = True
+    resolve: Resolver | None = None
+    reads: tuple[ReadResource, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.versions:
@@ -100,6 +109,8 @@ class WorkloadKind:
             entry["scale"] = list(self.scale)
         if self.suspend is not None:
             entry["suspend"] = list(self.suspend)  # the reconciler may patch it (profile overrun.action stop)
+        if self.reads:
+            entry["reads"] = [resource.chart() for resource in self.reads]
         if self.always_send:
             entry["always"] = True
         else:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpuquota.workloads.claims import LabelClaim
-from gpuquota.workloads.kind import KindKey, WorkloadKind
+from gpuquota.workloads.kind import KindKey, Resolver, WorkloadKind
 from gpuquota.workloads.kinds import (
     cronjob,
     job,
@@ -51,6 +51,12 @@ if len(BY_KEY) != len(KINDS):
 
 ADAPTERS: Mapping[KindKey, Adapter] = {k.key: k.read for k in KINDS}
 
+RESOLVERS: Mapping[KindKey, Resolver] = {k.key: k.resolve for k in KINDS if k.resolve is not None}
+"""The kinds whose pods other objects describe (a TrainJob's runtime): their readers given those objects."""
+
+REFERENCED: frozenset[KindKey] = frozenset((r.group, r.kind) for k in KINDS for r in k.reads)
+"""The kinds of the objects those readers read (TrainingRuntime, ClusterTrainingRuntime): not workloads."""
+
 SUPPORTED_KINDS: frozenset[KindKey] = frozenset(BY_KEY)
 """(apiGroup, kind) pairs extraction understands; ``""`` is the core group (Pod)."""
 
@@ -68,6 +74,12 @@ def api_group(api_version: str) -> str:
     """``batch/v1`` → ``batch``; ``v1`` → ``""`` (the core group)."""
     group, slash, _ = api_version.rpartition("/")
     return group if slash else ""
+
+
+def resolves(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is of a kind whose demand reads other objects (so judging it may call the API server)."""
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    return isinstance(api_version, str) and isinstance(kind, str) and (api_group(api_version), kind) in RESOLVERS
 
 
 def chart_kinds() -> list[dict[str, Any]]:

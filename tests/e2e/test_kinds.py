@@ -15,6 +15,7 @@ import yaml
 from gpuquota.workloads import SUPPORTED_KINDS, requests_gpu
 from gpuquota.workloads.registry import BY_KEY, api_group
 from tests.cluster import Tenant, wait_until
+from tests.e2e.crds import module_dir
 from tests.e2e.install import Gpuquota
 
 MANIFESTS = sorted((Path(__file__).resolve().parents[1] / "workloads" / "manifests").glob("*.yaml"))
@@ -40,6 +41,10 @@ def kinds_tenant(gpuquota: Gpuquota) -> Tenant:
     gpuquota.cluster.apply({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
                             "metadata": {"name": "kata-nvidia-gpu"}, "handler": "kata-nvidia-gpu",
                             "overhead": {"podFixed": {"cpu": "250m", "memory": "160Mi"}}})
+    # The runtime the TrainJob examples name, as Trainer ships it: the webhook counts a TrainJob from its runtime and
+    # refuses one whose runtime does not exist.
+    trainer = module_dir("github.com/kubeflow/trainer/v2", "v2.2.0")
+    gpuquota.cluster.apply(yaml.safe_load((trainer / "manifests/base/runtimes/torch_distributed.yaml").read_text()))
     return gpuquota.tenant("e2e-kinds", "kinds", "JP")
 
 

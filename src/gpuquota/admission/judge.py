@@ -151,6 +151,22 @@ def guarded(work: Callable[[], Outcome], uid: str) -> Outcome:
         return Internal()
 
 
+def screened(request: AdmissionRequest, work: Callable[[], Outcome | Deferred]) -> Outcome | Deferred:
+    """``work``'s result for ``request``; bad input is ``Invalid``, an object it names that cannot be read
+    ``Unresolved``, anything unexpected ``Internal`` (logged)."""
+    try:
+        return work()
+    except ReviewError as exc:
+        return Invalid(request.kind.kind, exc.message)
+    except WorkloadError as exc:
+        return Invalid(request.kind.kind, str(exc))
+    except UnreadableError as exc:
+        return Unresolved(request.kind.kind, str(exc), exc.missing)
+    except Exception:
+        log.exception("internal error on admission request %s", request.uid)
+        return Internal()
+
+
 class Judge:
     """The webhook's judgement. One instance per server process; every method is thread-safe."""
 
@@ -185,18 +201,10 @@ class Judge:
 
     def begin(self, step: Route, request: AdmissionRequest, snap: Snapshot) -> Outcome | Deferred:
         """``request`` routed as ``step`` (a ``/scale`` request already turned into one on its parent)."""
-        try:
-            if step is Route.OBJECT:
-                return self._object(request, snap)
-            if step is Route.SCALE:
-                return self._scale(request, snap)
-        except ReviewError as exc:
-            return Invalid(request.kind.kind, exc.message)
-        except WorkloadError as exc:
-            return Invalid(request.kind.kind, str(exc))
-        except Exception:
-            log.exception("internal error on admission request %s", request.uid)
-            return Internal()
+        if step is Route.OBJECT:
+            return screened(request, lambda: self._object(request, snap))
+        if step is Route.SCALE:
+            return screened(request, lambda: self._scale(request, snap))
         return Deferred(lambda: self._release(request)) if step is Route.RELEASE else SKIPPED
 
     def _object(self, request: AdmissionRequest, snap: Snapshot) -> Outcome | Deferred:
@@ -220,18 +228,10 @@ class Judge:
     def _resolved(self, request: AdmissionRequest, snap: Snapshot, obj: Mapping[str, Any],
                   owners: tuple[OwnerRef, ...]) -> Outcome:
         """``_case`` of a workload whose demand reads the API server; an object it cannot read refuses it."""
-        try:
+        def case() -> Outcome | Deferred:
             old = decode_object(request.old_object, "oldObject", request.uid) if request.operation == "UPDATE" else None
-            step = self._case(request, snap, obj, old, owners)
-        except UnreadableError as exc:
-            return Unresolved(request.kind.kind, str(exc), exc.missing)
-        except ReviewError as exc:
-            return Invalid(request.kind.kind, exc.message)
-        except WorkloadError as exc:
-            return Invalid(request.kind.kind, str(exc))
-        except Exception:
-            log.exception("internal error on admission request %s", request.uid)
-            return Internal()
+            return self._case(request, snap, obj, old, owners)
+        step = screened(request, case)
         return step.run() if isinstance(step, Deferred) else step
 
     def _case(self, request: AdmissionRequest, snap: Snapshot, obj: Mapping[str, Any], old: Mapping[str, Any] | None,

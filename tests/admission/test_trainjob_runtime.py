@@ -37,9 +37,12 @@ class Webhook:
         self.admission = Admission(live, self.ledger, self.metrics, AuditLog(None),
                                    kube=self.kube if cluster else None)
 
-    def review(self, obj: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(review(obj, namespace=NAMESPACE)).encode()
+    def review(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = json.dumps(review(obj, namespace=NAMESPACE, old=old, operation="UPDATE" if old else "CREATE")).encode()
         result = self.admission.begin(body)
+        if not isinstance(result, Pending):
+            skipped: dict[str, Any] = json.loads(result.body)["response"]
+            return skipped
         assert isinstance(result, Pending)
         assert result.blocking
         response: dict[str, Any] = json.loads(result.run().body)["response"]
@@ -159,3 +162,16 @@ def test_without_cluster_access_a_trainjob_is_refused(tmp_path: Path) -> None:
     answer = hook.review(trainjob(num_nodes=1, per_node=1))
     assert answer["allowed"] is False
     assert "this webhook runs without cluster access (--kube none)" in answer["status"]["message"]
+
+
+def test_an_update_that_changes_nothing_counted_needs_no_runtime(webhook: Webhook) -> None:
+    """A TrainJob whose runtime is gone can still lose its finalizer (its deletion is never blocked); a change to
+    what it is counted from is judged, and refused while the runtime cannot be read."""
+    old = trainjob(per_node=8)
+    old["metadata"]["finalizers"] = ["example.com/cleanup"]
+    new = trainjob(per_node=8)
+    assert webhook.review(new, old)["allowed"] is True
+    grown = trainjob(num_nodes=4, per_node=8)
+    answer = webhook.review(grown, old)
+    assert answer["allowed"] is False
+    assert "does not exist" in answer["status"]["message"]

@@ -151,6 +151,15 @@ def guarded(work: Callable[[], Outcome], uid: str) -> Outcome:
         return Internal()
 
 
+def _counted_alike(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """Whether an UPDATE leaves what demand is read from (spec, annotations) as it was: nothing can grow, so nothing
+    need be read — a TrainJob whose runtime is gone can still lose its finalizers."""
+    if old is None:
+        return False
+    notes = (obj.get("metadata") or {}).get("annotations"), (old.get("metadata") or {}).get("annotations")
+    return bool(obj.get("spec") == old.get("spec") and notes[0] == notes[1])
+
+
 def screened(request: AdmissionRequest, work: Callable[[], Outcome | Deferred]) -> Outcome | Deferred:
     """``work``'s result for ``request``; bad input is ``Invalid``, an object it names that cannot be read
     ``Unresolved``, anything unexpected ``Internal`` (logged)."""
@@ -218,6 +227,9 @@ class Judge:
         if claims.owned is not None:
             return Owned(claims.owned, cached=True)
         if self.references is not None and resolves(obj):
+            if request.operation == "UPDATE" and _counted_alike(obj, decode_object(request.old_object, "oldObject",
+                                                                                 request.uid)):
+                return SKIPPED  # nothing it is counted from changed (a finalizer, a label): nothing to read or refuse
             # Its pods come from objects it names (a TrainJob's runtime), GPUs or not: read them off the event loop.
             return Deferred(lambda: self._resolved(request, snap, obj, claims.unchecked), blocking=True)
         if not requests_gpu(obj, self.gpu_resources):

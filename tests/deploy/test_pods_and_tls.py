@@ -144,7 +144,10 @@ def test_rbac_is_least_privilege() -> None:
     # and `create` on the two reviews that authenticate and authorise a /metrics scraper's token (nothing else)
     reviews = {("authentication.k8s.io", "tokenreviews", "create"),
                ("authorization.k8s.io", "subjectaccessreviews", "create")}
-    assert webhook == nodes_and_namespaces | scalable | lws_chain | claims | reviews
+    # and `get` on what a kind's pods are built from (a TrainJob's TrainingRuntime and ClusterTrainingRuntime)
+    referenced = {(r.group, r.plural, "get") for kind in KINDS for r in kind.reads}
+    assert ("trainer.kubeflow.org", "clustertrainingruntimes", "get") in referenced
+    assert webhook == nodes_and_namespaces | scalable | lws_chain | claims | reviews | referenced
     reader = _rules(docs, "-metrics-reader")
     assert reader == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
     reconciler = _grants(_rules(docs, "-reconciler"))

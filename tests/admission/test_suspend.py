@@ -23,10 +23,14 @@ from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.suspension import Suspension, suspension
 from gpuquota.ledger import Ledger, WorkloadRef, open_ledger
 from gpuquota.ledger.memory import MemoryLedger
+from gpuquota.testing import FakeKube
+from gpuquota.workloads import resolves
+from gpuquota.workloads.kinds.trainjob import runtime_ref
 from gpuquota.workloads.registry import KINDS
 from gpuquota.workloads.suspension import KUEUE_QUEUE_LABEL, suspended
 from tests.admission.reviews import H100, H100_TPP, JOB_CONTROLLER, gpu_pod, load_manifests, review
 from tests.admission.serverproc import TEST_POLICY, tenants_yaml
+from tests.workloads.test_trainjob_runtime import runtime
 
 NS = "suspend"  # tier-2 (BR): the test profile's tenant-cap allows 16 H100s at once
 KUEUE = "system:serviceaccount:kueue-system:kueue-controller-manager"
@@ -89,7 +93,7 @@ class Hook:
 
 
 def make_hook(tmp: Path, policy: str | None = None, tenants: list[str] | None = None,
-              store: Ledger | None = None) -> Hook:
+              store: Ledger | None = None, kube: FakeKube | None = None) -> Hook:
     tmp.mkdir(parents=True, exist_ok=True)
     if policy is None:
         (tmp / "policy.yaml").write_text(TEST_POLICY)
@@ -99,7 +103,7 @@ def make_hook(tmp: Path, policy: str | None = None, tenants: list[str] | None = 
     ledger = MemoryLedger()
     audit = AuditLog(str(tmp / "audit.jsonl"))
     admission = Admission(live, store or ledger, WebhookMetrics(lambda: live.current.known_tenants), audit,
-                          trusted_controllers=[])
+                          trusted_controllers=[], kube=kube)
     return Hook(admission, ledger, tmp / "audit.jsonl", audit, store)
 
 
@@ -384,7 +388,10 @@ def test_every_suspendable_kind_has_a_manifest_here() -> None:
 def test_each_kind_created_suspended_reserves_nothing_and_un_suspended_is_charged(
         tmp_path: Path, where: str, manifest: dict[str, Any]) -> None:
     del where
-    hook = make_hook(tmp_path, tenants=["big:JP"])  # tier-1: warned above its soft cap, never denied by it
+    kube = FakeKube()
+    if resolves(manifest):  # a TrainJob is counted from the runtime it names: the cluster holds it
+        kube.put(runtime_ref(manifest).path, runtime())
+    hook = make_hook(tmp_path, tenants=["big:JP"], kube=kube)  # tier-1: warned above its soft cap, never denied
     obj = copy.deepcopy(manifest)
     obj["metadata"].update(namespace="big", uid=str(uuid.uuid4()))
     key = (str(obj["apiVersion"]).rpartition("/")[0], str(obj["kind"]))

@@ -12,7 +12,7 @@ from gpuquota import __version__
 from gpuquota.errors import UserError
 
 # Subcommand modules, each exposing ``register(app)``.
-COMMAND_MODULES = ("check", "policy", "gpus", "serve", "inventory", "agent", "report", "reconcile")
+COMMAND_MODULES = ("check", "policy", "gpus", "serve", "inventory", "agent", "report", "reconcile", "kueue_check")
 
 app = typer.Typer(
     name="gpuquota",

@@ -119,3 +119,16 @@ def test_reconciler_alerts_follow_the_values_and_need_its_scrape(tmp_path: Path)
                               tmp_path / "bad.yaml", "1.30.0"))
     assert bad.returncode != 0
     assert "reconcilerNoLeaderFor" in bad.output
+
+
+KUEUE_UNIT_TESTS = Path(__file__).parent / "promtool" / "kueue_alerts_test.yaml"
+
+
+def test_kueue_alerts_come_with_the_check_and_pass_their_promtool_tests(tmp_path: Path) -> None:
+    assert not {a for a in _alerts(_groups()) if "Kueue" in a}  # not without kueue.enabled
+    groups = [g for g in _groups("kueue") if g["name"] == "gpuquota.kueue"]
+    assert set(_alerts(groups)) == {"GpuQuotaKueueWorkloadsWaitingOnCap", "GpuQuotaKueueCheckLedgerUnavailable"}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    shutil.copy(KUEUE_UNIT_TESTS, tmp_path / KUEUE_UNIT_TESTS.name)
+    result = run([tool("promtool"), "test", "rules", KUEUE_UNIT_TESTS.name], cwd=tmp_path)
+    assert result.returncode == 0, result.output

@@ -28,7 +28,7 @@ from tests.deploy.chart import (
 from tests.deploy.tools import CHART, NAMESPACE, helm, run, template_args, tool
 
 # Custom resources kubernetes-validate has no schema for: it only warns about them. Anything else unknown fails.
-CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Certificate", "Issuer"}
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "Certificate", "Issuer", "AdmissionCheck"}
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -60,7 +60,7 @@ def test_the_newest_schema_is_newer_than_the_oldest() -> None:
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_every_object_is_labelled_and_namespaced(name: str) -> None:
     cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration",
-                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "AdmissionCheck"}
     for doc in render(name):
         labels = doc["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/instance") == "gq", doc["metadata"]["name"]

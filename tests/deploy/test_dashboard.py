@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from gpuquota.inventory.agent_metrics import AgentMetrics
+from gpuquota.kueue.metrics import KueueCheckMetrics
 from gpuquota.reconcile.metrics import ReconcilerMetrics
 from tests.deploy.chart import find, render
 from tests.deploy.promql import exposition_names, metric_names
@@ -100,7 +101,8 @@ def served_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     assert "gpuquota_admission_requests_total" in webhook
     assert "gpuquota_agent_last_publish_timestamp_seconds" in agent
     assert "gpuquota_reconciler_leader" in reconciler
-    return webhook | agent | reconciler
+    kueue = exposition_names(generate_latest(KueueCheckMetrics().registry).decode())
+    return webhook | agent | reconciler | kueue
 
 
 def _documented_names() -> set[str]:
@@ -194,7 +196,8 @@ def test_dashboard_uses_only_exported_metrics(served_names: set[str]) -> None:
 
 
 def test_alerts_use_only_exported_metrics(served_names: set[str]) -> None:
-    groups = find(render("monitoring-on"), "PrometheusRule")["spec"]["groups"]
+    groups = [*find(render("monitoring-on"), "PrometheusRule")["spec"]["groups"],
+              *find(render("kueue"), "PrometheusRule")["spec"]["groups"]]
     used = {name for group in groups for rule in group["rules"] for name in metric_names(rule["expr"])}
     assert "gpuquota_cap_utilisation_ratio" in used
     assert used - served_names - PROMETHEUS_OWN == set()

@@ -159,12 +159,12 @@ def _help(command: str) -> str:
 
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_every_command_and_flag_the_chart_passes_exists(name: str) -> None:
-    """One image, three commands: what the chart runs must be what the CLI accepts."""
+    """One image, four commands: what the chart runs must be what the CLI accepts."""
     for workload, pod in pod_specs(render(name)):
         for container in pod["containers"]:
             assert "command" not in container  # the image's ENTRYPOINT (gpuquota) is used
             command, *flags = container["args"]
-            assert command in ("serve", "agent", "reconcile"), (workload, command)
+            assert command in ("serve", "agent", "reconcile", "kueue-check"), (workload, command)
             usage = _help(command)
             for flag in flags:
                 option = flag.partition("=")[0]

@@ -1,4 +1,5 @@
-"""gpuquota's long-running commands (reconcile, agent) as local processes against the test cluster."""
+"""Long-running commands (gpuquota's reconcile, agent, kueue-check; Kueue) as local processes against the test
+cluster."""
 
 from __future__ import annotations
 
@@ -34,11 +35,12 @@ class Proc:
                 self.proc.wait(5)
 
 
-def start(name: str, args: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Proc:
-    """Run ``gpuquota ARGS`` with its output in ``workdir/NAME.log``."""
+def start(name: str, args: Sequence[str], workdir: Path, env: dict[str, str] | None = None,
+          program: Path = GPUQUOTA) -> Proc:
+    """Run ``gpuquota ARGS`` (or another ``program``) with its output in ``workdir/NAME.log``."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([str(GPUQUOTA), *args], stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([str(program), *args], stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
     return Proc(name, proc, log_path)

@@ -348,3 +348,70 @@ readinessProbe:
   failureThreshold: 3
 {{- end }}
 {{- end }}
+
+{{/* The Kueue check controller's container (docs/kueue.md): in every webhook pod, on the webhook's ledger, policy,
+tenants and service account; one replica works at a time (the Lease). Its probes mirror the reconciler's: no
+readiness probe, so a check-only problem never takes the webhook out of its Service. */}}
+{{- define "gpuquota.kueueCheckContainer" -}}
+- name: kueue-check
+  image: {{ include "gpuquota.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - kueue-check
+    - --ledger=$(GPUQUOTA_LEDGER)
+    - --policy={{ include "gpuquota.policyArg" . }}
+    - --tenants=/etc/gpuquota/config/tenants.yaml
+    {{- if .Values.catalog.local }}
+    - --catalog=/etc/gpuquota/config/catalog.yaml
+    {{- end }}
+    {{- range .Values.webhook.gpuResources.extra }}
+    - {{ include "gpuquota.gpuTableFlag" (dict "flag" "--gpu-resource" "entry" .) | quote }}
+    {{- end }}
+    {{- range .Values.webhook.gpuResources.deviceClasses }}
+    - {{ include "gpuquota.gpuTableFlag" (dict "flag" "--gpu-device-class" "entry" .) | quote }}
+    {{- end }}
+    - --interval={{ .Values.kueue.interval }}
+    - --metrics-port={{ .Values.kueue.metricsPort }}
+    {{- if .Values.kueue.leaderElection.enabled }}
+    - --leader-elect
+    - --lease-name={{ include "gpuquota.fullname" . }}-kueue-check
+    - --lease-namespace=$(POD_NAMESPACE)
+    {{- else }}
+    - --no-leader-elect
+    {{- end }}
+    {{- with .Values.kueue.extraArgs }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: kueue-metrics
+      containerPort: {{ .Values.kueue.metricsPort }}
+      protocol: TCP
+  startupProbe:
+    httpGet: {path: /healthz, port: kueue-metrics}
+    periodSeconds: 2
+    failureThreshold: 30
+  livenessProbe:
+    httpGet: {path: /healthz, port: kueue-metrics}
+    periodSeconds: 10
+    timeoutSeconds: 3
+    failureThreshold: 3
+  env:
+    {{- include "gpuquota.podEnv" . | nindent 4 }}
+    {{- include "gpuquota.ledgerEnv" . | nindent 4 }}
+    {{- with .Values.kueue.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  resources:
+    {{- toYaml .Values.kueue.resources | nindent 4 }}
+  securityContext:
+    {{- include "gpuquota.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    - {name: config, mountPath: /etc/gpuquota/config, readOnly: true}
+    {{- if .Values.policy.inline }}
+    - {name: policy, mountPath: /etc/gpuquota/policy, readOnly: true}
+    {{- end }}
+    - {name: tmp, mountPath: /tmp}
+    {{- if ne (include "gpuquota.postgres" .) "true" }}
+    - {name: state, mountPath: /var/lib/gpuquota}
+    {{- end }}
+{{- end }}

@@ -40,7 +40,10 @@ from gpuquota.errors import UserError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from gpuquota.kube import ElectionTiming
+    from prometheus_client import CollectorRegistry
+
+    from gpuquota.kube import ElectionTiming, KubeApi, KubeClient
+    from gpuquota.ledger import ReconcilerLedger
     from gpuquota.policy import Policy
     from gpuquota.probe_http import ProbeServer
     from gpuquota.reconcile import Reconciler, ReconcilerMetrics
@@ -110,37 +113,18 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
     log_level: LogLevelOption = "info",
 ) -> None:
     """Follow admitted workloads and move their reservations: running, settled, released, expired."""
-    from gpuquota.kube import ElectionTiming  # noqa: PLC0415 - keep `gpuquota --help` fast
     from gpuquota.kube.health import WatchHealth  # noqa: PLC0415
-    from gpuquota.ledger import LedgerError, open_ledger  # noqa: PLC0415
     from gpuquota.reconcile import Reconciler, ReconcilerMetrics  # noqa: PLC0415
     from gpuquota.reconcile.health import Heartbeat, ReconcilerHealth, stuck_after_default  # noqa: PLC0415
 
     _check_numbers(grace, interval, resync, metrics_port, stuck_after)
     setup_logging(log_level)
     kube_options = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify, kubeconfig, context)
-    election: Election | None = None
-    if not once and (leader_elect if leader_elect is not None else kube_options.in_cluster):
-        try:
-            timing = ElectionTiming(lease_duration, renew_deadline, retry_period)
-        except ValueError as exc:
-            raise UserError(f"{exc} (--retry-period, --renew-deadline, --lease-duration)") from None
-        namespace = lease_namespace or pod_namespace()
-        if not namespace:
-            raise UserError("leader election needs the Lease's namespace: pass --lease-namespace or set POD_NAMESPACE")
-        election = Election(lease_name, namespace, timing)
+    election = None if once else election_of(leader_elect, kube_options, lease_name, lease_namespace,
+                                             (lease_duration, renew_deadline, retry_period))
 
     current_policy = _policy(policy)
-    url = ledger or os.environ.get("GPUQUOTA_LEDGER") or DEFAULT_LEDGER
-    try:
-        opened = open_ledger(url, pool_size=2)
-    except LedgerError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        kube = kube_options.connect()
-    except UserError:
-        opened.close()
-        raise
+    opened, kube = ledger_and_kube(ledger, kube_options)
     metrics = ReconcilerMetrics()
     watches = WatchHealth()
     metrics.registry.register(watches.collector())
@@ -181,6 +165,23 @@ def _policy(ref: str | None) -> Callable[[], Policy] | None:
     return current
 
 
+def ledger_and_kube(ledger: str | None, kube_options: KubeOptions) -> tuple[ReconcilerLedger, KubeClient]:
+    """The ledger (``--ledger``, else $GPUQUOTA_LEDGER, else the default file) and the API client, or a
+    ``UserError`` with nothing left open."""
+    from gpuquota.ledger import LedgerError, open_ledger  # noqa: PLC0415
+
+    url = ledger or os.environ.get("GPUQUOTA_LEDGER") or DEFAULT_LEDGER
+    try:
+        opened = open_ledger(url, pool_size=2)
+    except LedgerError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        return opened, kube_options.connect()
+    except UserError:
+        opened.close()
+        raise
+
+
 def _check_numbers(grace: float, interval: float, resync: float, metrics_port: int, stuck_after: float | None) -> None:
     if grace < 0 or interval <= 0 or resync <= 0:
         raise UserError("--grace must be ≥ 0, --interval and --resync positive")
@@ -197,6 +198,24 @@ class Election:
     timing: ElectionTiming
 
 
+def election_of(leader_elect: bool | None, kube_options: KubeOptions, lease_name: str, lease_namespace: str | None,
+                timing: tuple[float, float, float]) -> Election | None:
+    """The election a command campaigns in: by default in a pod, not with ``--api-server``; ``timing`` is
+    (lease duration, renew deadline, retry period) in seconds."""
+    from gpuquota.kube import ElectionTiming  # noqa: PLC0415
+
+    if not (leader_elect if leader_elect is not None else kube_options.in_cluster):
+        return None
+    try:
+        checked = ElectionTiming(*timing)
+    except ValueError as exc:
+        raise UserError(f"{exc} (--retry-period, --renew-deadline, --lease-duration)") from None
+    namespace = lease_namespace or pod_namespace()
+    if not namespace:
+        raise UserError("leader election needs the Lease's namespace: pass --lease-namespace or set POD_NAMESPACE")
+    return Election(lease_name, namespace, checked)
+
+
 def _run(
     reconciler: Reconciler,
     metrics: ReconcilerMetrics,
@@ -204,8 +223,21 @@ def _run(
     election: Election | None,
     interval: float,
 ) -> None:
-    """Until SIGTERM/SIGINT: reconcile, or — with an election — campaign and reconcile only while leading. Whichever
-    loop this replica is in beats ``health.heartbeat`` on each turn."""
+    """Until SIGTERM/SIGINT: reconcile, or — with an election — campaign and reconcile only while leading."""
+    lead(reconciler.kube, election, metrics.set_leader, health,
+         lambda term, beat: reconciler.run(term, interval_s=interval, heartbeat=beat))
+
+
+def lead(
+    kube: KubeApi,
+    election: Election | None,
+    set_metric: Callable[[bool], None],
+    health: ReconcilerHealth,
+    work: Callable[[threading.Event, Callable[[], None]], None],
+) -> None:
+    """Until SIGTERM/SIGINT: ``work(stop, beat)``, or — with an election — campaign and work only while leading.
+    Whichever loop this replica is in beats ``health.heartbeat`` on each turn. Shared by every leader-elected
+    command (``reconcile``, ``kueue-check``)."""
     from gpuquota.kube import LeaderElector  # noqa: PLC0415
 
     stop = threading.Event()
@@ -214,15 +246,15 @@ def _run(
     beat = health.heartbeat.beat
 
     def set_leader(leader: bool) -> None:
-        metrics.set_leader(leader)
+        set_metric(leader)
         health.set_leader(leader)
 
     if election is None:
         set_leader(True)
-        reconciler.run(stop, interval_s=interval, heartbeat=beat)
+        work(stop, beat)
         return
     elector = LeaderElector(
-        reconciler.kube,
+        kube,
         election.lease_name,
         election.namespace,
         pod_identity(),
@@ -231,7 +263,7 @@ def _run(
     )
     set_leader(False)
     log.info("campaigning for lease %s/%s as %s", election.namespace, election.lease_name, elector.identity)
-    elector.run(stop, lambda term: reconciler.run(term, interval_s=interval, heartbeat=beat), on_follow=beat)
+    elector.run(stop, lambda term: work(term, beat), on_follow=beat)
 
 
 def _once(reconciler: Reconciler) -> None:
@@ -252,6 +284,11 @@ def _once(reconciler: Reconciler) -> None:
 
 
 def _serve(metrics: ReconcilerMetrics, health: ReconcilerHealth, host: str, port: int) -> ProbeServer | None:
+    return serve_probes(metrics.registry, health, host, port, "reconciler")
+
+
+def serve_probes(registry: CollectorRegistry, health: ReconcilerHealth, host: str, port: int,
+                 name: str) -> ProbeServer | None:
     """``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (the probe server the node agent uses too)."""
     if port < 0:
         return None
@@ -259,7 +296,7 @@ def _serve(metrics: ReconcilerMetrics, health: ReconcilerHealth, host: str, port
 
     checks = {"/healthz": health.liveness, "/readyz": health.readiness}
     try:
-        server = ProbeServer(metrics.registry, checks, host, port, name="reconciler")
+        server = ProbeServer(registry, checks, host, port, name=name)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     server.start()

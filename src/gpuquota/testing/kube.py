@@ -23,6 +23,25 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def json_patch_op(target: dict[str, Any], op: dict[str, Any]) -> None:
+    """One RFC 6902 ``test``, ``add`` or ``replace`` on ``target``; a failed test is the API server's 422."""
+    *parents, last = [part.replace("~1", "/").replace("~0", "~") for part in op["path"].split("/")[1:]]
+    node: Any = target
+    try:
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key: Any = int(last) if isinstance(node, list) else last
+        if op["op"] == "test":
+            if node[key] != op["value"]:
+                raise KubeError(422, f"test of {op['path']} failed")
+        elif op["op"] in ("add", "replace"):
+            node[key] = copy.deepcopy(op["value"])
+        else:
+            raise KubeError(422, f"FakeKube does not do JSON patch op {op['op']}")
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise KubeError(422, f"JSON patch path {op['path']} does not exist") from None
+
+
 def _matches(obj: JsonObject, label_selector: str | None) -> bool:
     if not label_selector:
         return True
@@ -123,16 +142,26 @@ class FakeKube:
             self._events = self._events[-1:] if self._events else []
 
     def patch(self, path: str, body: JsonObject, patch_type: str = "merge") -> JsonObject:
+        """A merge patch, or a JSON patch of ``test``/``add``/``replace`` operations (``body["ops"]``). A
+        ``…/status`` path patches the object itself (the status subresource)."""
         with self._lock:
             self._maybe_fail()
-            obj = self._objects.get(path)
+            target = path.removesuffix("/status") if path not in self._objects else path
+            obj = self._objects.get(target)
             if obj is None:
                 raise KubeError(404, f"{path} not found")
-            if patch_type != "merge":
-                raise KubeError(415, f"FakeKube supports merge patches only, not {patch_type}")
+            if patch_type not in ("merge", "json"):
+                raise KubeError(415, f"FakeKube supports merge and json patches only, not {patch_type}")
             self.patches.append((path, copy.deepcopy(body), patch_type))
-            merge_patch(obj, body)
-            self._bump(path, "MODIFIED", obj)
+            if patch_type == "merge":
+                merge_patch(obj, body)
+            else:
+                patched = copy.deepcopy(obj)
+                for op in body["ops"]:
+                    json_patch_op(patched, op)
+                obj.clear()
+                obj.update(patched)
+            self._bump(target, "MODIFIED", obj)
             return copy.deepcopy(obj)
 
     def create(self, path: str, body: JsonObject) -> JsonObject:

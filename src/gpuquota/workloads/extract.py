@@ -86,6 +86,13 @@ def estimate(obj: Mapping[str, Any], ctx: ExtractContext, claims: ClaimSource | 
     return _read(generic_shape, obj, _identity(obj), ctx, claims)
 
 
+def shape_demand(shape: Shape, obj: Mapping[str, Any], ctx: ExtractContext,
+                 claims: ClaimSource | None = None) -> Demand | None:
+    """The demand of pods described elsewhere than in ``obj`` itself, named after ``obj``: a Kueue Workload's
+    PodSets, with the node labels of the flavours Kueue assigned (``gpuquota.kueue``), are its owner's pods."""
+    return _read(lambda _obj: shape, obj, _identity(obj), ctx, claims)
+
+
 def _read(
     adapter: Adapter,
     obj: Mapping[str, Any],

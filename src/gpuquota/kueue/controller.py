@@ -255,8 +255,10 @@ class KueueCheck:
         self._set(w, check, decided, now, result)
 
     def _case(self, w: Workload, ref: WorkloadRef, demand: Any, tenant: Any, policy: Any) -> Case:
+        queue = str((w.obj.get("spec") or {}).get("queueName") or "")
         return Case(uid=request_uid(w), operation="KUEUE", user=USER, dry_run=False, policy=policy, demand=demand,
-                    whole=None, tenant=tenant, workload=ref)
+                    whole=None, tenant=tenant, workload=ref, queue=queue,
+                    object_uid=w.owner.uid if w.owner is not None else w.uid)  # the contract: the owner's identity
 
     def _set(self, w: Workload, check: str, decided: Verdict, now: datetime, result: PassResult) -> None:
         """Write the check's state when it changed (a JSON patch that tests the entry's name first, so a list Kueue

@@ -22,7 +22,6 @@ from gpuquota.workloads.shape import Shape, Template
 GROUP: Final = "kueue.x-k8s.io"
 VERSION: Final = "v1beta2"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
-QUEUE_NAME_LABEL: Final = "kueue.x-k8s.io/queue-name"  # what makes an object Kueue-managed (the contract)
 
 
 @dataclass(frozen=True, slots=True)

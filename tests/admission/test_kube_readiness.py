@@ -9,7 +9,7 @@ import yaml
 
 from tests.admission.conftest import Setup, namespace_object
 from tests.admission.serverproc import start_server, wait_for
-from tests.kube.apiserver import ApiState, api_server
+from tests.kube.apiserver import ApiState, api_server, with_kube_system
 
 FORBIDDEN = ('{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,'
              '"message":"nodes is forbidden: User \\"system:serviceaccount:gq:webhook\\" cannot list resource '
@@ -17,7 +17,7 @@ FORBIDDEN = ('{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Fo
 
 
 def test_a_forbidden_node_watch_makes_the_webhook_unready_until_rbac_is_fixed(setup: Setup, tmp_path: Path) -> None:
-    state = ApiState()
+    state = with_kube_system(ApiState())
     state.put("/api/v1/namespaces/acme-train", namespace_object("acme-train", {"gpuquota.io/tenant": "acme"}))
     state.fail["/api/v1/nodes"] = (403, FORBIDDEN)
     with api_server(state) as url:

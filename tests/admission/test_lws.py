@@ -24,7 +24,7 @@ from tests.admission.conftest import Setup, active_in, cluster_server, namespace
 from tests.admission.reviews import H100_TPP, gpu_pod, review
 from tests.admission.serverproc import Server
 from tests.admission.test_scale import leaderworkerset
-from tests.kube.apiserver import ApiState
+from tests.kube.apiserver import ApiState, with_kube_system
 
 STS_CONTROLLER = "system:serviceaccount:kube-system:statefulset-controller"
 LWS_API = "leaderworkerset.x-k8s.io/v1"
@@ -226,7 +226,7 @@ def _gets(state: ApiState, path: str) -> int:
 @pytest.fixture(scope="module")
 def cluster(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, ApiState]]:
     tmp_path = tmp_path_factory.mktemp("lws")
-    state = ApiState()
+    state = with_kube_system(ApiState())
     for name in ("lws-ok", "lws-forged", "lws-down"):
         state.put(f"/api/v1/namespaces/{name}", _namespace(name))
     with cluster_server(setup, tmp_path, state) as server:

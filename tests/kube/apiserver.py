@@ -57,6 +57,12 @@ class ApiState:
         self.events.append((self.version, kind, copy.deepcopy(stored)))
 
 
+def with_kube_system(state: ApiState, uid: str = "uid-of-kube-system") -> ApiState:
+    """``state`` holding the kube-system namespace a webhook or reconciler identifies its cluster by."""
+    state.put("/api/v1/namespaces/kube-system", {"kind": "Namespace", "metadata": {"name": "kube-system", "uid": uid}})
+    return state
+
+
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
     return {
         "kind": "Status",

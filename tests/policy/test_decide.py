@@ -357,7 +357,7 @@ def test_operations_cap_in_a_rolling_window() -> None:
 
 
 @pytest.mark.parametrize(
-    ("scope", "subject"), [("tenant", "globex"), ("jurisdiction", "BR"), ("tier", "rest"), ("cluster", "cluster")]
+    ("scope", "subject"), [("tenant", "globex"), ("jurisdiction", "BR"), ("tier", "rest"), ("cluster", "default")]
 )
 def test_scopes_name_their_subject(scope: str, subject: str) -> None:
     policy = profile(rule("cap", "concurrent-tpp", 100_000, scope=scope))

@@ -196,7 +196,7 @@ def test_tier_names_may_not_contain_the_separator() -> None:
 
 def test_without_the_flag_a_lifted_tenant_still_fills_the_shared_counter() -> None:
     policy = profile(rule("cluster-pool", "concurrent-tpp", 16 * H100_TPP, scope="cluster", exemptions=["veu"]))
-    cluster = UsageKey(Scope.CLUSTER, "cluster", Metric.CONCURRENT_TPP)
+    cluster = UsageKey(Scope.CLUSTER, "default", Metric.CONCURRENT_TPP)
     usage: dict[UsageKey, float] = {}
     admit(usage, decide(demand(8, pods=8), tenant("BR", "initech", veu()), usage, policy, now=NOW))
     assert not decide(demand(8), tenant("BR"), usage, policy, now=NOW).allowed

@@ -66,7 +66,7 @@ def demands(draw: st.DrawFn, scale: int = 1) -> Demand:
 def _usage(tenant: Tenant, tpp: float, country: float, ops: float) -> dict[UsageKey, float]:
     usage = {
         UsageKey(Scope.TENANT, tenant.name, Metric.CONCURRENT_TPP): tpp,
-        UsageKey(Scope.CLUSTER, "cluster", Metric.CONCURRENT_TPP): tpp,
+        UsageKey(Scope.CLUSTER, "default", Metric.CONCURRENT_TPP): tpp,
     }
     if tenant.jurisdiction:
         usage[UsageKey(Scope.JURISDICTION, tenant.jurisdiction, Metric.CONCURRENT_TPP)] = country

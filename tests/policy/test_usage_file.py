@@ -28,7 +28,7 @@ def test_usage_file(tmp_path: Path) -> None:
     assert usage == {
         UsageKey(Scope.TENANT, "globex", Metric.CONCURRENT_TPP): 21_000_000,
         UsageKey(Scope.JURISDICTION, "BR", Metric.OPERATIONS, "calendar-year:2026"): 1e24,
-        UsageKey(Scope.CLUSTER, "cluster", Metric.OPERATIONS, "rolling-30d:2026-11-26"): 5e23,
+        UsageKey(Scope.CLUSTER, "default", Metric.OPERATIONS, "rolling-30d:2026-11-26"): 5e23,
         UsageKey(Scope.TIER, "tier-2", Metric.OPERATIONS, "calendar-year:2025"): 7,
     }
 

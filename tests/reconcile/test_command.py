@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuquota.cli import app
+from gpuquota.clusters import KUBE_SYSTEM
 from gpuquota.errors import UserError
 from gpuquota.ledger import ReservationState, open_ledger
 from tests.ledger.builders import reservation
@@ -30,10 +31,14 @@ class RecordedApi(BaseHTTPRequestHandler):
 
     collections: ClassVar[dict[str, list[dict[str, Any]]]] = {}
     seen: ClassVar[list[str]] = []
+    cluster_uid: ClassVar[str] = "uid-of-kube-system"
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         self.seen.append(path)
+        if path == KUBE_SYSTEM:  # the cluster's identity on the ledger
+            self._send(200, {"kind": "Namespace", "metadata": {"name": "kube-system", "uid": self.cluster_uid}})
+            return
         if path not in self.collections:
             self._send(404, {"kind": "Status", "status": "Failure", "message": "not found", "code": 404})
             return

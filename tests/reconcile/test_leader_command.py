@@ -23,7 +23,7 @@ from gpuquota.cli import app
 from gpuquota.errors import UserError
 from gpuquota.kube.leader import lease_collection
 from gpuquota.ledger import ReservationState, open_ledger
-from tests.kube.apiserver import ApiState, api_server
+from tests.kube.apiserver import ApiState, api_server, with_kube_system
 from tests.ledger.builders import reservation
 from tests.reconcile.objects import job, job_complete
 
@@ -85,7 +85,7 @@ def _wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[ApiState, str, Path]]:
-    state = ApiState()
+    state = with_kube_system(ApiState())
     token = tmp_path / "token"
     token.write_text(state.token)
     with api_server(state) as url:

@@ -300,6 +300,9 @@ values (Secret, webhook caBundle, the pods' checksum), so the first call stores 
 - reconcile
 - --ledger=$(GPUQUOTA_LEDGER)
 - --policy={{ include "gpuquota.policyArg" . }}
+{{- with .Values.clusterName }}
+- --cluster-name={{ . }}
+{{- end }}
 - --metrics-port={{ .Values.reconciler.metricsPort }}
 {{- if $election.enabled }}
 {{- if not (and (lt (float64 $election.retryPeriod) (float64 $election.renewDeadline)) (lt (float64 $election.renewDeadline) (float64 $election.leaseDuration))) }}

@@ -30,6 +30,7 @@ from gpuquota.admission.references import ApiReferences
 from gpuquota.admission.review import ReviewError, parse_review
 from gpuquota.admission.routing import Route, route, scale_parent
 from gpuquota.admission.trust import Trust
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.kube import KubeApi
 from gpuquota.ledger import Ledger
 from gpuquota.workloads import DEFAULT_ALL_DEVICES, ClaimSource, GpuResources
@@ -69,6 +70,7 @@ class Admission:
         gpu_resources: GpuResources | None = None,
         all_devices: int = DEFAULT_ALL_DEVICES,
         claims: ClaimSource | None = None,
+        cluster: str = DEFAULT_CLUSTER,
     ) -> None:
         self.live = live
         self.metrics = metrics
@@ -78,7 +80,7 @@ class Admission:
                            trusted_controllers=trusted_controllers)
         self.judge = Judge(ledger, self.trust, clock=clock, namespaces=namespaces,
                            inventory_models=inventory_models or (lambda: ()), kube=kube,
-                           gpu_resources=gpu_resources, all_devices=all_devices, claims=claims,
+                           gpu_resources=gpu_resources, all_devices=all_devices, claims=claims, cluster=cluster,
                            references=ApiReferences(kube))  # a TrainJob's runtime (None kube: unreadable)
         self.answer = Answer(metrics, audit, clock)
 

@@ -40,6 +40,7 @@ from gpuquota.admission.review import AdmissionRequest, ReviewError, decode_obje
 from gpuquota.admission.routing import Route
 from gpuquota.admission.suspension import Suspension, suspension
 from gpuquota.admission.trust import NO_CLAIMS, Trust
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.domain import Decision, Tenant, Usage
 from gpuquota.errors import UserError
 from gpuquota.kube import KubeApi, KubeError
@@ -87,7 +88,7 @@ SUSPENDING: Final = Passed("suspended: nothing is charged or released by this re
                            "when its GPUs do (docs/webhook.md, 'Suspended workloads')")
 
 
-def audit_record(case: Case, decision: Decision, time: datetime) -> AuditRecord:
+def audit_record(case: Case, decision: Decision, time: datetime, cluster: str = DEFAULT_CLUSTER) -> AuditRecord:
     """The compliance record of a decision (the ledger keeps it; the audit line repeats it)."""
     return AuditRecord(
         time=time,
@@ -111,6 +112,7 @@ def audit_record(case: Case, decision: Decision, time: datetime) -> AuditRecord:
         operations=decision.operations,
         profile=decision.profile,
         profile_version=decision.profile_version,
+        cluster=cluster,
     )
 
 
@@ -192,8 +194,10 @@ class Judge:
         all_devices: int = DEFAULT_ALL_DEVICES,
         claims: ClaimSource | None = None,
         references: ReferenceSource | None = None,
+        cluster: str = DEFAULT_CLUSTER,
     ) -> None:
         self.ledger = ledger
+        self.cluster = cluster  # this cluster's name: the cluster scope's subject, where perCluster rules count
         self.trust = trust  # None: no owner claims are believed (``gpuquota check``)
         self.kube = kube  # reads the parent of a ``/scale`` request; None: no cluster access (scale-ups refused)
         self.namespaces = namespaces
@@ -386,17 +390,19 @@ class Judge:
         if settled is not None:
             return settled
         now = self.clock()
-        usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now), now)
-        decision = decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole)
+        usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now, self.cluster), now)
+        decision = decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole,
+                              cluster=self.cluster)
         if not decision.allowed and self._already_admitted(case):
             return Owned(OwnerRef(case.workload.group, case.workload.kind, case.workload.name), retry=True)
         if case.dry_run or not BY_KEY[(case.workload.group, case.workload.kind)].reserves:
             # sideEffects: NoneOnDryRun — judged on the real figures, but nothing is written (the audit line is kept).
             # A kind that reserves nothing (a CronJob) is judged to tell the tenant whether a run fits; each run is
             # judged and charged when its controller creates it.
-            return Decided(case=case, decision=decision, usage=usage, record=audit_record(case, decision, now))
+            return Decided(case=case, decision=decision, usage=usage,
+                           record=audit_record(case, decision, now, self.cluster))
         if not decision.allowed or not decision.charges:
-            record = audit_record(case, decision, now)
+            record = audit_record(case, decision, now, self.cluster)
             self.ledger.record_decision(record)
             return Decided(case=case, decision=decision, usage=usage, record=record)
         return self._reserve(case, decision, usage, now)
@@ -406,18 +412,18 @@ class Judge:
         (a per-workload rule, a cap its demand alone exceeds, an unknown jurisdiction) is refused — and reserved
         nowhere. When it would not fit now, the tenant is warned that un-suspending it would be refused."""
         now = self.clock()
-        alone = decide(case.demand, case.tenant, {}, case.policy, now=now)
+        alone = decide(case.demand, case.tenant, {}, case.policy, now=now, cluster=self.cluster)
         usage: Usage = {}
         decision = alone
         if alone.allowed:
-            usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now), now)
-            current = decide(case.demand, case.tenant, usage, case.policy, now=now)
+            usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now, self.cluster), now)
+            current = decide(case.demand, case.tenant, usage, case.policy, now=now, cluster=self.cluster)
             warnings = alone.warnings
             if not current.allowed:
                 warnings = (*warnings, clip(f"un-suspending it now would be refused: {current.message}", 400))
             decision = replace(alone, message=f"{alone.message}; suspended: nothing is reserved until it is "
                                               "un-suspended, when it is judged against the caps", warnings=warnings)
-        record = audit_record(case, decision, now)
+        record = audit_record(case, decision, now, self.cluster)
         if not case.dry_run:
             self.ledger.record_decision(record)
         return Decided(case=case, decision=decision, usage=usage, record=record)
@@ -444,16 +450,17 @@ class Judge:
     def _reserve(self, case: Case, decision: Decision, usage: Mapping[Any, float], now: datetime) -> Decided:
         """Reserve; if the ledger's in-transaction re-check refuses, decide again on fresh usage (a race lost)."""
         for _attempt in range(MAX_RESERVE_ATTEMPTS):
-            record = audit_record(case, decision, now)
+            record = audit_record(case, decision, now, self.cluster)
             result = self.ledger.reserve(reservation_of(case, decision, record), now)
             if result.status is not ReserveStatus.CAP_EXCEEDED:
                 return Decided(case=case, decision=decision, usage=usage, status=result.status, record=record)
             # Another admission took the room between our read and our reserve: judge again on fresh figures.
             now = self.clock()
-            usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now), now)
-            decision = decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole)
+            usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now, self.cluster), now)
+            decision = decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole,
+                              cluster=self.cluster)
             if not decision.allowed:
-                record = audit_record(case, decision, now)
+                record = audit_record(case, decision, now, self.cluster)
                 self.ledger.record_decision(record)
                 return Decided(case=case, decision=decision, usage=usage, status=ReserveStatus.CAP_EXCEEDED,
                                record=record)
@@ -496,6 +503,6 @@ class Judge:
             profile_version=decision.profile_version,
             outcomes=decision.outcomes,
         )
-        record = audit_record(case, denial, now)
+        record = audit_record(case, denial, now, self.cluster)
         self.ledger.record_decision(record)
         return Decided(case=case, decision=denial, usage={}, status=ReserveStatus.CAP_EXCEEDED, record=record)

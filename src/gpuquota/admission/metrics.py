@@ -13,13 +13,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gpuquota.admission.transport import TransportStats
 from gpuquota.boundedcache import CacheStats
 from gpuquota.domain import Decision, Metric, Scope, Usage, UsageKey
+from gpuquota.labelled_registry import cluster_registry
+from gpuquota.policy.model import CLUSTER_SEPARATOR
 
 OTHER_TENANT: Final = "other"
 _LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
@@ -141,9 +143,9 @@ def _changed(old: float | None, new: float) -> bool:
 class WebhookMetrics:
     """One registry per server, so tests can run several apps in one process without colliding."""
 
-    def __init__(self, known_tenants: Callable[[], frozenset[str]]) -> None:
+    def __init__(self, known_tenants: Callable[[], frozenset[str]], cluster: str | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: unused, double the scrape
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = cluster_registry(cluster, auto_describe=True)  # cluster: --cluster-name, when given
         self._known_tenants = known_tenants
         r = self.registry
         self.requests = Counter("gpuquota_admission_requests", "Admission reviews handled",
@@ -194,7 +196,7 @@ class WebhookMetrics:
         self.registry.register(_TransportCollector(stats, listener))
 
     def subject(self, key: UsageKey) -> str:
-        if key.scope is Scope.TENANT and key.subject not in self._known_tenants():
+        if key.scope is Scope.TENANT and key.subject.partition(CLUSTER_SEPARATOR)[0] not in self._known_tenants():
             return OTHER_TENANT
         return key.subject
 

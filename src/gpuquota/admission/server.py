@@ -43,12 +43,13 @@ from gpuquota.admission.metrics_listener import create_metrics_app
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.tls import CertPair, generate_self_signed, reload_cert_chain
 from gpuquota.admission.transport import ConnectionLimits, TransportStats, guarded_loop_factory, guarded_protocol
+from gpuquota.clusters import cluster_identity, cluster_name_of
 from gpuquota.errors import UserError
 from gpuquota.inventory import ClusterInventory, run_node_watch
 from gpuquota.kube import KubeApi, KubeClient, KubeSource
 from gpuquota.kube.config import in_pod
 from gpuquota.kube.health import WatchHealth
-from gpuquota.ledger import LedgerError, open_ledger
+from gpuquota.ledger import LedgerError, LedgerUnavailable, open_ledger
 from gpuquota.ledger.store import SqlLedger
 from gpuquota.policy import Policy
 from gpuquota.workloads import DEFAULT_ALL_DEVICES, GpuNameError, GpuResources, gpu_resources
@@ -99,6 +100,7 @@ class ServeSettings:
     gpu_resources: tuple[str, ...] = ()  # --gpu-resource entries added to the bundled table
     gpu_device_classes: tuple[str, ...] = ()  # --gpu-device-class entries
     dra_all_devices: int = DEFAULT_ALL_DEVICES  # GPUs a DRA "All" request or an unreadable claim counts as
+    cluster_name: str | None = None  # --cluster-name (None: the default name, and no name claimed explicitly)
 
     def resolved_ledger_url(self) -> str:
         return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.sqlite3'}"
@@ -131,8 +133,9 @@ class Webhook:
         self.settings = settings
         self.readiness = Readiness()
         self._live_holder: list[LiveConfig] = []
+        self.cluster = cluster_name_of(settings.cluster_name)
         self.metrics = WebhookMetrics(lambda: self._live_holder[0].current.known_tenants if self._live_holder
-                                      else frozenset())
+                                      else frozenset(), cluster=settings.cluster_name)
         self.live = LiveConfig(settings.policy, settings.tenants, on_reload_failed=self._reload_failed,
                                on_policy=self._policy_loaded, on_tenants=self.metrics.tenants_changed,
                                catalog_path=settings.catalog)
@@ -141,15 +144,15 @@ class Webhook:
         url = settings.resolved_ledger_url()
         if url.startswith("sqlite:///"):
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = DeferredLedger(lambda: open_ledger(url, pool_size=settings.ledger_pool))
+        self.kube = _kube(settings)
+        self.ledger = DeferredLedger(lambda: self._open_ledger(url))
         try:
-            self.ledger.open()  # a malformed URL fails the start; an unreachable database does not
+            self.ledger.open()  # a malformed URL or a refused cluster claim fails the start; an unreachable one not
         except LedgerError as exc:
             raise UserError(f"--ledger: {exc}") from None
         self.is_sqlite = url.startswith("sqlite:///")
         self.audit = AuditLog(settings.audit_log)
         self.stop = threading.Event()
-        self.kube = _kube(settings)
         self.kube_health = self._watch_health()
         self.namespaces: NamespaceCache | None = None
         self.inventory: ClusterInventory | None = None
@@ -167,7 +170,7 @@ class Webhook:
                                    inventory_models=inventory.models if inventory is not None else None,
                                    trusted_controllers=settings.trusted_controllers, kube=self.kube,
                                    gpu_resources=table, all_devices=settings.dra_all_devices,
-                                   claims=ClaimCache() if self.kube is not None else None)
+                                   claims=ClaimCache() if self.kube is not None else None, cluster=self.cluster)
         self.executor: ThreadPoolExecutor | None = None
         runner: LedgerRunner = run_inline
         threads = settings.ledger_threads
@@ -186,6 +189,15 @@ class Webhook:
             self.metrics_app = create_metrics_app(self.metrics.registry, self.readiness, self.metrics_auth)
         self._watch_internals()
         self.cert = self._serving_cert()
+
+    def _open_ledger(self, url: str) -> SqlLedger:
+        """The ledger, claimed for this cluster: its name, and its kube-system uid read now (an API server that
+        cannot be reached yet leaves the ledger unopened, like a database that cannot: GPU admissions fail closed)."""
+        try:
+            identity = cluster_identity(self.settings.cluster_name, self.kube)
+        except UserError as exc:
+            raise LedgerUnavailable(str(exc)) from None
+        return open_ledger(url, pool_size=self.settings.ledger_pool, identity=identity)
 
     def _serving_cert(self) -> CertPair | None:
         settings = self.settings

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from gpuquota.commands.clusteropts import ClusterNameOption, cluster_name_of
 from gpuquota.commands.kubeopts import (
     ApiServerOption,
     CaFileOption,
@@ -47,9 +48,11 @@ def agent(  # noqa: PLR0917 - typer maps each parameter to an option
     ca_file: CaFileOption = None,
     insecure_skip_tls_verify: InsecureOption = False,
     log_level: LogLevelOption = "info",
+    cluster_name: ClusterNameOption = None,
 ) -> None:
     """Publish this node's GPU inventory to its Node (labels + annotation) and serve /metrics and /healthz."""
     from gpuquota.inventory.agent import AgentServer, NodeAgent  # noqa: PLC0415 - keep `gpuquota --help` fast
+    from gpuquota.inventory.agent_metrics import AgentMetrics  # noqa: PLC0415
     from gpuquota.inventory.discovery import discover  # noqa: PLC0415
 
     if not node_name:
@@ -58,10 +61,12 @@ def agent(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--interval and --poll must be positive")
     if not 0 <= port < 65536:
         raise UserError(f"--port must be between 0 and 65535, not {port}")
+    cluster = cluster_name and cluster_name_of(cluster_name)  # its metrics' cluster label (it writes no ledger)
     setup_logging(log_level)
 
     kube = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify, kubeconfig, context).connect()
-    node_agent = NodeAgent(kube, node_name, lambda: discover(node_name=node_name), interval_s=interval, poll_s=poll)
+    node_agent = NodeAgent(kube, node_name, lambda: discover(node_name=node_name), interval_s=interval, poll_s=poll,
+                           metrics=AgentMetrics(node_name, cluster))
 
     published = node_agent.tick()
     if node_agent.inventory is None:  # NVML could not start: nothing to publish, nothing to serve

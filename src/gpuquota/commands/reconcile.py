@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gpuquota.commands.clusteropts import ClusterNameOption, cluster_identity, cluster_name_of
 from gpuquota.commands.kubeopts import (
     ApiServerOption,
     CaFileOption,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from gpuquota.kube import ElectionTiming, KubeApi, KubeClient
-    from gpuquota.ledger import ReconcilerLedger
+    from gpuquota.ledger.store import SqlLedger
     from gpuquota.policy import Policy
     from gpuquota.probe_http import ProbeServer
     from gpuquota.reconcile import Reconciler, ReconcilerMetrics
@@ -111,6 +112,7 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
     ca_file: CaFileOption = None,
     insecure_skip_tls_verify: InsecureOption = False,
     log_level: LogLevelOption = "info",
+    cluster_name: ClusterNameOption = None,
 ) -> None:
     """Follow admitted workloads and move their reservations: running, settled, released, expired."""
     from gpuquota.kube.health import WatchHealth  # noqa: PLC0415
@@ -118,14 +120,15 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
     from gpuquota.reconcile.health import Heartbeat, ReconcilerHealth, stuck_after_default  # noqa: PLC0415
 
     _check_numbers(grace, interval, resync, metrics_port, stuck_after)
+    cluster = cluster_name_of(cluster_name)
     setup_logging(log_level)
     kube_options = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify, kubeconfig, context)
     election = None if once else election_of(leader_elect, kube_options, lease_name, lease_namespace,
                                              (lease_duration, renew_deadline, retry_period))
 
     current_policy = _policy(policy)
-    opened, kube = ledger_and_kube(ledger, kube_options)
-    metrics = ReconcilerMetrics()
+    opened, kube = ledger_and_kube(ledger, kube_options, cluster_name)
+    metrics = ReconcilerMetrics(cluster=cluster_name and cluster)
     watches = WatchHealth()
     metrics.registry.register(watches.collector())
     reconciler = Reconciler(kube, opened, grace=timedelta(seconds=grace), resync_s=resync, metrics=metrics,
@@ -165,21 +168,25 @@ def _policy(ref: str | None) -> Callable[[], Policy] | None:
     return current
 
 
-def ledger_and_kube(ledger: str | None, kube_options: KubeOptions) -> tuple[ReconcilerLedger, KubeClient]:
-    """The ledger (``--ledger``, else $GPUQUOTA_LEDGER, else the default file) and the API client, or a
-    ``UserError`` with nothing left open."""
+def ledger_and_kube(ledger: str | None, kube_options: KubeOptions,
+                    cluster_name: str | None) -> tuple[SqlLedger, KubeClient]:
+    """The ledger (``--ledger``, else $GPUQUOTA_LEDGER, else the default file), claimed for this cluster (its name
+    and kube-system uid), and the cluster's client; or a ``UserError`` with nothing left open. The handle sees this
+    cluster's reservations only; the Lease is in this cluster too, so each cluster has its own leader."""
     from gpuquota.ledger import LedgerError, open_ledger  # noqa: PLC0415
+    from gpuquota.ledger.open import ledger_backend  # noqa: PLC0415
 
     url = ledger or os.environ.get("GPUQUOTA_LEDGER") or DEFAULT_LEDGER
     try:
-        opened = open_ledger(url, pool_size=2)
+        ledger_backend(url)  # a bad URL is told before any connection is tried
     except LedgerError as exc:
         raise UserError(str(exc)) from None
+    kube = kube_options.connect()
     try:
-        return opened, kube_options.connect()
-    except UserError:
-        opened.close()
-        raise
+        return open_ledger(url, pool_size=2, identity=cluster_identity(cluster_name, kube)), kube
+    except (LedgerError, UserError) as exc:
+        kube.close()
+        raise UserError(str(exc)) from None
 
 
 def _check_numbers(grace: float, interval: float, resync: float, metrics_port: int, stuck_after: float | None) -> None:

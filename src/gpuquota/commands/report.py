@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from gpuquota.commands.clusteropts import cluster_name_of
 from gpuquota.errors import UserError
 
 DEFAULT_LEDGER = "sqlite:///var/ledger.sqlite3"  # where `gpuquota serve` keeps it by default
@@ -42,13 +43,17 @@ def _existing_sqlite(url: str) -> None:
 def report(  # noqa: PLR0917 - typer maps each parameter to an option
     from_: Annotated[str, typer.Option("--from", help="First day of the period (YYYY-MM-DD, UTC).")],
     to: Annotated[str, typer.Option("--to", help="Last day of the period, inclusive (YYYY-MM-DD, UTC).")],
-    by: Annotated[str, typer.Option(help="Group by tenant, jurisdiction or tier.")] = "tenant",
+    by: Annotated[str, typer.Option(help="Group by tenant, jurisdiction, tier or cluster.")] = "tenant",
     format_: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     ledger: Annotated[
         str | None,
         typer.Option(help=f"sqlite:///path or postgresql://… (default: $GPUQUOTA_LEDGER or {DEFAULT_LEDGER})."),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    cluster_name: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Only this cluster's records (default: every cluster sharing the ledger)."),
+    ] = None,
 ) -> None:
     """Usage, peak concurrent TPP, operations, admissions and denials per scope over a period."""
     from gpuquota.ledger import LedgerError, open_ledger  # noqa: PLC0415 - keep `gpuquota --help` fast
@@ -57,7 +62,8 @@ def report(  # noqa: PLR0917 - typer maps each parameter to an option
     try:
         group = GroupBy(by)
     except ValueError:
-        raise UserError(f"--by must be tenant, jurisdiction or tier, not {by!r}") from None
+        raise UserError(f"--by must be tenant, jurisdiction, tier or cluster, not {by!r}") from None
+    cluster = None if cluster_name is None else cluster_name_of(cluster_name)
     try:
         fmt = Format(format_)
     except ValueError:
@@ -72,8 +78,8 @@ def report(  # noqa: PLR0917 - typer maps each parameter to an option
         opened = open_ledger(url, pool_size=1)
         try:
             result = build_report(
-                opened.reservations(period.start, period.end),
-                opened.decisions(period.start, period.end),
+                opened.reservations(period.start, period.end, cluster=cluster),
+                opened.decisions(period.start, period.end, cluster=cluster),
                 period,
                 group,
                 datetime.now(UTC),

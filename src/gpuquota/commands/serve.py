@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gpuquota.commands.catalog_option import CatalogOption
+from gpuquota.commands.clusteropts import ClusterNameOption, cluster_name_of
 from gpuquota.commands.gpuopts import (
     DEFAULT_ALL_DEVICES,
     DraAllDevicesOption,
@@ -102,6 +103,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
     gpu_resource: GpuResourceOption = None,
     gpu_device_class: GpuDeviceClassOption = None,
     dra_all_devices: DraAllDevicesOption = DEFAULT_ALL_DEVICES,
+    cluster_name: ClusterNameOption = None,
 ) -> None:
     """Run the validating admission webhook (POST /validate, /healthz, /readyz, /metrics)."""
     from gpuquota.admission.server import ServeSettings, run  # noqa: PLC0415 - keep `gpuquota --help` fast
@@ -134,6 +136,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--trusted-controller needs a user name, e.g. system:serviceaccount:kubeflow:training-operator")
     gpu_table(gpu_resource, gpu_device_class, dra_all_devices)  # bad entries: a clear error before anything starts
     level = log_level_name(log_level)
+    cluster_name_of(cluster_name)  # a bad name: a clear error before anything starts
     settings = ServeSettings(
         host=host,
         port=port,
@@ -166,6 +169,7 @@ def serve(  # noqa: PLR0917 - typer maps each parameter to an option
         gpu_resources=tuple(gpu_resource or ()),
         gpu_device_classes=tuple(gpu_device_class or ()),
         dra_all_devices=dra_all_devices,
+        cluster_name=cluster_name,
     )
     run(settings)
 

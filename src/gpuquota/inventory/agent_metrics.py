@@ -6,10 +6,11 @@ reconfigured away) stops being exported instead of lingering at its last value.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import Counter, Gauge, disable_created_metrics
 
 from gpuquota.inventory.model import NodeInventory
 from gpuquota.inventory.node_keys import UNKNOWN_MODEL
+from gpuquota.labelled_registry import cluster_registry
 
 ERROR_TYPES = ("nvml", "kube")
 
@@ -17,10 +18,10 @@ ERROR_TYPES = ("nvml", "kube")
 class AgentMetrics:
     """One registry per agent (tests run several in one process)."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, cluster: str | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series are unused
         self.node = node
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = cluster_registry(cluster, auto_describe=True)  # cluster: --cluster-name, when given
         r = self.registry
         self.gpu_tpp = Gauge(
             "gpuquota_node_gpu_tpp",

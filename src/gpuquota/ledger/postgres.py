@@ -35,7 +35,7 @@ _translated: dict[str, str] = {}
 # One autocommit statement: the function's inserts, counter locks and cap checks commit (or roll back) together.
 _RESERVE_CALL = (
     "SELECT gpuquota_reserve("
-    + ", ".join(["%s::text"] * 9 + ["%s::float8"] * 5 + ["%s::text"] * 4 + ["%s::timestamptz", "%s::text"])
+    + ", ".join(["%s::text"] * 9 + ["%s::float8"] * 5 + ["%s::text"] * 4 + ["%s::timestamptz", "%s::text", "%s::text"])
     + ", "
     + "%s::timestamptz, %b::text[], %b::boolean[], %b::float8[]"
     + ", "
@@ -66,7 +66,8 @@ def _translate(exc: Exception) -> LedgerError:
 
 def audit_arrays(values: Sequence[object]) -> tuple[object, list[object], list[object], list[object]]:
     """``reserving.DECISION_COLUMNS`` values packed by type, as ``gpuquota_reserve`` takes them (fewer parameters
-    keep psycopg's statement cache, which skips statements of more than 50)."""
+    keep psycopg's statement cache, which skips statements of more than 50). The cluster (the last value) is not
+    among them: the function records the reservation's own, ``r_cluster``, on both rows."""
     v = list(values)
     texts = [*v[1:10], v[12], v[13], v[14], v[16], v[19], v[20]]
     return v[0], texts, [v[10], v[11]], [v[15], v[17], v[18]]

@@ -1,4 +1,4 @@
-"""The compliance report: per tenant, jurisdiction or tier, what was admitted, refused and used in a period.
+"""The compliance report: per tenant, jurisdiction, tier or cluster, what was admitted, refused and used in a period.
 
 Computed from the reservation history and the decision audit (a report reads history; admission never does).
 Pure: rows in, rows out, so the figures are tested without a database.
@@ -26,6 +26,7 @@ class GroupBy(StrEnum):
     TENANT = "tenant"
     JURISDICTION = "jurisdiction"
     TIER = "tier"
+    CLUSTER = "cluster"  # one row per cluster sharing the ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class Report:
     generated: datetime
     rows: tuple[ReportRow, ...]
     profiles: tuple[str, ...] = field(default_factory=tuple)  # profile@version of the period's decisions
+    clusters: tuple[str, ...] = field(default_factory=tuple)  # the clusters whose records it covers
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -73,12 +75,15 @@ class Report:
             "by": str(self.by),
             "generated": self.generated.isoformat(),
             "profiles": list(self.profiles),
+            "clusters": list(self.clusters),
             "rows": [asdict(r) for r in self.rows],
         }
 
 
-def _subject(by: GroupBy, tenant: str | None, jurisdiction: str | None, tier: str | None) -> str:
-    value = {GroupBy.TENANT: tenant, GroupBy.JURISDICTION: jurisdiction, GroupBy.TIER: tier}[by]
+def _subject(by: GroupBy, row: AuditRecord | ReservationRecord) -> str:
+    if by is GroupBy.CLUSTER:
+        return row.cluster
+    value = {GroupBy.TENANT: row.tenant, GroupBy.JURISDICTION: row.jurisdiction, GroupBy.TIER: row.tier}[by]
     return value or UNKNOWN
 
 
@@ -141,14 +146,14 @@ def build_report(
 
     for d in decisions:
         if period.start <= d.time < period.end:
-            for r in (row(_subject(by, d.tenant, d.jurisdiction, d.tier)), total):
+            for r in (row(_subject(by, d)), total):
                 _count_decision(r, d)
 
     for res in reservations:
         end = res.ended_at or now
         if not (res.reserved_at < period.end and end >= period.start):
             continue
-        subject = _subject(by, res.tenant, res.jurisdiction, res.tier)
+        subject = _subject(by, res)
         interval = (max(res.reserved_at, period.start), min(end, period.end, horizon), res.tpp)
         held.setdefault(subject, []).append(interval)
         held.setdefault(TOTAL, []).append(interval)
@@ -167,8 +172,9 @@ def build_report(
     for subject, intervals in held.items():
         (total if subject == TOTAL else row(subject)).peak_concurrent_tpp = peak(intervals)
     profiles = sorted({f"{d.profile}@{d.profile_version}" for d in decisions if period.start <= d.time < period.end})
+    clusters = sorted({d.cluster for d in decisions} | {r.cluster for r in reservations})
     ordered = (*sorted(rows.values(), key=lambda r: r.subject), total)
-    return Report(period, by, now, ordered, tuple(profiles))
+    return Report(period, by, now, ordered, tuple(profiles), tuple(clusters))
 
 
 COLUMNS = (
@@ -224,4 +230,5 @@ def to_table(report: Report) -> str:
     ]
     rule = "-" * len(body[0])
     profiles = "profiles: " + (", ".join(report.profiles) or "none")
-    return "\n".join([title, profiles, rule, body[0], rule, *body[1:-1], rule, body[-1]]) + "\n"
+    clusters = "clusters: " + (", ".join(report.clusters) or "none")
+    return "\n".join([title, profiles, clusters, rule, body[0], rule, *body[1:-1], rule, body[-1]]) + "\n"

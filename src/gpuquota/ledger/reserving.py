@@ -18,16 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.ledger.counters import CounterRow, bucket_range, counter_id, counter_rows, increments
 from gpuquota.ledger.types import AuditRecord, Reservation, ReservationState
 
 RESERVATION_COLUMNS = (
     "request_uid, namespace, kind, api_group, name, tenant, jurisdiction, tier, model, gpus, tpp, operations, "
-    "operations_per_second, max_runtime_s, profile, profile_version, state, charge_day, reserved_at, object_uid"
+    "operations_per_second, max_runtime_s, profile, profile_version, state, charge_day, reserved_at, object_uid, "
+    "cluster"
 )
 DECISION_COLUMNS = (
     "time, request_uid, operation, user_name, namespace, kind, name, tenant, jurisdiction, tier, allowed, dry_run, "
-    "message, rules, warnings, gpus, model, tpp, operations, profile, profile_version"
+    "message, rules, warnings, gpus, model, tpp, operations, profile, profile_version, cluster"
 )
 
 Check = tuple[str, str, str, str, str, float, float, float]  # scope, subject, metric, low, high, deduct, inc, cap
@@ -43,23 +45,29 @@ class ReservePlan:
     checks: tuple[Check, ...]  # one per capped charge, in the reservation's charge order
 
 
-def audit_values(audit: AuditRecord, ts: object) -> tuple[object, ...]:
+def audit_values(audit: AuditRecord, ts: object, cluster: str) -> tuple[object, ...]:
+    """``DECISION_COLUMNS`` values; ``cluster`` is the writing ledger's (the record's own is what was read back)."""
     a = audit
     return (
         ts, a.request_uid, a.operation, a.user, a.namespace, a.kind, a.name, a.tenant, a.jurisdiction, a.tier,
         a.allowed, a.dry_run, a.message, json.dumps(list(a.rules)), json.dumps(list(a.warnings)), float(a.gpus),
         a.model, float(a.tpp), None if a.operations is None else float(a.operations), a.profile, a.profile_version,
+        cluster,
     )  # fmt: skip
 
 
-def decision_fingerprint(audit: AuditRecord) -> str:
-    """What makes two decisions the same for aggregation: every recorded field but the request uid and the time."""
-    identity = audit_values(audit, None)[2:]
+def decision_fingerprint(audit: AuditRecord, cluster: str) -> str:
+    """What makes two decisions the same for aggregation: every recorded field but the request uid and the time
+    (the cluster included: each cluster's denials are its own record)."""
+    identity = audit_values(audit, None, cluster)[2:]
     return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()
 
 
-def plan_reservation(r: Reservation, day: date, reserved_at: object, audit_time: object) -> ReservePlan:
-    """``day`` is the UTC day operations are charged on; the timestamps come already in the backend's form."""
+def plan_reservation(
+    r: Reservation, day: date, reserved_at: object, audit_time: object, cluster: str = DEFAULT_CLUSTER
+) -> ReservePlan:
+    """``day`` is the UTC day operations are charged on; the timestamps come already in the backend's form;
+    ``cluster`` is the admitting cluster's name."""
     incs = increments(r.charges)
     checks: list[Check] = []
     for charge in r.charges:
@@ -73,12 +81,12 @@ def plan_reservation(r: Reservation, day: date, reserved_at: object, audit_time:
         r.jurisdiction, r.tier, r.model, float(r.gpus), float(r.tpp),
         None if r.operations is None else float(r.operations), float(r.operations_per_second),
         None if r.max_runtime_s is None else float(r.max_runtime_s), r.profile, r.profile_version,
-        str(ReservationState.RESERVED), day.isoformat(), reserved_at, r.object_uid,
+        str(ReservationState.RESERVED), day.isoformat(), reserved_at, r.object_uid, cluster,
     )  # fmt: skip
     return ReservePlan(
         request_uid=r.request_uid,
         reservation=row,
-        audit=audit_values(r.audit, audit_time),
+        audit=audit_values(r.audit, audit_time, cluster),
         increments=tuple((*cid, float(amount)) for cid, amount in incs.items()),
         counters=tuple(counter_rows(incs, day)),
         checks=tuple(checks),
@@ -100,9 +108,13 @@ def batch_statements(plan: ReservePlan) -> list[tuple[str, Sequence[object]]]:
     increments, counter upsert (locks), then the cap checks through ``gpuquota_check_cap``."""
     by_uid = "(SELECT id FROM reservations WHERE request_uid = ?)"
     out: list[tuple[str, Sequence[object]]] = [
-        (f"INSERT INTO reservations ({RESERVATION_COLUMNS}) VALUES {_rows(1, 20)} RETURNING id", plan.reservation),
         (
-            f"INSERT INTO decisions ({DECISION_COLUMNS}, reservation_id) VALUES ({', '.join('?' * 21)}, {by_uid})",
+            f"INSERT INTO reservations ({RESERVATION_COLUMNS}) VALUES {_rows(1, len(plan.reservation))} RETURNING id",
+            plan.reservation,
+        ),
+        (
+            f"INSERT INTO decisions ({DECISION_COLUMNS}, reservation_id) VALUES ({', '.join('?' * len(plan.audit))}, "
+            f"{by_uid})",
             (*plan.audit, plan.request_uid),
         ),
     ]

@@ -247,6 +247,84 @@ MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
             $$""",
         ),
     ),
+    # 6: many clusters, one ledger — every reservation and decision records the cluster that made it (what a
+    # ledger held before belongs to cluster 'default', the name of a process given none); each cluster's name is
+    # bound to its kube-system namespace uid on first start (clusters); the cluster scope's counters are per
+    # cluster (subject: the cluster's name, was 'cluster'). Tenant, jurisdiction and tier counters stay fleet-wide.
+    (
+        "ALTER TABLE reservations ADD COLUMN cluster TEXT NOT NULL DEFAULT 'default'",
+        "ALTER TABLE decisions ADD COLUMN cluster TEXT NOT NULL DEFAULT 'default'",
+        """CREATE INDEX reservations_cluster_active ON reservations (cluster, namespace, name, kind, api_group)
+            WHERE state IN ('reserved', 'running')""",
+        """CREATE TABLE clusters (
+            name TEXT PRIMARY KEY,
+            kube_system_uid TEXT,
+            registered_at {ts} NOT NULL,
+            last_start {ts} NOT NULL
+        )""",
+        """INSERT INTO clusters (name, kube_system_uid, registered_at, last_start)
+            SELECT 'default', NULL, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP
+            WHERE EXISTS (SELECT 1 FROM reservations) OR EXISTS (SELECT 1 FROM decisions)""",
+        """UPDATE counters SET subject = 'default' || substr(subject, 8)
+            WHERE scope = 'cluster' AND (subject = 'cluster' OR subject LIKE 'cluster~%')""",
+        """UPDATE reservation_counters SET subject = 'default' || substr(subject, 8)
+            WHERE scope = 'cluster' AND (subject = 'cluster' OR subject LIKE 'cluster~%')""",
+        ("postgresql", "DROP FUNCTION gpuquota_reserve"),
+        (
+            "postgresql",
+            """CREATE OR REPLACE FUNCTION gpuquota_reserve(
+                r_uid text, r_namespace text, r_kind text, r_group text, r_name text, r_tenant text,
+                r_jurisdiction text, r_tier text, r_model text, r_gpus double precision, r_tpp double precision,
+                r_operations double precision, r_rate double precision, r_max_runtime double precision,
+                r_profile text, r_profile_version text, r_state text, r_day text, r_at timestamptz, r_object_uid text,
+                r_cluster text,
+                a_time timestamptz, a_text text[], a_flags boolean[], a_num double precision[],
+                i_scope text[], i_subject text[], i_metric text[], i_amount double precision[],
+                c_scope text[], c_subject text[], c_metric text[], c_bucket text[], c_amount double precision[],
+                k_scope text[], k_subject text[], k_metric text[], k_low text[], k_high text[],
+                k_deduct double precision[], k_increment double precision[], k_cap double precision[]
+            ) RETURNS bigint LANGUAGE plpgsql AS $$
+            -- The statement batch of reserving.batch_statements, run inside the server: one round trip (since
+            -- migration 5 with the admitted object's uid, since 6 with the admitting cluster, r_cluster, on both
+            -- rows). The audit record comes packed by type (a_text, a_flags, a_num: see postgres.audit_arrays).
+            DECLARE
+                rid bigint;
+                value double precision;
+            BEGIN
+                INSERT INTO reservations (request_uid, namespace, kind, api_group, name, tenant, jurisdiction, tier,
+                    model, gpus, tpp, operations, operations_per_second, max_runtime_s, profile, profile_version,
+                    state, charge_day, reserved_at, object_uid, cluster)
+                VALUES (r_uid, r_namespace, r_kind, r_group, r_name, r_tenant, r_jurisdiction, r_tier, r_model,
+                    r_gpus, r_tpp, r_operations, r_rate, r_max_runtime, r_profile, r_profile_version, r_state, r_day,
+                    r_at, r_object_uid, r_cluster)
+                RETURNING id INTO rid;
+                INSERT INTO decisions (time, request_uid, operation, user_name, namespace, kind, name, tenant,
+                    jurisdiction, tier, allowed, dry_run, message, rules, warnings, gpus, model, tpp, operations,
+                    profile, profile_version, cluster, reservation_id)
+                VALUES (a_time, a_text[1], a_text[2], a_text[3], a_text[4], a_text[5], a_text[6], a_text[7],
+                    a_text[8], a_text[9], a_flags[1], a_flags[2], a_text[10], a_text[11], a_text[12], a_num[1],
+                    a_text[13], a_num[2], a_num[3], a_text[14], a_text[15], r_cluster, rid);
+                INSERT INTO reservation_counters (reservation_id, scope, subject, metric, amount)
+                SELECT rid, u.s, u.t, u.m, u.a FROM unnest(i_scope, i_subject, i_metric, i_amount) AS u(s, t, m, a);
+                -- Rows are added to (and so locked) in the order given: the one global order.
+                INSERT INTO counters (scope, subject, metric, bucket, amount)
+                SELECT u.s, u.t, u.m, u.b, u.a
+                FROM unnest(c_scope, c_subject, c_metric, c_bucket, c_amount) WITH ORDINALITY AS u(s, t, m, b, a, n)
+                ORDER BY u.n
+                ON CONFLICT (scope, subject, metric, bucket) DO UPDATE SET amount = counters.amount + excluded.amount;
+                -- Each statement of a volatile function takes a fresh snapshot: these sums see every reservation
+                -- committed before the locks above were granted.
+                FOR i IN 1 .. coalesce(array_length(k_cap, 1), 0) LOOP
+                    SELECT coalesce(sum(amount), 0) INTO value FROM counters
+                    WHERE scope = k_scope[i] AND subject = k_subject[i] AND metric = k_metric[i]
+                      AND bucket BETWEEN k_low[i] AND k_high[i];
+                    PERFORM gpuquota_check_cap(i - 1, value, k_deduct[i], k_increment[i], k_cap[i]);
+                END LOOP;
+                RETURN rid;
+            END
+            $$""",
+        ),
+    ),
 )
 
 LATEST = len(MIGRATIONS)

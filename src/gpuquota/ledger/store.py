@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from gpuquota.clusters import DEFAULT_CLUSTER, ClusterIdentity, claim_problem
 from gpuquota.domain import Metric, UsageKey
 from gpuquota.ledger.counters import (
     TOTAL_BUCKET,
@@ -40,6 +41,7 @@ from gpuquota.ledger.schema import migrate
 from gpuquota.ledger.timeutil import utc, utc_day
 from gpuquota.ledger.types import (
     AuditRecord,
+    ClusterConflict,
     LedgerError,
     Reservation,
     ReservationRecord,
@@ -60,14 +62,15 @@ MAX_ATTEMPTS = 5
 _RESERVATION_COLUMNS = (
     "id, request_uid, namespace, kind, api_group, name, tenant, jurisdiction, tier, model, gpus, tpp, operations, "
     "operations_per_second, max_runtime_s, profile, profile_version, state, reserved_at, started_at, ended_at, "
-    "actual_operations, reason, object_uid, releasing_at, accrued_operations"
+    "actual_operations, reason, object_uid, releasing_at, accrued_operations, cluster"
 )
 _ACTIVE_SQL = "('reserved', 'running')"
-_WORKLOAD_SQL = "namespace = ? AND name = ? AND kind = ? AND api_group = ?"
+_WORKLOAD_SQL = "cluster = ? AND namespace = ? AND name = ? AND kind = ? AND api_group = ?"
 
 
-def _workload_params(w: WorkloadRef) -> tuple[str, str, str, str]:
-    return (w.namespace, w.name, w.kind, w.group)
+def _workload_params(cluster: str, w: WorkloadRef) -> tuple[str, str, str, str, str]:
+    """A workload is one cluster's: ``train`` in two clusters is two workloads (reservations_cluster_active)."""
+    return (cluster, w.namespace, w.name, w.kind, w.group)
 
 
 def _fields(columns: str) -> tuple[str, ...]:
@@ -147,16 +150,48 @@ def actual_operations(
 
 
 class SqlLedger:
-    """The ledger on SQLite or PostgreSQL. Thread-safe: each call borrows a pooled connection."""
+    """The ledger on SQLite or PostgreSQL. Thread-safe: each call borrows a pooled connection.
 
-    def __init__(self, db: Database) -> None:
+    A handle speaks for one cluster (``cluster``): what it writes records that cluster, and what it reads for the
+    webhook's and the reconciler's work (a workload's reservations, the active ones, the decisions it prunes) is
+    that cluster's alone — while usage counters are the fleet's. Opened with an ``identity``, it first claims the
+    cluster's name on the ledger (``gpuquota.clusters``) and refuses to open, writing nothing, when it may not."""
+
+    def __init__(self, db: Database, identity: ClusterIdentity | None = None) -> None:
         self.db = db
+        self.cluster = DEFAULT_CLUSTER if identity is None else identity.name
         self._lock_clause = " FOR UPDATE" if db.name == "postgresql" else ""
         try:
             self.schema_version_found = self._retry(lambda: migrate(db))
+            if identity is not None:
+                self._retry(lambda: self._claim(identity))
         except BaseException:
             db.close()
             raise
+
+    def _claim(self, identity: ClusterIdentity) -> None:
+        """Check and record the claim under the migration lock (one start at a time); a refusal rolls back."""
+        now = self.db.ts(datetime.now(UTC))
+        with self.db.migration_lock() as tx:
+            registered = {str(n): u for n, u in tx.execute("SELECT name, kube_system_uid FROM clusters")}
+            problem = claim_problem(identity, registered)
+            if problem is not None:
+                raise ClusterConflict(problem)
+            if identity.name in registered:
+                tx.execute(
+                    "UPDATE clusters SET kube_system_uid = coalesce(kube_system_uid, ?), last_start = ? WHERE name = ?",
+                    (identity.uid, now, identity.name),
+                )
+            else:
+                tx.execute(
+                    "INSERT INTO clusters (name, kube_system_uid, registered_at, last_start) VALUES (?, ?, ?, ?)",
+                    (identity.name, identity.uid, now, now),
+                )
+
+    def clusters(self) -> dict[str, str | None]:
+        """The clusters registered on this ledger: name → kube-system namespace uid (``None`` until known)."""
+        with self.db.transaction(write=False) as tx:
+            return {str(n): u for n, u in tx.execute("SELECT name, kube_system_uid FROM clusters ORDER BY name")}
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -213,7 +248,7 @@ class SqlLedger:
         """One transaction (one round trip on PostgreSQL): the reservation, its audit record, its counter
         increments — which lock the counter rows, in one global order — and the cap checks, which sum each capped
         window after those locks are held and roll everything back when a cap no longer fits."""
-        plan = plan_reservation(r, utc_day(now), self.db.ts(now), self.db.ts(r.audit.time))
+        plan = plan_reservation(r, utc_day(now), self.db.ts(now), self.db.ts(r.audit.time), self.cluster)
         try:
             rid = self.db.reserve(plan)
         except DuplicateRequest:
@@ -235,10 +270,11 @@ class SqlLedger:
         at = self.db.ts(audit.time)
         with self.db.transaction(write=True) as tx:
             if audit.allowed:
-                tx.execute(f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 21)})",
-                           audit_values(audit, at))
+                values = audit_values(audit, at, self.cluster)
+                tx.execute(f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
+                           values)
                 return
-            fingerprint = decision_fingerprint(audit)
+            fingerprint = decision_fingerprint(audit, self.cluster)
             day = self.db.ts(datetime.combine(utc_day(audit.time), time.min, tzinfo=UTC))
             folded = tx.execute(
                 "UPDATE decisions SET repeats = repeats + 1, last_time = ? WHERE id = (SELECT max(id) FROM decisions "
@@ -246,22 +282,23 @@ class SqlLedger:
                 (at, fingerprint, day),
             )
             if not folded:
+                values = (*audit_values(audit, at, self.cluster), fingerprint)
                 tx.execute(
-                    f"INSERT INTO decisions ({DECISION_COLUMNS}, fingerprint) VALUES ({', '.join('?' * 22)})",
-                    (*audit_values(audit, at), fingerprint),
+                    f"INSERT INTO decisions ({DECISION_COLUMNS}, fingerprint) VALUES ({', '.join('?' * len(values))})",
+                    values,
                 )
 
     def prune_decisions(self, before: datetime, batch: int = 5_000) -> int:
-        """Delete decision records older than ``before`` (the retention setting), at most ``batch`` per
-        transaction so no lock is held long; returns how many went."""
+        """Delete this cluster's decision records older than ``before`` (its retention setting), at most ``batch``
+        per transaction so no lock is held long; returns how many went."""
         cutoff = self.db.ts(before)
         removed = 0
         while True:
             with self.db.transaction(write=True) as tx:
                 rows = tx.execute(
-                    "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE time < ? ORDER BY id LIMIT ?) "
-                    "RETURNING id",
-                    (cutoff, batch),
+                    "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE time < ? AND cluster = ? "
+                    "ORDER BY id LIMIT ?) RETURNING id",
+                    (cutoff, self.cluster, batch),
                 )
             removed += len(rows)
             if len(rows) < batch:
@@ -270,7 +307,7 @@ class SqlLedger:
     def release(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
         with self.db.transaction(write=False) as tx:
             rows = tx.execute(f"SELECT id FROM reservations WHERE {_WORKLOAD_SQL} AND state IN {_ACTIVE_SQL}",
-                              _workload_params(workload))  # fmt: skip
+                              _workload_params(self.cluster, workload))  # fmt: skip
         return self.finish([int(r[0]) for r in rows], ReservationState.RELEASED, now, reason)
 
     def mark_releasing(self, workload: WorkloadRef, now: datetime, reason: str) -> int:
@@ -278,7 +315,7 @@ class SqlLedger:
             changed = tx.execute(
                 f"UPDATE reservations SET releasing_at = ?, reason = ? WHERE {_WORKLOAD_SQL} "
                 f"AND state IN {_ACTIVE_SQL} AND releasing_at IS NULL RETURNING id",
-                (self.db.ts(now), reason, *_workload_params(workload)),
+                (self.db.ts(now), reason, *_workload_params(self.cluster, workload)),
             )
         return len(changed)
 
@@ -287,7 +324,7 @@ class SqlLedger:
             rows = tx.execute(
                 f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE {_WORKLOAD_SQL} "
                 f"AND state IN {_ACTIVE_SQL} AND releasing_at IS NULL ORDER BY id",
-                _workload_params(workload),
+                _workload_params(self.cluster, workload),
             )
         return self._view([self._record(r) for r in rows])
 
@@ -306,7 +343,7 @@ class SqlLedger:
             rows = tx.execute(
                 f"SELECT id, gpus, object_uid FROM reservations WHERE {_WORKLOAD_SQL} AND state IN {_ACTIVE_SQL} "
                 f"AND releasing_at IS NULL ORDER BY id{self._lock_clause}",
-                _workload_params(owner),
+                _workload_params(self.cluster, owner),
             )
             # A pod naming its owner's uid rides only on that object's reservations: a re-created object of the
             # same name is another workload.
@@ -336,7 +373,8 @@ class SqlLedger:
 
     def count_active(self) -> int:
         with self.db.transaction(write=False) as tx:  # the partial index reservations_active covers this WHERE
-            rows = tx.execute(f"SELECT count(*) FROM reservations WHERE state IN {_ACTIVE_SQL}")
+            rows = tx.execute(f"SELECT count(*) FROM reservations WHERE cluster = ? AND state IN {_ACTIVE_SQL}",
+                              (self.cluster,))
         return int(rows[0][0])
 
     def ping(self) -> None:
@@ -348,9 +386,12 @@ class SqlLedger:
     # -- the reconciler's interface ---------------------------------------------------------------------------
 
     def active_reservations(self) -> list[ReservationRecord]:
+        """This cluster's: another cluster's reservations are that cluster's reconciler's to settle."""
         with self.db.transaction(write=False) as tx:
             rows = tx.execute(
-                f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE state IN {_ACTIVE_SQL} ORDER BY id"
+                f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE cluster = ? AND state IN {_ACTIVE_SQL} "
+                "ORDER BY id",
+                (self.cluster,),
             )
         return [self._record(r) for r in rows]
 
@@ -359,7 +400,8 @@ class SqlLedger:
             rows = tx.execute(
                 "SELECT r.pod_uid, r.namespace, r.name, r.gpus, r.reservation_id, r.admitted_at FROM riders r "
                 f"JOIN reservations s ON s.id = r.reservation_id WHERE r.gone_at IS NULL AND s.state IN {_ACTIVE_SQL} "
-                "ORDER BY r.reservation_id, r.pod_uid"
+                "AND s.cluster = ? ORDER BY r.reservation_id, r.pod_uid",
+                (self.cluster,),
             )
         return [RiderRecord(str(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), self.db.from_ts(r[5]))
                 for r in rows]  # fmt: skip
@@ -500,12 +542,20 @@ class SqlLedger:
     # -- reading back -----------------------------------------------------------------------------------------
 
     def reservations(
-        self, start: datetime | None = None, end: datetime | None = None, request_uid: str | None = None
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        request_uid: str | None = None,
+        cluster: str | None = None,
     ) -> list[ReservationRecord]:
         """Reservations that held anything during [start, end): admitted before ``end`` and not ended before
-        ``start``. Reads the history: for reports and tests, never on the admission path."""
+        ``start`` — every cluster's, or ``cluster``'s. Reads the history: for reports and tests, never on the
+        admission path."""
         where: list[str] = []
         params: list[object] = []
+        if cluster is not None:
+            where.append("cluster = ?")
+            params.append(cluster)
         if end is not None:
             where.append("reserved_at < ?")
             params.append(self.db.ts(end))
@@ -522,17 +572,22 @@ class SqlLedger:
             rows = tx.execute(sql + " ORDER BY id", params)
         return [self._record(r) for r in rows]
 
-    def decisions(self, start: datetime | None = None, end: datetime | None = None) -> list[AuditRecord]:
-        """Audit records with ``start <= time < end``, oldest first."""
+    def decisions(
+        self, start: datetime | None = None, end: datetime | None = None, cluster: str | None = None
+    ) -> list[AuditRecord]:
+        """Audit records with ``start <= time < end`` (every cluster's, or ``cluster``'s), oldest first."""
         where: list[str] = []
         params: list[object] = []
+        if cluster is not None:
+            where.append("cluster = ?")
+            params.append(cluster)
         if start is not None:
             where.append("time >= ?")
             params.append(self.db.ts(start))
         if end is not None:
             where.append("time < ?")
             params.append(self.db.ts(end))
-        sql = f"SELECT {DECISION_COLUMNS}, repeats, last_time FROM decisions"
+        sql = f"SELECT {', '.join(_DECISION_FIELDS)} FROM decisions"
         if where:
             sql += " WHERE " + " AND ".join(where)
         with self.db.transaction(write=False) as tx:
@@ -548,7 +603,7 @@ class SqlLedger:
             message=r["message"], rules=tuple(json.loads(r["rules"])), warnings=tuple(json.loads(r["warnings"])),
             gpus=float(r["gpus"]), model=r["model"], tpp=float(r["tpp"]), operations=_opt_float(r["operations"]),
             profile=r["profile"], profile_version=r["profile_version"], repeats=int(r["repeats"]),
-            last_time=self._opt_ts(r["last_time"]),
+            last_time=self._opt_ts(r["last_time"]), cluster=r["cluster"],
         )  # fmt: skip
 
     def _record(self, row: Row) -> ReservationRecord:
@@ -563,7 +618,7 @@ class SqlLedger:
             reserved_at=self.db.from_ts(r["reserved_at"]), started_at=self._opt_ts(r["started_at"]),
             ended_at=self._opt_ts(r["ended_at"]), actual_operations=_opt_float(r["actual_operations"]),
             reason=r["reason"], object_uid=r["object_uid"] or "", releasing_at=self._opt_ts(r["releasing_at"]),
-            accrued_operations=float(r["accrued_operations"] or 0.0),
+            accrued_operations=float(r["accrued_operations"] or 0.0), cluster=r["cluster"],
         )  # fmt: skip
 
     def _opt_ts(self, value: object) -> datetime | None:

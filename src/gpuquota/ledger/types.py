@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.domain import Charge, UsageKey
 
 
@@ -22,6 +23,10 @@ class LedgerError(Exception):
 
 class LedgerUnavailable(LedgerError):  # noqa: N818 - the name is the webhook's contract
     """The database cannot be reached or locked in time. The webhook fails closed for GPU workloads on this."""
+
+
+class ClusterConflict(LedgerError):  # noqa: N818 - names what happened
+    """This process may not write for the cluster it claims (``gpuquota.clusters.claim_problem`` says why)."""
 
 
 class LedgerFull(LedgerUnavailable):
@@ -97,6 +102,7 @@ class AuditRecord:
     profile_version: str
     repeats: int = 1  # identical denials folded into this record (ledger aggregation); 1 when written
     last_time: datetime | None = None  # when the last of them came (None: only one)
+    cluster: str = DEFAULT_CLUSTER  # the cluster that decided (the ledger writes its own name: see SqlLedger)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -121,6 +127,7 @@ class AuditRecord:
             "operations": self.operations,
             "profile": self.profile,
             "profile_version": self.profile_version,
+            "cluster": self.cluster,
         }
 
 
@@ -206,6 +213,7 @@ class ReservationRecord(ReservationTerms):
     reason: str
     releasing_at: datetime | None = field(default=None, kw_only=True)  # when a DELETE was reviewed
     accrued_operations: float = field(default=0.0, kw_only=True)  # measured from its pods' runtime so far
+    cluster: str = field(default=DEFAULT_CLUSTER, kw_only=True)  # the cluster that admitted it and settles it
 
     @property
     def releasing(self) -> bool:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.domain import (
     Action,
     Charge,
@@ -26,7 +27,7 @@ from gpuquota.domain import (
 )
 from gpuquota.policy import format as fmt
 from gpuquota.policy.messages import SCOPE_NOUN, denial, short
-from gpuquota.policy.model import Policy, Rule, base_subject
+from gpuquota.policy.model import Policy, Rule, holder
 from gpuquota.policy.plan import UNKNOWN_SUBJECT, UNSHARED, WORKLOAD_WINDOW, PlannedRule, TenantPlan, plan_for
 
 UNKNOWN_JURISDICTION_RULE = "unknown-jurisdiction"
@@ -43,11 +44,13 @@ def _operations(demand: Demand, tpp: float, policy: Policy) -> float | None:
     return None if runtime is None else policy.operations_per_second(tpp) * runtime
 
 
-def usage_keys(policy: Policy, demand: Demand, tenant: Tenant, now: datetime) -> frozenset[UsageKey]:
+def usage_keys(
+    policy: Policy, demand: Demand, tenant: Tenant, now: datetime, cluster: str = DEFAULT_CLUSTER
+) -> frozenset[UsageKey]:
     """Every ledger counter ``decide()`` reads or charges for this demand: the matching rules' keys (per-workload
     rules have none; an ``excludeExempted`` rule's is its own ``<subject>~<rule id>`` counter, read even when the
     tenant is lifted) and the base metering keys (concurrent TPP, and calendar-year operations when bounded)."""
-    plan = plan_for(policy, tenant, now.date())
+    plan = plan_for(policy, tenant, now.date(), cluster)
     keys = {p.key for p in plan.rules if not p.rule.per_workload and p.rule.matches_demand(demand)}
     keys.update(plan.concurrent_keys)
     if _operations(demand, 1.0, policy) is not None:
@@ -189,7 +192,7 @@ def _judge(planned: PlannedRule, usage: Usage, v: _Verdict) -> None:
     elif rule.warn_at is not None and 0 < cap < _INF and (used + requested) / cap >= rule.warn_at:
         v.warnings.append(
             fmt.clip(
-                f"{rule.id}: {SCOPE_NOUN[rule.scope]} {base_subject(key.subject)} would be at "
+                f"{rule.id}: {SCOPE_NOUN[rule.scope]} {holder(key.subject)} would be at "
                 f"{fmt.percent((used + requested) / cap)} of its cap ({short(used + requested, cap, rule)})",
                 WARNING_LIMIT,
             )
@@ -236,7 +239,14 @@ def _whole_verdict(whole: Demand, policy: Policy, v: _Verdict) -> tuple[_Verdict
 
 
 def decide(
-    demand: Demand, tenant: Tenant, usage: Usage, policy: Policy, *, now: datetime, whole: Demand | None = None
+    demand: Demand,
+    tenant: Tenant,
+    usage: Usage,
+    policy: Policy,
+    *,
+    now: datetime,
+    whole: Demand | None = None,
+    cluster: str = DEFAULT_CLUSTER,
 ) -> Decision:
     """Judge one demand for one tenant against the usage already counted. Pure: same inputs, same decision.
 
@@ -248,8 +258,10 @@ def decide(
     ``whole``: the whole workload when ``demand`` is only the growth of an UPDATE. Caps on what is held or spent
     need new room only for the growth, but a per-workload rule (a cap on one training run's operations) is about
     the workload, so it judges ``whole`` (default: the demand itself).
+
+    ``cluster``: the judging cluster's name (the cluster scope's subject; where ``perCluster`` rules count).
     """
-    plan = plan_for(policy, tenant, now.date())
+    plan = plan_for(policy, tenant, now.date(), cluster)
     tpp, gpus, model, classes, sane = _totals(demand)
     problem = None if sane else _malformed(demand, tpp, gpus)
     if problem is None and demand.max_runtime_s is not None and not demand.max_runtime_s >= 0:

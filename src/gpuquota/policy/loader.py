@@ -82,6 +82,7 @@ def _rule(spec: RuleSpec) -> Rule:
         warn_at=spec.warn_at,
         exemptions=frozenset(spec.exemptions),
         exclude_exempted=spec.exclude_exempted,
+        per_cluster=spec.per_cluster,
         hint=spec.hint,
         tiers=opt(match.tiers),
         exclude_tiers=frozenset(match.exclude_tiers),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gpuquota.domain import Demand, Metric, RuleOutcome, Scope
 from gpuquota.policy import format as fmt
-from gpuquota.policy.model import Rule, base_subject
+from gpuquota.policy.model import Rule, base_subject, holder
 
 SCOPE_NOUN = {Scope.TENANT: "tenant", Scope.JURISDICTION: "country", Scope.TIER: "tier", Scope.CLUSTER: "cluster"}
 
@@ -42,12 +42,12 @@ def duration(seconds: float) -> str:
 
 
 def cap_phrase(o: RuleOutcome, rule: Rule) -> str:
-    noun = SCOPE_NOUN[rule.scope]
+    noun = SCOPE_NOUN[rule.scope] if not rule.per_cluster else f"per-cluster {SCOPE_NOUN[rule.scope]}"
     if rule.metric is Metric.CONCURRENT_TPP:
-        holder = base_subject(o.key.subject)
-        if holder != o.key.subject:  # an excludeExempted rule's counter
-            holder += ", exempted tenants not counted"
-        return f"against a {fmt.tpp(o.cap)} TPP {noun} cap ({fmt.tpp(o.used)} TPP already held by {holder})"
+        who = holder(o.key.subject)
+        if base_subject(o.key.subject) != o.key.subject:  # an excludeExempted rule's counter
+            who += ", exempted tenants not counted"
+        return f"against a {fmt.tpp(o.cap)} TPP {noun} cap ({fmt.tpp(o.used)} TPP already held by {who})"
     if rule.per_workload:
         return f"against a per-workload cap of {fmt.operations(o.cap)} operations"
     return (

@@ -39,9 +39,25 @@ def excluded_subject(subject: str, rule_id: str) -> str:
     return f"{subject}{EXCLUDED_SEPARATOR}{rule_id}"
 
 
+CLUSTER_SEPARATOR = "@"
+"""Joins a scope subject and a cluster name into the subject of a ``perCluster`` rule's counter (``globex@eu-1``):
+tenant names, ISO codes and cluster names never hold it, and tier names may not."""
+
+
 def base_subject(subject: str) -> str:
     """``BR`` for ``BR~tier2-country-allocation`` (and ``BR`` itself): the scope subject messages name."""
     return subject.partition(EXCLUDED_SEPARATOR)[0]
+
+
+def cluster_subject(subject: str, cluster: str) -> str:
+    """The subject of the counter a ``perCluster`` rule reads: ``subject``'s usage in ``cluster`` alone."""
+    return f"{subject}{CLUSTER_SEPARATOR}{cluster}"
+
+
+def holder(subject: str) -> str:
+    """Who holds a counter's usage, in a tenant's words: ``globex``, ``globex in cluster eu-1``."""
+    name, _, cluster = base_subject(subject).partition(CLUSTER_SEPARATOR)
+    return f"{name} in cluster {cluster}" if cluster else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +76,7 @@ class Rule:
     warn_at: float | None
     exemptions: frozenset[str]
     exclude_exempted: bool  # its counter leaves out the tenants its exemptions lift (own subject, see above)
+    per_cluster: bool  # its counter is the subject's usage in the judging cluster alone (own subject, see above)
     hint: str
     tiers: frozenset[str] | None
     exclude_tiers: frozenset[str]
@@ -147,7 +164,7 @@ class Policy:
     _tier_by_country: dict[str, str] = field(repr=False)
     _rules_cache: dict[tuple[str, str | None], tuple[Rule, ...]] = field(default_factory=dict, repr=False)
     memo: dict[object, object] = field(default_factory=dict, repr=False)
-    """Per-(tenant, day) plans of ``decide()``: derived data only, so sharing it keeps decisions pure."""
+    """Per-(tenant, day, cluster) plans of ``decide()``: derived data only, so sharing it keeps decisions pure."""
 
     def tier_of(self, jurisdiction: str | None) -> str | None:
         """The tier of an ISO alpha-2 code; ``None`` when unset or not a country code (→ unknownJurisdiction)."""

@@ -15,8 +15,9 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.domain import CONCURRENT_WINDOW, Action, Metric, Scope, Tenant, UsageKey, calendar_year_window
-from gpuquota.policy.model import Policy, Rule, excluded_subject
+from gpuquota.policy.model import Policy, Rule, cluster_subject, excluded_subject
 
 WORKLOAD_WINDOW = "workload"
 """Window of the key a per-workload operations outcome carries. It names no ledger counter and is never charged."""
@@ -63,11 +64,11 @@ class TenantPlan:
         return self.base_keys[self.concurrent :]
 
 
-def _subject(scope: Scope, tenant: Tenant, tier: str | None) -> str:
+def _subject(scope: Scope, tenant: Tenant, tier: str | None, cluster: str) -> str:
     if scope is Scope.TENANT:
         return tenant.name
     if scope is Scope.CLUSTER:
-        return "cluster"
+        return cluster
     if tier is None:
         return UNKNOWN_SUBJECT
     if scope is Scope.JURISDICTION:
@@ -94,9 +95,11 @@ def _exempt(rule: Rule, tenant: Tenant, day: date) -> tuple[float, str | None]:
     return cap, (",".join(by) or None)
 
 
-def plan_for(policy: Policy, tenant: Tenant, day: date) -> TenantPlan:
+def plan_for(policy: Policy, tenant: Tenant, day: date, cluster: str = DEFAULT_CLUSTER) -> TenantPlan:
+    """``cluster``: the judging cluster's name — the cluster scope's subject and where a ``perCluster`` rule counts.
+    Tenant, jurisdiction and tier counters are the fleet's: every cluster sharing the ledger adds to them."""
     cache = policy.memo
-    cache_key = (tenant, day)
+    cache_key = (tenant, day, cluster)
     plan = cache.get(cache_key)
     if isinstance(plan, TenantPlan):
         return plan
@@ -104,7 +107,7 @@ def plan_for(policy: Policy, tenant: Tenant, day: date) -> TenantPlan:
     subjects = [(Scope.TENANT, tenant.name)]
     if tier is not None and tenant.jurisdiction is not None:
         subjects += [(Scope.JURISDICTION, tenant.jurisdiction), (Scope.TIER, tier)]
-    subjects.append((Scope.CLUSTER, "cluster"))
+    subjects.append((Scope.CLUSTER, cluster))
     year = calendar_year_window(day)
     base_keys = tuple(UsageKey(s, n, Metric.CONCURRENT_TPP, CONCURRENT_WINDOW) for s, n in subjects) + tuple(
         UsageKey(s, n, Metric.OPERATIONS, year) for s, n in subjects
@@ -113,7 +116,9 @@ def plan_for(policy: Policy, tenant: Tenant, day: date) -> TenantPlan:
     keys = []
     for rule in rules:
         window = WORKLOAD_WINDOW if rule.per_workload else rule.window_key(day)
-        subject = _subject(rule.scope, tenant, tier)
+        subject = _subject(rule.scope, tenant, tier, cluster)
+        if rule.per_cluster:
+            subject = cluster_subject(subject, cluster)
         if rule.exclude_exempted:
             subject = excluded_subject(subject, rule.id)
         keys.append(UsageKey(rule.scope, subject, rule.metric, window))

@@ -119,6 +119,7 @@ class RuleSpec(_Spec):
     warn_at: Number | None = Field(default=None, gt=0, le=1)
     exemptions: tuple[str, ...] = ()
     exclude_exempted: bool = False
+    per_cluster: bool = False
     hint: str = ""
     source: str = ""
 
@@ -151,6 +152,19 @@ class RuleSpec(_Spec):
             raise ValueError("excludeExempted does not apply to a workload-operations cap: it counts no usage")
         return self
 
+    @model_validator(mode="after")
+    def _per_cluster_needs_a_fleet_scope(self) -> RuleSpec:
+        """``perCluster`` counts a tenant, jurisdiction or tier in each cluster apart; the cluster scope already
+        counts one cluster, and a per-workload cap counts no usage, so there the flag would be a silent no-op."""
+        if not self.per_cluster:
+            return self
+        if self.scope is Scope.CLUSTER:
+            raise ValueError("perCluster applies to the tenant, jurisdiction or tier scope: the cluster scope already "
+                             "counts one cluster")
+        if self.cap.kind == "workload-operations":
+            raise ValueError("perCluster does not apply to a workload-operations cap: it counts no usage")
+        return self
+
 
 class TierSpec(_Spec):
     name: str = Field(min_length=1, max_length=63)
@@ -161,8 +175,9 @@ class TierSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _no_tilde(cls, value: str) -> str:
-        if "~" in value:  # it would collide with an excludeExempted rule's counter of another tier (docs/policy.md)
-            raise ValueError(f"{value!r}: tier names may not contain '~' (it joins excludeExempted counter subjects)")
+        for mark, joins in (("~", "excludeExempted"), ("@", "perCluster")):
+            if mark in value:  # it would collide with another tier's rule counter (docs/policy.md)
+                raise ValueError(f"{value!r}: tier names may not contain {mark!r} (it joins {joins} counter subjects)")
         return value
 
 

@@ -4,7 +4,7 @@ Format (docs/policy.md, "Usage files")::
 
     usage:
       - scope: tenant            # tenant | jurisdiction | tier | cluster
-        subject: globex          # tenant name, ISO code, tier name or "cluster"
+        subject: globex          # tenant name, ISO code, tier name or cluster name ("default"; "cluster" reads so)
         metric: concurrent-tpp   # concurrent-tpp | operations
         amount: 20000000
       - scope: jurisdiction
@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.domain import (
     CONCURRENT_WINDOW,
     TOTAL_WINDOW,
@@ -41,6 +42,8 @@ from gpuquota.policy.schema import Number
 from gpuquota.tenancy.validation import describe, one_line
 
 _ROLLING = re.compile(r"^rolling-(\d+)d$")
+LEGACY_CLUSTER_SUBJECT = "cluster"
+"""The cluster scope's one subject before clusters had names; a usage file may still say it (the default cluster)."""
 
 
 class _Entry(BaseModel):
@@ -79,7 +82,10 @@ def parse_usage(document: Any, origin: str, day: date) -> dict[UsageKey, float]:
     for index, row in enumerate(document["usage"]):
         try:
             entry = _Entry.model_validate(row)
-            key = UsageKey(entry.scope, entry.subject, entry.metric, _window(entry.metric, entry.window, day))
+            subject = entry.subject
+            if entry.scope is Scope.CLUSTER and subject == LEGACY_CLUSTER_SUBJECT:
+                subject = DEFAULT_CLUSTER
+            key = UsageKey(entry.scope, subject, entry.metric, _window(entry.metric, entry.window, day))
         except ValidationError as exc:
             raise UserError(describe(exc, row, f"{origin}: usage[{index}]")) from None
         except ValueError as exc:

@@ -8,6 +8,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from gpuquota.labelled_registry import cluster_registry
 from gpuquota.ledger import ReservationState
 
 # Label values of gpuquota_reconciler_transitions_total: the state a reservation was moved to.
@@ -19,8 +20,8 @@ STOPS: Final = ("suspend", "delete")
 class ReconcilerMetrics:
     """One registry per reconciler, so tests and several reconcilers in one process never share series."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None, cluster: str | None = None) -> None:
+        self.registry = registry if registry is not None else cluster_registry(cluster)  # cluster: --cluster-name
         self.leader = Gauge(
             "gpuquota_reconciler_leader",
             "1 while this replica holds the reconciler Lease (or runs without leader election), else 0.",

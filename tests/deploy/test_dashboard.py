@@ -29,7 +29,8 @@ from tests.deploy.tools import CHART, REPO, run, tool
 DASHBOARD = CHART / "dashboards" / "gpuquota.json"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 # Grafana's variables, replaced by what Grafana would put there before the expressions are parsed.
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$namespace": "gpuquota-system"}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$namespace": "gpuquota-system",
+                     "$cluster": ".*"}
 PROMETHEUS_OWN = {"up"}  # series Prometheus itself writes for every target
 
 
@@ -137,6 +138,9 @@ def test_dashboard_has_the_expected_shape() -> None:
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     assert "gpuquota_policy_info" in variables["namespace"]["definition"]
+    # one cluster of a fleet, or all (series of a process without --cluster-name have no label: ".*" matches them)
+    assert variables["cluster"]["definition"] == "label_values(gpuquota_policy_info, cluster)"
+    assert (variables["cluster"]["includeAll"], variables["cluster"]["allValue"]) == (True, ".*")
     ids = [p["id"] for p in _panels(dashboard)]
     assert len(ids) == len(set(ids))
     for panel in _panels(dashboard):
@@ -151,22 +155,23 @@ def test_dashboard_has_the_expected_shape() -> None:
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs))
         for target in panel["targets"]:
-            assert 'namespace="$namespace"' in target["expr"], (panel["title"], target["expr"])
+            assert 'namespace="$namespace", cluster=~"$cluster"' in target["expr"], (panel["title"], target["expr"])
 
 
 def test_dashboard_shows_what_admins_need() -> None:
     expressions = " ".join(expr for _, expr in _expressions())
     titles = [title for title, _ in _expressions()]
+    at = 'namespace="gpuquota-system", cluster=~".*"'  # every query: the namespace and the cluster(s) chosen
     for scope in ("tier", "jurisdiction", "tenant"):  # usage vs caps per scope
-        assert f'gpuquota_cap_utilisation_ratio{{namespace="gpuquota-system", scope="{scope}"}}' in expressions
-        assert f'gpuquota_cap{{namespace="gpuquota-system", scope="{scope}", metric="concurrent-tpp"}}' in expressions
-        assert f'gpuquota_reserved_tpp{{namespace="gpuquota-system", scope="{scope}"}}' in expressions
+        assert f'gpuquota_cap_utilisation_ratio{{{at}, scope="{scope}"}}' in expressions
+        assert f'gpuquota_cap{{{at}, scope="{scope}", metric="concurrent-tpp"}}' in expressions
+        assert f'gpuquota_reserved_tpp{{{at}, scope="{scope}"}}' in expressions
     assert "sum by (decision) (rate(gpuquota_admission_requests_total" in expressions
     assert "histogram_quantile(0.99, sum by (le) (rate(gpuquota_admission_duration_seconds_bucket" in expressions
     assert "max by (model) (gpuquota_cluster_capacity_tpp" in expressions
     assert "sum by (class)" in expressions
     assert any("by model and class" in t for t in titles)
-    assert 'sum(gpuquota_reconciler_leader{namespace="gpuquota-system"})' in expressions  # is anyone settling?
+    assert f"sum(gpuquota_reconciler_leader{{{at}}})" in expressions  # is anyone settling?
     assert "gpuquota_reconciler_last_sync_timestamp_seconds" in expressions
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -154,13 +155,9 @@ def test_identical_denials_fold_per_cluster(ledger_url: str) -> None:
     with opened(ledger_url, A) as a, opened(ledger_url, B) as b:
         denied = reservation("d1").audit
         for ledger, uid in ((a, "d1"), (a, "d2"), (b, "d3")):
-            ledger.record_decision(type(denied)(**{**_fields(denied), "request_uid": uid, "allowed": False}))
+            ledger.record_decision(replace(denied, request_uid=uid, allowed=False))
         records = a.decisions()
     assert sorted((d.cluster, d.repeats) for d in records) == [("a", 2), ("b", 1)]
-
-
-def _fields(record: object) -> dict[str, object]:
-    return {name: getattr(record, name) for name in record.__slots__}  # type: ignore[attr-defined]
 
 
 # --- the fleet cap holds under a race split across clusters ---------------------------------------------------
@@ -219,3 +216,24 @@ def test_admissions_split_across_clusters_never_exceed_the_fleet_cap(
 def test_the_fleet_cap_holds_on_sqlite_too(tmp_path: object) -> None:
     admitted = _race(f"sqlite:///{tmp_path}/fleet.db", [0, 1] * 8)
     assert admitted["a"] + admitted["b"] == 10
+
+
+def test_a_report_shows_every_cluster_and_filters_one(ledger_url: str) -> None:
+    from gpuquota.ledger.report import GroupBy, Period, build_report, to_csv, to_table  # noqa: PLC0415
+
+    period = Period.from_days(NOW.date(), NOW.date())
+    with opened(ledger_url, A) as a, opened(ledger_url, B) as b:
+        a.reserve(reservation("ra", name="train"), NOW)
+        b.reserve(reservation("rb1", name="train"), NOW)
+        b.reserve(reservation("rb2", name="eval"), NOW)
+        fleet = build_report(a.reservations(period.start, period.end), a.decisions(period.start, period.end), period,
+                             GroupBy.CLUSTER, NOW + timedelta(hours=1))
+        only_b = build_report(a.reservations(period.start, period.end, cluster="b"),
+                              a.decisions(period.start, period.end, cluster="b"), period, GroupBy.TENANT,
+                              NOW + timedelta(hours=1))
+    assert [(r.subject, r.reservations) for r in fleet.rows] == [("a", 1), ("b", 2), ("(all)", 3)]
+    assert fleet.clusters == ("a", "b")
+    assert "clusters: a, b" in to_table(fleet)
+    assert "cluster,a,1," in to_csv(fleet)
+    assert [(r.subject, r.reservations) for r in only_b.rows] == [("acme", 2), ("(all)", 2)]
+    assert only_b.clusters == ("b",)

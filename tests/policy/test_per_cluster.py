@@ -31,7 +31,7 @@ def admit(usage: dict[UsageKey, float], decision: Decision) -> None:
 
 
 def test_per_cluster_and_fleet_caps_at_once() -> None:
-    policy, usage = both(), {}
+    policy, usage = both(), dict[UsageKey, float]()
     admit(usage, decide(demand(32), tenant(), usage, policy, now=NOW, cluster="a"))
     refused = decide(demand(8), tenant(), usage, policy, now=NOW, cluster="a")  # a is at its per-cluster cap
     assert not refused.allowed

@@ -16,7 +16,7 @@ from gpuquota.ledger import ReservationRecord, open_ledger
 from tests.admission.pki import TestCA, make_ca
 from tests.admission.reviews import TRAINING_OPERATOR
 from tests.admission.serverproc import TEST_POLICY, Server, start_server, tenants_yaml, wait_for
-from tests.kube.apiserver import ApiState, api_server
+from tests.kube.apiserver import ApiState, api_server, with_kube_system
 from tests.ledger.conftest import postgres_server_url  # noqa: F401 - re-exported fixture
 
 TRUSTED_OPERATOR = "ci-operator@example.com"  # named with --trusted-controller on the test server
@@ -86,7 +86,7 @@ def cluster_server(setup: Setup, directory: Path, state: ApiState) -> Iterator[S
     directory.mkdir(parents=True, exist_ok=True)
     token = directory / "token"
     token.write_text(state.token)
-    with api_server(state) as url:
+    with api_server(with_kube_system(state)) as url:
         server = start_server(directory / "srv", policy=setup.policy, tenants=setup.tenants, tls=setup.tls,
                               ca_file=setup.ca.ca_file,
                               extra=("--kube", "in-cluster", "--api-server", url, "--token-file", str(token), *TRUSTED))

@@ -15,7 +15,7 @@ import pytest
 
 from tests.admission.conftest import Setup
 from tests.admission.serverproc import Server, free_port, start_server, verifier, wait_for
-from tests.kube.apiserver import ApiState, api_server
+from tests.kube.apiserver import ApiState, api_server, with_kube_system
 
 READER: dict[str, Any] = {"username": "system:serviceaccount:monitoring:prometheus", "uid": "u-1",
                           "groups": ["system:authenticated"]}
@@ -70,7 +70,7 @@ def test_probes_answer_while_the_webhook_port_is_full(plain: tuple[Server, int])
 
 @pytest.fixture(scope="module")
 def secured(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int, ApiState]]:
-    state = ApiState(users={"prom-token": READER, "nosy-token": NOSY})
+    state = with_kube_system(ApiState(users={"prom-token": READER, "nosy-token": NOSY}))
     state.allowed.add((READER["username"], "get", "/metrics"))
     directory: Path = tmp_path_factory.mktemp("secured-metrics")
     (directory / "token").write_text(state.token)

@@ -22,6 +22,7 @@ from tests.inventory.conftest import fake_nvml_library  # noqa: F401 - re-export
 
 CRD_GROUPS = frozenset({"jobset.x-k8s.io", "leaderworkerset.x-k8s.io", "kubeflow.org", "trainer.kubeflow.org",
                         "ray.io", "kueue.x-k8s.io"})
+FLEET_NAMESPACE = "e2e-fleet"  # judged by the fleet's webhooks (test_fleet); the main one skips it
 OUTAGE_NAMESPACE = "e2e-outage"  # judged by a second release whose webhook the outage tests stop; the main one skips it
 # (with the run's suffix, as every namespace: Gpuquota.name)
 
@@ -64,5 +65,5 @@ def gpuquota(cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFact
     Namespace labels the admin sets (``Gpuquota.tenant``)."""
     run = secrets.token_hex(2)
     with install(cluster, tmp_path_factory.mktemp("gpuquota-e2e"), TEST_POLICY, run=run,
-                 exclude=[f"{OUTAGE_NAMESPACE}-{run}"]) as g:
+                 exclude=[f"{OUTAGE_NAMESPACE}-{run}", f"{FLEET_NAMESPACE}-{run}"]) as g:
         yield g

@@ -94,6 +94,7 @@ CASES: tuple[Case, ...] = (
     Case("kueue", {"kueue": {"enabled": True, "checkName": "compute-caps", "interval": 2}},
          api_versions=(MONITORING_API,), monitoring=True),
     Case("kueue-ha-postgresql", {"kueue": {"enabled": True, "leaderElection": {"enabled": False}},
+                                 "clusterName": "eu-west",  # one cluster of a fleet on a shared ledger
                                  "ledger": {"postgresql": {"existingSecret": PG_SECRET}},
                                  "networkPolicy": {"apiServerCIDRs": ["10.0.0.10/32"]}}, postgres=True),
     Case("mtls-networkpolicy",

@@ -21,6 +21,7 @@ from tests.deploy.chart import (
     case,
     find,
     kinds,
+    pod_specs,
     render,
     rendered_file,
     values_file,
@@ -259,3 +260,17 @@ def test_a_tenant_change_does_not_restart_the_webhook(tmp_path: Path) -> None:
         del template["metadata"]["annotations"]["checksum/tls"]  # a fresh certificate per offline render
         templates.append(template)
     assert templates[0] == templates[1]
+
+
+@pytest.mark.parametrize(("name", "cluster"), [("kueue-ha-postgresql", "eu-west"), ("kueue", None)])
+def test_every_process_on_the_ledger_claims_the_clusters_name(name: str, cluster: str | None) -> None:
+    """A fleet's processes count perCluster rules and settle reservations by their cluster's name: one that forgot
+    it would claim ``default`` on the shared ledger (refused there) or count against another cluster."""
+    seen = set()
+    for _, pod in pod_specs(render(name)):
+        for container in pod["containers"]:
+            command, *flags = container["args"]
+            seen.add(command)
+            named = [f.partition("=")[2] for f in flags if f.startswith("--cluster-name=")]
+            assert named == ([] if cluster is None else [cluster]), (command, flags)
+    assert {"serve", "reconcile", "agent", "kueue-check"} <= seen

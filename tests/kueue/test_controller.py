@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuquota.admission.live import LiveConfig
+from gpuquota.clusters import ClusterIdentity
 from gpuquota.kube.api import JsonObject
 from gpuquota.kueue.controller import API, KueueCheck
 from gpuquota.kueue.metrics import KueueCheckMetrics
@@ -80,3 +81,61 @@ def test_reserve_wait_release_admit(tmp_path: Path) -> None:
         assert [r.workload.name for r in ledger.active_reservations()] == ["second"]
     finally:
         ledger.close()
+
+
+PER_CLUSTER_POLICY = KUEUE_POLICY.replace(
+    "rules:\n",
+    "rules:\n"
+    "  - id: tenant-per-cluster\n"
+    "    description: tier-2 tenants hold at most 8 H100 SXM at once in one cluster\n"
+    "    match:\n      tiers: [tier-2]\n"
+    "    cap:\n      kind: concurrent-tpp\n      amount: 126656\n"
+    "    scope: tenant\n    perCluster: true\n    action: deny\n",
+)
+
+
+def test_each_clusters_check_counts_its_cluster_and_the_fleet(tmp_path: Path) -> None:
+    """Two clusters' checks on one ledger: a perCluster cap counts the judging cluster's usage only, the fleet cap
+    everyone's, and each check's reservation is its own cluster's (the other cluster's reconciler leaves it)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(PER_CLUSTER_POLICY)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    sides = []
+    for name in ("a", "b"):
+        ledger = open_ledger(url, identity=ClusterIdentity(name, explicit=True, uid=f"kube-system-{name}"))
+        kube = FakeKube()
+        check = KueueCheck(kube, ledger, LiveConfig(str(policy), None), metrics=KueueCheckMetrics(),
+                           watch_nodes=False, cluster=name)
+        kube.put(f"{API}/admissionchecks/{CHECK}", admission_check())
+        check.stores["resourceflavors"].replace([flavor()])
+        check.namespaces.replace([namespace("acme", "BR")])
+        sides.append((check, kube, ledger))
+    (check_a, kube_a, ledger_a), (check_b, kube_b, ledger_b) = sides
+    try:
+        first, second = workload("first", "acme"), workload("second", "acme")  # 8 GPUs each, in cluster a
+        for w in (first, second):
+            kube_a.put(_path(w), w)
+        _load(check_a, kube_a, [first, second])
+        check_a.pass_once()
+        assert _state(kube_a, first)[0] == "Ready"
+        state, message = _state(kube_a, second)
+        assert state == "Pending"  # the per-cluster cap: 8 of 8 in cluster a, though the fleet has room
+        assert "cluster a" in message, message
+
+        third, fourth = workload("third", "acme"), workload("fourth", "acme")  # in cluster b
+        kube_b.put(_path(third), third)
+        _load(check_b, kube_b, [third])
+        check_b.pass_once()
+        assert _state(kube_b, third)[0] == "Ready"  # cluster b's own 8: the fleet holds 16 of 16 now
+        assert [(r.workload.name, r.cluster) for r in ledger_b.active_reservations()] == [("third", "b")]
+        assert [(r.workload.name, r.cluster) for r in ledger_a.active_reservations()] == [("first", "a")]
+
+        kube_b.put(_path(fourth), fourth)
+        _load(check_b, kube_b, [third, fourth])
+        check_b.pass_once()
+        state, message = _state(kube_b, fourth)
+        assert state == "Pending"  # the fleet-wide tenant cap, filled by both clusters
+        assert "tenant-cap" in message or "tenant cap" in message, message
+    finally:
+        ledger_a.close()
+        ledger_b.close()

@@ -373,6 +373,9 @@ readiness probe, so a check-only problem never takes the webhook out of its Serv
     {{- range .Values.webhook.gpuResources.deviceClasses }}
     - {{ include "gpuquota.gpuTableFlag" (dict "flag" "--gpu-device-class" "entry" .) | quote }}
     {{- end }}
+    {{- with .Values.clusterName }}
+    - --cluster-name={{ . }}
+    {{- end }}
     - --interval={{ .Values.kueue.interval }}
     - --metrics-port={{ .Values.kueue.metricsPort }}
     {{- if .Values.kueue.leaderElection.enabled }}

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from gpuquota.commands.catalog_option import CatalogOption
+from gpuquota.commands.clusteropts import ClusterNameOption, cluster_name_of
 from gpuquota.commands.gpuopts import GpuDeviceClassOption, GpuResourceOption, gpu_table
 from gpuquota.commands.kubeopts import (
     ApiServerOption,
@@ -72,6 +73,7 @@ def kueue_check(  # noqa: PLR0917 - typer maps each parameter to an option
     ca_file: CaFileOption = None,
     insecure_skip_tls_verify: InsecureOption = False,
     log_level: LogLevelOption = "info",
+    cluster_name: ClusterNameOption = None,
 ) -> None:
     """Serve gpuquota's Kueue AdmissionCheck: Ready, Pending or Rejected for each Workload by the compute caps."""
     from gpuquota.admission.live import LiveConfig  # noqa: PLC0415 - keep `gpuquota --help` fast
@@ -84,16 +86,17 @@ def kueue_check(  # noqa: PLR0917 - typer maps each parameter to an option
         raise UserError("--interval must be positive")
     if not -1 <= metrics_port < 65536:
         raise UserError(f"--metrics-port must be between -1 and 65535, not {metrics_port}")
+    cluster = cluster_name_of(cluster_name)
     setup_logging(log_level)
     table = gpu_table(gpu_resource, gpu_device_class, 8)
     live = LiveConfig(policy, tenants, catalog_path=catalog)  # a bad file is a UserError: exit 2
     kube_options = KubeOptions(api_server, token_file, ca_file, insecure_skip_tls_verify, kubeconfig, context)
     election = election_of(leader_elect, kube_options, lease_name, lease_namespace, ELECTION_TIMING)
-    opened, kube = ledger_and_kube(ledger, kube_options)
-    metrics = KueueCheckMetrics()
+    opened, kube = ledger_and_kube(ledger, kube_options, cluster_name)
+    metrics = KueueCheckMetrics(cluster=cluster_name and cluster)
     watches = WatchHealth()
     metrics.registry.register(watches.collector())
-    check = KueueCheck(kube, opened, live, metrics=metrics, health=watches, gpu_resources=table)
+    check = KueueCheck(kube, opened, live, metrics=metrics, health=watches, gpu_resources=table, cluster=cluster)
     health = ReconcilerHealth(Heartbeat(), opened.ping, stuck_after_s=stuck_after_default(interval),
                               kube_problems=watches.problems)
     server = serve_probes(metrics.registry, health, metrics_host, metrics_port, "kueue-check")

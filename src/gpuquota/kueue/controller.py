@@ -25,6 +25,7 @@ from gpuquota.admission.judge import Judge, audit_record, reservation_of
 from gpuquota.admission.live import LiveConfig
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.outcome import Case
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.inventory.cluster import ClusterInventory, run_node_watch
 from gpuquota.kube import KubeApi, KubeError
 from gpuquota.kube.api import JsonObject, WatchEvent
@@ -115,8 +116,10 @@ class KueueCheck:
 
     def __init__(self, kube: KubeApi, ledger: ReconcilerLedger, live: LiveConfig, *, metrics: KueueCheckMetrics,
                  health: WatchHealth | None = None, gpu_resources: GpuResources | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), watch_nodes: bool = True) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), watch_nodes: bool = True,
+                 cluster: str = DEFAULT_CLUSTER) -> None:
         self.kube = kube
+        self.cluster = cluster  # this cluster's name on a fleet's shared ledger: where perCluster rules count
         self.ledger = ledger
         self.live = live
         self.metrics = metrics
@@ -127,7 +130,7 @@ class KueueCheck:
         inventory = self.inventory
         self.judge = Judge(ledger, None, clock=clock, namespaces=self.namespaces,
                            inventory_models=inventory.models if inventory is not None else (lambda: ()),
-                           gpu_resources=gpu_resources)
+                           gpu_resources=gpu_resources, cluster=cluster)
         self.stores = {plural: ObjectStore() for plural in ("workloads", "admissionchecks", "resourceflavors")}
         self.reflectors = [
             Reflector(kube, f"{API}/{plural}", store, name=f"{plural}.{GROUP}", health=health,
@@ -238,16 +241,18 @@ class KueueCheck:
                 self._set(w, check, Verdict(CheckState.READY, f"gpuquota: {ref} already holds its reservation",
                                             Reason.ADMITTED), now, result)
                 return
-        usage = {} if demand is None else self.ledger.usage(usage_keys(snap.policy, demand, tenant, now), now)
-        decided, decision = verdict(demand, tenant, usage, snap.policy, now)
+        usage = ({} if demand is None
+                 else self.ledger.usage(usage_keys(snap.policy, demand, tenant, now, self.cluster), now))
+        decided, decision = verdict(demand, tenant, usage, snap.policy, now, cluster=self.cluster)
         current = w.check(check)
         if (demand is not None and decision is not None and decided.state is not CheckState.READY
                 and (current is None or decided.message != current.message)):  # audit each new refusal once
             case = self._case(w, ref, demand, tenant, snap.policy)
-            self.ledger.record_decision(audit_record(case, decision, now))
+            self.ledger.record_decision(audit_record(case, decision, now, self.cluster))
         if decided.reserves and demand is not None and decision is not None:
             case = self._case(w, ref, demand, tenant, snap.policy)
-            reserved = self.ledger.reserve(reservation_of(case, decision, audit_record(case, decision, now)), now)
+            record = audit_record(case, decision, now, self.cluster)
+            reserved = self.ledger.reserve(reservation_of(case, decision, record), now)
             if reserved.status is ReserveStatus.CAP_EXCEEDED:
                 log.info("%s: the cap filled while it was being admitted; judging again next pass", w)
                 result.pending[Reason.CAP.value] += 1

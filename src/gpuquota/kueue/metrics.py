@@ -9,6 +9,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gpuquota.kueue.verdict import CheckState, Reason
+from gpuquota.labelled_registry import cluster_registry
 
 PENDING_REASONS: Final = (Reason.CAP.value, "ledger-unavailable")
 
@@ -16,8 +17,8 @@ PENDING_REASONS: Final = (Reason.CAP.value, "ledger-unavailable")
 class KueueCheckMetrics:
     """One registry per controller (tests run several in one process)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None, cluster: str | None = None) -> None:
+        self.registry = registry if registry is not None else cluster_registry(cluster)  # cluster: --cluster-name
         self.leader = Gauge(
             "gpuquota_kueue_check_leader",
             "1 while this replica holds the Kueue check's Lease (or runs without leader election), else 0.",

@@ -18,6 +18,7 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Final
 
+from gpuquota.clusters import DEFAULT_CLUSTER
 from gpuquota.domain import Decision, Demand, Tenant, Usage
 from gpuquota.kueue.workload import Workload
 from gpuquota.policy import Policy, decide
@@ -92,19 +93,20 @@ def _clip(text: str) -> str:
     return fmt.clip(text, MESSAGE_LIMIT)
 
 
-def verdict(demand: Demand | None, tenant: Tenant, usage: Usage, policy: Policy, now: datetime) -> tuple[
-        Verdict, Decision | None]:
+def verdict(demand: Demand | None, tenant: Tenant, usage: Usage, policy: Policy, now: datetime, *,
+            cluster: str = DEFAULT_CLUSTER) -> tuple[Verdict, Decision | None]:
     """The check state for ``demand`` given what the ledger counts (``usage``), and the decision it rests on
-    (``None`` without GPUs). A denial is ``Rejected`` only when the demand is denied on an empty ledger too."""
+    (``None`` without GPUs). A denial is ``Rejected`` only when the demand is denied on an empty ledger too.
+    ``cluster`` is where perCluster rules count (the check's own cluster, as for the webhook beside it)."""
     if demand is None:
         return Verdict(CheckState.READY, "gpuquota: no GPUs requested", Reason.NO_GPU), None
-    decision = decide(demand, tenant, usage, policy, now=now)
+    decision = decide(demand, tenant, usage, policy, now=now, cluster=cluster)
     if decision.allowed:
         notes = "".join(f" Warning: {w}" for w in decision.warnings)
         return Verdict(CheckState.READY, _clip(
             f"gpuquota: {fmt.tpp(demand.tpp)} TPP ({demand.gpus:g} GPUs) reserved for tenant {tenant.name}.{notes}"),
             Reason.ADMITTED), decision
-    alone = decide(demand, tenant, {}, policy, now=now)
+    alone = decide(demand, tenant, {}, policy, now=now, cluster=cluster)
     if not alone.allowed:
         reason = Reason.NO_TENANT if tenant.jurisdiction is None else Reason.NEVER_FITS
         return Verdict(CheckState.REJECTED, _clip(f"gpuquota: can never be admitted: {alone.message}"),

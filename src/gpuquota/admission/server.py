@@ -41,7 +41,7 @@ from gpuquota.admission.metrics import WebhookMetrics
 from gpuquota.admission.metrics_auth import KubernetesMetricsAuth
 from gpuquota.admission.metrics_listener import create_metrics_app
 from gpuquota.admission.namespaces import NamespaceCache
-from gpuquota.admission.tls import CertPair, generate_self_signed, reload_cert_chain
+from gpuquota.admission.tls import CertPair, ClientVerification, generate_self_signed, reload_cert_chain
 from gpuquota.admission.transport import ConnectionLimits, TransportStats, guarded_loop_factory, guarded_protocol
 from gpuquota.clusters import cluster_identity, cluster_name_of
 from gpuquota.errors import UserError
@@ -326,9 +326,11 @@ class Webhook:
         inventory_ok = self.inventory is None or self.inventory.synced.is_set()
         return namespaces_ok and inventory_ok
 
-    async def watch_files(self, contexts: list[ssl.SSLContext]) -> None:
-        """Reloads: policy and tenants files, and the certificate into every listener's context."""
+    async def watch_files(self, contexts: list[ssl.SSLContext], clients: ClientVerification | None = None) -> None:
+        """Reloads: policy and tenants files, the certificate into every listener's context, and the client CA
+        bundle of mutual TLS (``clients``) with it."""
         cert_watches = [FileWatch(p) for p in (self.cert.cert, self.cert.key)] if self.cert is not None else []
+        ca_watch = FileWatch(clients.client_ca) if clients is not None else None
         while True:
             await asyncio.sleep(self.settings.reload_interval_s)
             self.audit.flush()
@@ -338,6 +340,17 @@ class Webhook:
                 if any(changed):
                     for context in contexts:
                         self._reload_cert(context, self.cert)
+                if clients is not None and ca_watch is not None and (ca_watch.changed() or any(changed)):
+                    self._reload_clients(clients)
+
+    def _reload_clients(self, clients: ClientVerification) -> None:
+        try:
+            clients.reload()
+        except (OSError, ssl.SSLError) as exc:
+            self.metrics.errors.labels("reload_failed").inc()
+            log.error("rejected the new client CA bundle %s (keeping the current one): %s", clients.client_ca, exc)
+        else:
+            log.warning("client CA bundle reloaded from %s", clients.client_ca)
 
     def _reload_cert(self, context: ssl.SSLContext, pair: CertPair) -> None:
         try:
@@ -411,7 +424,11 @@ async def _serve(webhook: Webhook) -> None:
     webhook.start_threads()
     webhook.check_ledger()
     contexts = [c.ssl for c in configs if c.ssl is not None]
-    tasks = [asyncio.create_task(webhook.watch_ledger()), asyncio.create_task(webhook.watch_files(contexts)),
+    clients = None
+    if webhook.settings.client_ca is not None and webhook.cert is not None and config.ssl is not None:
+        clients = ClientVerification(config.ssl, webhook.cert, webhook.settings.client_ca)
+    tasks = [asyncio.create_task(webhook.watch_ledger()),
+             asyncio.create_task(webhook.watch_files(contexts, clients)),
              asyncio.create_task(webhook.freeze_caches())]
     metrics_task = asyncio.create_task(secondary.serve()) if secondary is not None else None
     scheme = "http" if webhook.cert is None else "https"

@@ -2,7 +2,9 @@
 a cert-manager (or the chart) rotates under a running server.
 
 Reload works on the live ``ssl.SSLContext`` uvicorn created: ``load_cert_chain`` swaps the chain for every new
-handshake while open connections keep theirs, so rotation needs no restart and drops no request.
+handshake while open connections keep theirs, so rotation needs no restart and drops no request. The client CA
+bundle of mutual TLS (``--client-ca``) cannot be reloaded that way — OpenSSL adds CAs to a live context but never
+takes one out — so ``ClientVerification`` hands each new handshake to a context rebuilt from the files.
 """
 
 from __future__ import annotations
@@ -77,3 +79,35 @@ def reload_cert_chain(context: ssl.SSLContext, pair: CertPair) -> None:
     because a failed ``load_cert_chain`` can leave a context with a certificate and no matching key."""
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(pair.cert), str(pair.key))
     context.load_cert_chain(str(pair.cert), str(pair.key))
+
+
+class ClientVerification:
+    """The webhook port's check of client certificates (``--client-ca``), reloadable in both directions.
+
+    A CA rotated out of the bundle must stop being trusted without a restart, and a live context cannot forget a
+    CA. So each reload builds a fresh context (serving chain and the bundle as the files now are), and the
+    listener's own context hands every new handshake to the newest one from its server-name callback, which
+    OpenSSL calls with or without SNI (an API server dialling the pod's address sends none). Open connections keep
+    the context they started with.
+    """
+
+    def __init__(self, listener: ssl.SSLContext, pair: CertPair, client_ca: Path) -> None:
+        self.pair = pair
+        self.client_ca = client_ca
+        self.current = listener
+        listener.sni_callback = self._hand_over
+
+    def _hand_over(self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None,
+                   context: ssl.SSLContext) -> None:
+        current = self.current
+        if current is not context:
+            connection.context = current
+
+    def reload(self) -> None:
+        """The next context from the files. A bundle with no certificate, or a chain and key that do not match,
+        raises ``ssl.SSLError`` (or ``OSError``) and leaves the current context in force."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(self.pair.cert), str(self.pair.key))
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=str(self.client_ca))
+        self.current = context

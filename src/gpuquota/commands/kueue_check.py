@@ -31,7 +31,16 @@ from gpuquota.commands.kubeopts import (
     TokenFileOption,
     setup_logging,
 )
-from gpuquota.commands.reconcile import DEFAULT_LEDGER, election_of, lead, ledger_and_kube, serve_probes
+from gpuquota.commands.reconcile import (
+    DEFAULT_LEDGER,
+    ProbeHostOption,
+    ProbePortOption,
+    check_probe_port,
+    election_of,
+    lead,
+    ledger_and_kube,
+    serve_probes,
+)
 from gpuquota.errors import UserError
 
 DEFAULT_LEASE = "gpuquota-kueue-check"
@@ -62,10 +71,8 @@ def kueue_check(  # noqa: PLR0917 - typer maps each parameter to an option
         str | None,
         typer.Option(help="Namespace of the Lease (default: $POD_NAMESPACE, else the service account's namespace)."),
     ] = None,
-    metrics_port: Annotated[
-        int, typer.Option(help="Port of /metrics, /healthz and /readyz (0: any free port; -1: none of them).")
-    ] = DEFAULT_METRICS_PORT,
-    metrics_host: Annotated[str, typer.Option(help="Address of /metrics.")] = "0.0.0.0",  # noqa: S104 - pod
+    metrics_port: ProbePortOption = DEFAULT_METRICS_PORT,
+    metrics_host: ProbeHostOption = "0.0.0.0",  # noqa: S104 - in a pod
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     api_server: ApiServerOption = None,
@@ -84,8 +91,7 @@ def kueue_check(  # noqa: PLR0917 - typer maps each parameter to an option
 
     if interval <= 0:
         raise UserError("--interval must be positive")
-    if not -1 <= metrics_port < 65536:
-        raise UserError(f"--metrics-port must be between -1 and 65535, not {metrics_port}")
+    check_probe_port(metrics_port)
     cluster = cluster_name_of(cluster_name)
     setup_logging(log_level)
     table = gpu_table(gpu_resource, gpu_device_class, 8)

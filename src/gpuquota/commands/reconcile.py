@@ -53,6 +53,18 @@ if TYPE_CHECKING:
 DEFAULT_LEDGER = "sqlite:///var/ledger.sqlite3"
 DEFAULT_LEASE = "gpuquota-reconciler"
 DEFAULT_METRICS_PORT = 9102
+
+# The probe and metrics listener of the controllers (reconcile, kueue-check): the same flags, help and check in both.
+ProbePortOption = Annotated[
+    int, typer.Option("--metrics-port",
+                      help="Port of /metrics, /healthz and /readyz (0: any free port; -1: none of them).")
+]
+ProbeHostOption = Annotated[str, typer.Option("--metrics-host", help="Address of /metrics.")]
+
+
+def check_probe_port(port: int) -> None:
+    if not -1 <= port < 65536:
+        raise UserError(f"--metrics-port must be between -1 and 65535, not {port}")
 log = logging.getLogger("gpuquota.reconcile")
 
 
@@ -95,10 +107,8 @@ def reconcile(  # noqa: PLR0917 - typer maps each parameter to an option
         float, typer.Option(help="Seconds a leader keeps trying to renew before it steps down.")
     ] = 10.0,
     retry_period: Annotated[float, typer.Option(help="Seconds between tries to acquire or renew the Lease.")] = 2.0,
-    metrics_port: Annotated[
-        int, typer.Option(help="Port of /metrics, /healthz and /readyz (0: any free port; -1: none of them).")
-    ] = DEFAULT_METRICS_PORT,
-    metrics_host: Annotated[str, typer.Option(help="Address of /metrics.")] = "0.0.0.0",  # noqa: S104 - pod
+    metrics_port: ProbePortOption = DEFAULT_METRICS_PORT,
+    metrics_host: ProbeHostOption = "0.0.0.0",  # noqa: S104 - in a pod
     stuck_after: Annotated[
         float | None,
         typer.Option(
@@ -194,8 +204,7 @@ def _check_numbers(grace: float, interval: float, resync: float, metrics_port: i
         raise UserError("--grace must be ≥ 0, --interval and --resync positive")
     if stuck_after is not None and stuck_after <= interval:
         raise UserError(f"--stuck-after must be longer than --interval ({interval:g} s), not {stuck_after:g}")
-    if not -1 <= metrics_port < 65536:
-        raise UserError(f"--metrics-port must be between -1 and 65535, not {metrics_port}")
+    check_probe_port(metrics_port)
 
 
 @dataclass(frozen=True, slots=True)

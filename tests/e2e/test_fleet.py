@@ -1,6 +1,7 @@
 """Many clusters, one ledger, on two real control planes: the run's cluster (a) and a second one started here (b,
 ``scripts/cluster up``), each with its own webhook (``--cluster-name a`` / ``b``) on one PostgreSQL. A tenant at its
-cap in a is refused in b; each cluster's reconciler settles only its own reservations; the report shows both."""
+cap in a is refused in b; each cluster's reconciler settles only its own reservations; the report shows both; a race
+of creates split across both clusters fills the fleet-wide cap exactly and never beyond."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from gpuquota.ledger import ReservationRecord, open_ledger
 from tests.admission.serverproc import GPUQUOTA, Server, free_port, start_server, tenants_yaml
-from tests.cluster import Cluster, Tenant
+from tests.cluster import Cluster, Result, Tenant, wait_until
 from tests.e2e.conftest import FLEET_NAMESPACE
 from tests.e2e.install import NAMESPACE, RELEASE, WEBHOOK_SA, Gpuquota, externally_served, install_chart
 from tests.e2e.manifests import pod
@@ -32,9 +34,9 @@ class Member:
     webhook: Server
     tenant: Tenant
 
-    def reconcile_once(self, url: str) -> None:
+    def reconcile_once(self, url: str, *args: str) -> None:
         subprocess.run([str(GPUQUOTA), "reconcile", "--once", "--ledger", url, "--metrics-port", "-1",
-                        "--cluster-name", self.name, *self.cluster.api_flags(self.token)],
+                        "--cluster-name", self.name, *args, *self.cluster.api_flags(self.token)],
                        check=True, capture_output=True, timeout=120)
 
 
@@ -124,3 +126,30 @@ def test_a_tenant_at_its_cap_in_one_cluster_is_refused_in_the_other(fleet: Fleet
     rows = {line.split(",")[1]: line for line in report.splitlines()[1:]}
     assert set(rows) == {"a", "b", "(all)"}
     assert rows["b"].startswith("cluster,b,1,1,")  # one admission, one denial in cluster b
+
+
+def test_a_race_split_across_both_clusters_fills_the_fleet_cap_exactly(fleet: Fleet) -> None:
+    """The tenant's cap freed (its pods deleted, each cluster's reconciler releasing its own), then 2-GPU pods
+    created at once in both clusters, twice the cap's worth: as many are admitted as fit fleet-wide (8 × 2 of 16),
+    every other one is refused by the cap, and the ledger never holds more than the cap."""
+    for member, name in ((fleet.a, "train-a"), (fleet.b, "train-b")):
+        assert member.tenant.kubectl("delete", "pod", name, "--ignore-not-found").ok
+
+    def released() -> bool:
+        for member in (fleet.a, fleet.b):
+            member.reconcile_once(fleet.url, "--grace", "1")
+        return not fleet.active()
+
+    wait_until(released, timeout_s=60, interval_s=1.0, what="both clusters' reconcilers releasing the deleted pods")
+
+    def create(member: Member, index: int) -> Result:
+        return member.tenant.apply(pod(f"race-{member.name}-{index}", gpus=2))
+
+    attempts = [(member, index) for index in range(8) for member in (fleet.a, fleet.b)]
+    with ThreadPoolExecutor(max_workers=len(attempts)) as pool:
+        results = list(pool.map(lambda attempt: create(*attempt), attempts))
+    refused = [r for r in results if not r.ok]
+    assert all("tenant-cap" in r.stderr for r in refused), [r.output for r in refused]
+    active = fleet.active()
+    assert sum(r.gpus for r in active) == 16  # filled exactly, never beyond, across both clusters
+    assert len(results) - len(refused) == len(active) == 8

@@ -4,19 +4,18 @@ workload's tree holds GPUs; riders give their budget back as their pods go; runn
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from gpuquota.domain import Metric, Scope, UsageKey
-from gpuquota.ledger import Rider, RideStatus, WorkloadRef, open_ledger
+from gpuquota.ledger import Rider, RideStatus, WorkloadRef
 from gpuquota.ledger.store import SqlLedger
 from gpuquota.reconcile import Reconciler
 from gpuquota.reconcile.overrun import overruns
 from gpuquota.testing import FakeKube
 from tests.ledger.builders import reservation
+from tests.reconcile.conftest import Clock
 from tests.reconcile.objects import job, job_complete, pod
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -26,21 +25,6 @@ PODS = f"/api/v1/namespaces/{NS}/pods"
 LLM = WorkloadRef(NS, "Job", "llm", "batch")
 YEAR = UsageKey(Scope.TENANT, "acme", Metric.OPERATIONS, "calendar-year:2026")
 TPP = UsageKey(Scope.TENANT, "acme", Metric.CONCURRENT_TPP)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SqlLedger]:
-    opened = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield opened
-    opened.close()
 
 
 def setup(ledger: SqlLedger, *, object_uid: str = "uid-job-llm", max_runtime_s: float = 3600.0) -> tuple[

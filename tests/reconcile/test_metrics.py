@@ -14,8 +14,9 @@ from gpuquota.reconcile import Reconciler, ReconcilerMetrics
 from gpuquota.reconcile.metrics import STOPS, TRANSITIONS
 from gpuquota.testing import FakeKube
 from tests.ledger.builders import reservation
+from tests.reconcile.conftest import Clock
 from tests.reconcile.objects import job, job_complete
-from tests.reconcile.test_reconciler import JOBS, NS, PODS, T0, Clock
+from tests.reconcile.test_reconciler import JOBS, NS, PODS, T0
 
 
 def samples(metrics: ReconcilerMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

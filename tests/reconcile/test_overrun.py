@@ -5,9 +5,7 @@ in the ledger."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ import yaml
 from gpuquota.domain import OverrunAction
 from gpuquota.errors import UserError
 from gpuquota.kube import KubeError
-from gpuquota.ledger import WorkloadRef, open_ledger
+from gpuquota.ledger import WorkloadRef
 from gpuquota.ledger.report import GroupBy, Period, build_report
 from gpuquota.ledger.store import SqlLedger
 from gpuquota.policy import Policy, load_policy, parse_policy_text
@@ -25,6 +23,7 @@ from gpuquota.reconcile.overrun import Stop, stops
 from gpuquota.reconcile.plan import ClusterView
 from gpuquota.testing import FakeKube
 from tests.ledger.builders import reservation
+from tests.reconcile.conftest import Clock
 from tests.reconcile.objects import job, pod, ts
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -33,24 +32,6 @@ JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
 PODS = f"/api/v1/namespaces/{NS}/pods"
 BUNDLED = load_policy("ai-diffusion-2025")
 STOPPING = dataclasses.replace(BUNDLED, overrun_action=OverrunAction.STOP)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now.timestamp()
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SqlLedger]:
-    opened = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield opened
-    opened.close()
 
 
 class RefusingKube(FakeKube):

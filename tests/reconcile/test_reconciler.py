@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from gpuquota.ledger.store import SqlLedger
 from gpuquota.reconcile import ClusterView, Reconciler, plan, pod_starts
 from gpuquota.testing import FakeKube
 from tests.ledger.builders import H100_TPP, concurrent, reservation
+from tests.reconcile.conftest import Clock
 from tests.reconcile.objects import (
     condition,
     job,
@@ -31,21 +31,6 @@ ACME = concurrent(Scope.TENANT, "acme")
 YEAR = UsageKey(Scope.TENANT, "acme", Metric.OPERATIONS, "calendar-year:2026")
 JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
 PODS = f"/api/v1/namespaces/{NS}/pods"
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SqlLedger]:
-    opened = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield opened
-    opened.close()
 
 
 def admit(ledger: SqlLedger, name: str, when: datetime, *, kind: str = "Job", group: str = "batch",

@@ -12,8 +12,9 @@ from gpuquota.ledger.store import SqlLedger
 from gpuquota.reconcile import Reconciler
 from gpuquota.reconcile.health import Heartbeat, ReconcilerHealth
 from gpuquota.testing import FakeKube
+from tests.reconcile.conftest import Clock
 from tests.reconcile.objects import job
-from tests.reconcile.test_reconciler import JOBS, NS, T0, Clock, admit, ledger  # noqa: F401 - the ledger fixture
+from tests.reconcile.test_reconciler import JOBS, NS, T0, admit
 
 
 class NoPods(FakeKube):
@@ -28,7 +29,7 @@ class NoPods(FakeKube):
         return super().list(path, label_selector)
 
 
-def test_a_denied_resource_shows_in_readiness_and_recovers(ledger: SqlLedger) -> None:  # noqa: F811
+def test_a_denied_resource_shows_in_readiness_and_recovers(ledger: SqlLedger) -> None:
     kube, clock, watches = NoPods(), Clock(T0), WatchHealth(grace_s=3600)
     admit(ledger, "llm", T0)
     kube.put(f"{JOBS}/llm", job("llm", NS, T0))

@@ -390,9 +390,7 @@ class Judge:
         if settled is not None:
             return settled
         now = self.clock()
-        usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now, self.cluster), now)
-        decision = decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole,
-                              cluster=self.cluster)
+        usage, decision = self._on_usage(case, now)
         if not decision.allowed and self._already_admitted(case):
             return Owned(OwnerRef(case.workload.group, case.workload.kind, case.workload.name), retry=True)
         if case.dry_run or not BY_KEY[(case.workload.group, case.workload.kind)].reserves:
@@ -406,6 +404,12 @@ class Judge:
             self.ledger.record_decision(record)
             return Decided(case=case, decision=decision, usage=usage, record=record)
         return self._reserve(case, decision, usage, now)
+
+    def _on_usage(self, case: Case, now: datetime) -> tuple[Usage, Decision]:
+        """What the ledger counts now for ``case``'s rules, and the policy's decision on it."""
+        usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now, self.cluster), now)
+        return usage, decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole,
+                             cluster=self.cluster)
 
     def _held(self, case: Case) -> Decided:
         """A suspended workload: judged as if nothing else were held or spent — so only what could never be admitted
@@ -456,9 +460,7 @@ class Judge:
                 return Decided(case=case, decision=decision, usage=usage, status=result.status, record=record)
             # Another admission took the room between our read and our reserve: judge again on fresh figures.
             now = self.clock()
-            usage = self.ledger.usage(usage_keys(case.policy, case.demand, case.tenant, now, self.cluster), now)
-            decision = decide(case.demand, case.tenant, usage, case.policy, now=now, whole=case.whole,
-                              cluster=self.cluster)
+            usage, decision = self._on_usage(case, now)
             if not decision.allowed:
                 record = audit_record(case, decision, now, self.cluster)
                 self.ledger.record_decision(record)

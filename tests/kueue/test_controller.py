@@ -4,6 +4,7 @@ Kueue drops an evicted Workload's quota, and then admits the Workload that was w
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from gpuquota.kueue.metrics import KueueCheckMetrics
 from gpuquota.ledger import open_ledger
 from gpuquota.testing.kube import FakeKube
 from tests.kueue.objects import CHECK, KUEUE_POLICY, admission_check, flavor, namespace, workload
+from tests.ledger.builders import reservation
 
 
 def _path(obj: JsonObject) -> str:
@@ -139,3 +141,30 @@ def test_each_clusters_check_counts_its_cluster_and_the_fleet(tmp_path: Path) ->
     finally:
         ledger_a.close()
         ledger_b.close()
+
+
+def test_a_leftover_reservation_of_an_earlier_object_of_that_name_does_not_admit_a_new_one(tmp_path: Path) -> None:
+    """A Job deleted while its pods still hold GPUs keeps its reservation (releasing when they go); a new Job of the
+    same name queued meanwhile is another workload: judged and reserved under its own uid, never Ready on the old
+    object's reservation (which the reconciler then frees, leaving the new Job's pods uncharged)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(KUEUE_POLICY)
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    kube = FakeKube()
+    check = KueueCheck(kube, ledger, LiveConfig(str(policy), None), metrics=KueueCheckMetrics(), watch_nodes=False)
+    kube.put(f"{API}/admissionchecks/{CHECK}", admission_check())
+    check.stores["resourceflavors"].replace([flavor()])
+    check.namespaces.replace([namespace("acme", "BR")])
+    ledger.reserve(reservation("leftover", name="first", namespace="acme", gpus=8, object_uid="job-earlier-first"),
+                   datetime.now(UTC))
+    again = workload("first", "acme", gpus=8)  # its owner Job's uid: job-first
+    kube.put(_path(again), again)
+    try:
+        _load(check, kube, [again])
+        check.pass_once()
+        state, message = _state(kube, again)
+        assert state == "Ready"
+        assert "already holds" not in message, message
+        assert sorted(r.object_uid for r in ledger.active_reservations()) == ["job-earlier-first", "job-first"]
+    finally:
+        ledger.close()

@@ -26,6 +26,7 @@ from gpuquota.admission.live import LiveConfig
 from gpuquota.admission.namespaces import NamespaceCache
 from gpuquota.admission.outcome import Case
 from gpuquota.clusters import DEFAULT_CLUSTER
+from gpuquota.domain import Demand, Tenant
 from gpuquota.inventory.cluster import ClusterInventory, run_node_watch
 from gpuquota.kube import KubeApi, KubeError
 from gpuquota.kube.api import JsonObject, WatchEvent
@@ -46,7 +47,7 @@ from gpuquota.kueue.verdict import (
 )
 from gpuquota.kueue.workload import GROUP, VERSION, Workload, owner_demand, read_workload
 from gpuquota.ledger import LedgerError, ReconcilerLedger, ReserveStatus, WorkloadRef
-from gpuquota.policy import usage_keys
+from gpuquota.policy import Policy, usage_keys
 from gpuquota.workloads import GpuResources, WorkloadError
 
 log = logging.getLogger("gpuquota.kueue")
@@ -103,6 +104,12 @@ class _Turn:
 
 def _now_text(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _owner_uid(w: Workload) -> str:
+    """The identity the check reserves under (the Kueue contract): the owner's uid, which the webhook compares
+    when Kueue un-suspends the owner."""
+    return w.owner.uid if w.owner is not None else w.uid
 
 
 def _owner_ref(w: Workload) -> WorkloadRef:
@@ -236,8 +243,11 @@ class KueueCheck:
             return
         if demand is not None:
             view = self.ledger.find_active(ref)
-            if view is not None and view.tpp >= demand.tpp * (1 - 1e-9):
-                # Already reserved: by an earlier pass whose status write was lost, or by the webhook.
+            if (view is not None and view.tpp >= demand.tpp * (1 - 1e-9)
+                    and (not view.object_uid or view.object_uid == _owner_uid(w))):
+                # Already reserved for this very object: by an earlier pass whose status write was lost, or by the
+                # webhook. A reservation of an earlier object of that name (deleted, its pods still going) is not
+                # this one's: it is judged and reserved afresh, as the webhook judges its un-suspension.
                 self._set(w, check, Verdict(CheckState.READY, f"gpuquota: {ref} already holds its reservation",
                                             Reason.ADMITTED), now, result)
                 return
@@ -259,11 +269,11 @@ class KueueCheck:
                 return
         self._set(w, check, decided, now, result)
 
-    def _case(self, w: Workload, ref: WorkloadRef, demand: Any, tenant: Any, policy: Any) -> Case:
+    def _case(self, w: Workload, ref: WorkloadRef, demand: Demand, tenant: Tenant, policy: Policy) -> Case:
         queue = str((w.obj.get("spec") or {}).get("queueName") or "")
         return Case(uid=request_uid(w), operation="KUEUE", user=USER, dry_run=False, policy=policy, demand=demand,
                     whole=None, tenant=tenant, workload=ref, queue=queue,
-                    object_uid=w.owner.uid if w.owner is not None else w.uid)  # the contract: the owner's identity
+                    object_uid=_owner_uid(w))
 
     def _set(self, w: Workload, check: str, decided: Verdict, now: datetime, result: PassResult) -> None:
         """Write the check's state when it changed (a JSON patch that tests the entry's name first, so a list Kueue
